@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (set up, run the default sweep, write its report)
+# and `make test` (set up, run the tests). Setup installs the pinned CPU torch first, then the project.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/python -m orchestrator sweep=cpu_small
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+bench: setup
+	$(BIN)/python benchmarks/fit_speed.py
+	$(BIN)/python benchmarks/trainer_throughput.py
+
+clean:
+	rm -rf reports outputs mlruns mlflow.db mlflow.db-* checkpoints

@@ -1,0 +1,46 @@
+"""What each `action=` does. Thin shells over the pure core (planner, fitting) and the runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from orchestrator.config import Config
+from orchestrator.plan_view import format_plan
+from orchestrator.planner import Trial, plan
+from trainers.config import DataConfig
+
+
+def plan_trials(config: Config, *, datasets: dict[str, DataConfig]) -> list[Trial]:
+    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets)
+
+
+def local_cpus(config: Config) -> int:
+    return config.cluster.num_cpus or os.cpu_count() or 1
+
+
+def action_plan(config: Config, *, trials: list[Trial]) -> int:
+    """Print the plan; run nothing, write nothing."""
+    print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name))
+    return 0
+
+
+def action_run(config: Config, *, trials: list[Trial]) -> int:
+    from orchestrator.runner import run_sweep  # noqa: PLC0415
+
+    return run_sweep(config, trials=trials)
+
+
+def action_fit(config: Config, *, trials: list[Trial]) -> int:
+    from orchestrator.fitting.run import format_summary, run_fit  # noqa: PLC0415
+
+    report = run_fit(config.fit, name=None)
+    print(format_summary(report))
+    return 0
+
+
+ACTIONS: dict[str, Callable[..., int]] = {
+    "plan": action_plan,
+    "run": action_run,
+    "fit": action_fit,
+}

@@ -1,0 +1,181 @@
+"""Typed configuration of what a trial trains: the model shape, the data and the optimiser.
+
+These dataclasses are the schema of the Hydra groups `model/`, `data/` and `trainer/`. They import
+neither hydra nor omegaconf: the CLI composes the YAML, converts it once into these types, and
+everything below (planner, trainers, tracking) works with plain dataclasses or the plain dict a trial
+carries (`dataclasses.asdict`). Field docs are the user-facing documentation of every key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+POSITION_KINDS = ("learned", "rotary")
+DATASETS = ("synthetic", "bytes", "tokens")
+SCHEDULES = ("cosine", "wsd")
+TOKEN_DTYPES = ("uint16", "uint32")
+
+
+@dataclass
+class ModelConfig:
+    """A GPT-style decoder shape (group `model/`).
+
+    Either give the shape (`n_layer`, `d_model`, `n_head`) directly, or let a sweep resolve target
+    parameter counts to shapes with the shape rule (`aspect_ratio`, `head_dim`); the sweep overrides
+    `n_layer`/`d_model`/`n_head` per trial.
+    """
+
+    n_layer: int = 2
+    """Number of Transformer blocks."""
+    d_model: int = 64
+    """Residual stream width."""
+    n_head: int = 2
+    """Attention heads; must divide d_model."""
+    mlp_ratio: int = 4
+    """MLP hidden width d_ff = mlp_ratio * d_model."""
+    seq_len: int = 128
+    """Context length in tokens (training sequences are this long)."""
+    tied_embeddings: bool = True
+    """Share the token embedding with the output head."""
+    positions: str = "learned"
+    """Position encoding: learned (a seq_len x d_model table) or rotary (no parameters)."""
+    bias: bool = False
+    """Biases in linear layers and LayerNorms."""
+    aspect_ratio: int = 16
+    """Shape rule: d_model / n_layer when a sweep resolves a target parameter count to a shape."""
+    head_dim: int = 32
+    """Shape rule: width of one attention head; d_model is rounded to a multiple of it."""
+
+    def __post_init__(self) -> None:
+        for key in ("n_layer", "d_model", "n_head", "mlp_ratio", "seq_len", "aspect_ratio", "head_dim"):
+            value = getattr(self, key)
+            if value < 1:
+                raise ValueError(f"model.{key}={value} is invalid: it must be a positive integer.")
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
+                f"choose n_head among the divisors of d_model."
+            )
+        if self.positions not in POSITION_KINDS:
+            raise ValueError(f"model.positions={self.positions!r} is unknown: allowed are {', '.join(POSITION_KINDS)}.")
+        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ValueError(
+                f"model.positions=rotary needs an even head size, but d_model/n_head = "
+                f"{self.d_model}/{self.n_head} is odd."
+            )
+
+    @property
+    def d_ff(self) -> int:
+        return self.mlp_ratio * self.d_model
+
+
+@dataclass
+class DataConfig:
+    """Where training tokens come from (group `data/`). Nothing is ever downloaded.
+
+    - `synthetic`: a built-in random language (hidden Markov model) sampled from `seed`, whose true
+      per-token entropy is computed exactly, so every sweep on it knows its irreducible loss.
+    - `bytes`: byte-level text (vocab 256) from the file or folder at `path`.
+    - `tokens`: a pre-tokenised nanoGPT-layout folder (`train.bin`, `val.bin`, memmaps of `dtype`).
+    """
+
+    name: str = "synthetic"
+    """Dataset kind: synthetic, bytes or tokens."""
+    vocab_size: int = 256
+    """Vocabulary size (bytes: must be 256; tokens: stated by the user; synthetic: its alphabet)."""
+    path: str | None = None
+    """File or folder for bytes/tokens data."""
+    dtype: str = "uint16"
+    """Element type of token .bin files: uint16 or uint32."""
+    val_fraction: float = 0.05
+    """Bytes data: fraction of the corpus held out for evaluation (a contiguous tail, never trained on)."""
+    allow_repeat: bool = False
+    """Allow more than one epoch when the corpus is smaller than a trial's tokens D (epochs are recorded)."""
+    seed: int = 1234
+    """Synthetic language: seed of the language itself (not of the trial)."""
+    n_states: int = 64
+    """Synthetic language: hidden states of the HMM."""
+    zipf_exponent: float = 1.1
+    """Synthetic language: Zipf exponent of the emission and transition distributions."""
+    emit_support: int = 48
+    """Synthetic language: number of tokens each hidden state can emit."""
+    trans_support: int = 8
+    """Synthetic language: number of successor states each hidden state can move to."""
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"data.name={self.name!r} is unknown: allowed are {', '.join(DATASETS)}.")
+        if self.vocab_size < 2:
+            raise ValueError(f"data.vocab_size={self.vocab_size} is invalid: it must be at least 2.")
+        if self.name == "bytes" and self.vocab_size != 256:
+            raise ValueError(f"data.vocab_size={self.vocab_size} is invalid for data.name=bytes: it must be 256.")
+        if self.name in ("bytes", "tokens") and not self.path:
+            raise ValueError(f"data.path is required for data.name={self.name}: give a file or folder.")
+        if self.dtype not in TOKEN_DTYPES:
+            raise ValueError(f"data.dtype={self.dtype!r} is unknown: allowed are {', '.join(TOKEN_DTYPES)}.")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"data.val_fraction={self.val_fraction} is invalid: it must lie in (0, 0.5).")
+
+
+@dataclass
+class TrainerConfig:
+    """How a trial is trained and evaluated (group `trainer/`).
+
+    `target` names the training function (`module:function` or `module.function`); plug-in trainers
+    share the contract in `trainers/api.py`.
+    """
+
+    target: str = "trainers.gpt:train"
+    """The training function: the built-in GPT trainer, the surrogate, or a user's own."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    batch_tokens: int = 4096
+    """Tokens per optimizer step (sequences x seq_len); gradient accumulation when it does not fit."""
+    micro_batch_tokens: int = 0
+    """Tokens per forward pass; 0 means the whole batch in one pass."""
+    warmup_tokens: int = 0
+    """Linear warmup length in tokens; 0 means 2% of the trial's D."""
+    schedule: str = "cosine"
+    """cosine (decays to min_lr_ratio at exactly D tokens) or wsd (warmup-stable-decay)."""
+    decay_fraction: float = 0.2
+    """wsd: the final fraction of D spent decaying."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables."""
+    eval_interval_tokens: int = 0
+    """Evaluate every this many training tokens; 0 means 10 evaluations per run."""
+    eval_tokens: int = 65536
+    """Held-out tokens per evaluation."""
+    spike_factor: float = 4.0
+    """Stop as diverged when the train loss exceeds this factor times its running minimum."""
+    checkpoint_interval_tokens: int = 0
+    """Checkpoint every this many tokens when the trial has a checkpoint directory; 0 disables."""
+    dtype: str = "auto"
+    """auto (fp32 on CPU, bf16 autocast on CUDA), fp32 or bf16."""
+    compile: bool = False
+    """torch.compile the model (CUDA)."""
+    surrogate: dict[str, float] = field(default_factory=dict)
+    """Surrogate trainer only: law parameters (E, A, B, alpha, beta, noise, sleep_per_pflop)."""
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "batch_tokens", "eval_tokens", "spike_factor", "beta1", "beta2"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"trainer.{key}={value} is invalid: it must be a positive finite number.")
+        for key in ("micro_batch_tokens", "warmup_tokens", "eval_interval_tokens", "checkpoint_interval_tokens"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"trainer.{key}={getattr(self, key)} is invalid: it must be >= 0.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"trainer.schedule={self.schedule!r} is unknown: allowed are {', '.join(SCHEDULES)}.")
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"trainer.dtype={self.dtype!r} is unknown: allowed are auto, fp32, bf16.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"trainer.min_lr_ratio={self.min_lr_ratio} is invalid: it must lie in [0, 1].")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"trainer.decay_fraction={self.decay_fraction} is invalid: it must lie in (0, 1].")
