@@ -20,8 +20,14 @@ def local_cpus(config: Config) -> int:
 
 
 def action_plan(config: Config, *, trials: list[Trial]) -> int:
-    """Print the plan; run nothing, write nothing."""
-    print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name))
+    """Print the plan with each trial's status in the store; run nothing, write nothing."""
+    from orchestrator.tracking import open_store  # noqa: PLC0415
+
+    tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or config.sweep.name,
+                         timeout_s=config.tracking.timeout_s, create=False)
+    statuses = tracker.statuses() if tracker is not None else {}
+    print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name,
+                      statuses=statuses))
     return 0
 
 

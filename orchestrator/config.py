@@ -162,6 +162,8 @@ class ClusterConfig:
     """Most trials running at once (0: as many as the resources allow)."""
     max_retries: int = 2
     """Retries of a crashed trial."""
+    retry_results: bool = False
+    """Rerun diverged and oom trials on the next invocation (by default they are results)."""
     order: str = "budget"
     """Trial order: budget (smallest budgets first), cost (cheapest first) or plan."""
     assumed_flops_per_s: float = 8.0e10

@@ -1,0 +1,118 @@
+"""Derived answers: compute-optimal N, D, tokens per parameter and loss at target budgets; method agreement;
+leave-largest-budget-out validation.
+
+Every method's fit exposes `frontier(C, flops_per_nd=k) -> (N_opt, D_opt)` and `loss_at(C, flops_per_nd=k)`;
+for the parametric forms C = k N D (k = 6 under the 6ND convention, else the runs' median C / (N D)).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.fitting.bootstrap import budget_key
+from orchestrator.fitting.envelope import fit_envelope
+from orchestrator.fitting.errors import FitInputError
+from orchestrator.fitting.isoflop import fit_isoflop, fit_profile
+from orchestrator.fitting.surface import fit_surface
+from orchestrator.fitting.vpnls import fit_vpnls
+
+# Agreement thresholds between approach 3 and its cross-check: relative for E, alpha, beta and N_opt,
+# absolute for the allocation exponents a and b (their published bootstrap SE is ~0.02).
+REL_TOL, EXP_TOL = 0.10, 0.03
+
+
+class Frontier(Protocol):
+    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray: ...
+
+
+def predictions(fit: Frontier, budgets: list[float], *, flops_per_nd: float) -> dict[str, dict[str, float]]:
+    """budget key -> {C, N_opt, D_opt, tokens_per_param, loss} at each budget."""
+    out = {}
+    for C in budgets:
+        N, D = fit.frontier(C, flops_per_nd=flops_per_nd)
+        out[budget_key(C)] = {"C": float(C), "N_opt": float(N), "D_opt": float(D),
+                              "tokens_per_param": float(D / N), "loss": float(fit.loss_at(C, flops_per_nd=flops_per_nd))}
+    return out
+
+
+def compare_fits(reference: dict, other: dict) -> dict:
+    """Where two methods' JSON entries disagree: per quantity both values and the difference.
+
+    Flags a quantity when E, alpha, beta or N_opt differ by more than REL_TOL relative, or a, b by more than
+    EXP_TOL absolute; `disagree` lists the flagged names (N_opt per budget as 'N_opt@<budget>').
+    """
+    rows, flagged = {}, []
+    for q in ("E", "alpha", "beta", "a", "b"):
+        if q in reference and q in other:
+            x, y = reference[q], other[q]
+            diff = y - x
+            rows[q] = {"reference": x, "other": y, "diff": diff, "rel_diff": diff / x if x else float("nan")}
+            if (q in ("a", "b") and abs(diff) > EXP_TOL) or (q not in ("a", "b") and abs(diff) > REL_TOL * abs(x)):
+                flagged.append(q)
+    for c, pr in reference.get("predictions", {}).items():
+        po = other.get("predictions", {}).get(c)
+        if po:
+            ratio = po["N_opt"] / pr["N_opt"]
+            rows[f"N_opt@{c}"] = {"reference": pr["N_opt"], "other": po["N_opt"], "ratio": ratio}
+            if abs(ratio - 1) > REL_TOL:
+                flagged.append(f"N_opt@{c}")
+    return {"quantities": rows, "disagree": flagged}
+
+
+def observed_at_budget(runs: pd.DataFrame, *, budget: float) -> dict:
+    """What the runs at one budget show: best loss, and N_opt from its parabola (else the best run's N)."""
+    at = runs.loc[runs["budget"] == budget]
+    best = at.loc[at["loss"].idxmin()]
+    out = {"budget": float(budget), "n_runs": len(at), "best_loss": float(best["loss"]),
+           "N_opt": float(best["N"]), "N_opt_source": "best run"}
+    try:
+        prof = fit_profile(at["N"].to_numpy(float), at["D"].to_numpy(float), at["loss"].to_numpy(float), budget=budget)
+        if not prof.edge:
+            out["N_opt"], out["N_opt_source"] = prof.N_opt, "parabola vertex"
+    except FitInputError:
+        pass
+    return out
+
+
+def leave_largest_budget_out(runs: pd.DataFrame, *, methods: list[str], flops_per_nd: float, delta: float,
+                             points: pd.DataFrame | None = None) -> dict:
+    """Refit each method without the largest budget's runs; report errors predicting that budget.
+
+    For each method: predicted vs observed best loss (error and relative error) and predicted vs observed
+    N_opt (ratio), the observed N_opt being the held-out profile's parabola vertex when it is bracketed.
+    """
+    budgets = np.unique(runs["budget"].dropna())
+    if len(budgets) < 2:
+        raise FitInputError(f"leave-largest-budget-out needs at least 2 budgets, found {len(budgets)}.")
+    top = float(budgets.max())
+    observed = observed_at_budget(runs, budget=top)
+    rest = runs.loc[runs["budget"] != top]
+    N, D, L = (rest[c].to_numpy(float) for c in ("N", "D", "loss"))
+    out: dict = {"budget": top, "observed": observed, "methods": {}}
+    fitters = {"parametric": lambda: fit_surface(N, D, L, delta=delta),
+               "vpnls": lambda: fit_vpnls(N, D, L),
+               "isoflop": lambda: fit_isoflop(N, D, L, budget=rest["budget"].to_numpy(float))}
+    if points is not None:
+        held = set(runs.loc[runs["budget"] == top, "trial_id"].astype(str))
+        fitters["envelope"] = lambda: fit_envelope(points.loc[~points["trial_id"].astype(str).isin(held)],
+                                                   source="held-out refit")
+    for name in methods:
+        if name not in fitters:
+            continue
+        try:
+            fit = fitters[name]()
+        except FitInputError as err:
+            out["methods"][name] = {"status": "skipped", "reason": str(err)}
+            continue
+        n_pred, _ = fit.frontier(top, flops_per_nd=flops_per_nd)
+        l_pred = float(fit.loss_at(top, flops_per_nd=flops_per_nd))
+        out["methods"][name] = {"status": "ok", "predicted_best_loss": l_pred,
+                                "loss_error": l_pred - observed["best_loss"],
+                                "loss_rel_error": (l_pred - observed["best_loss"]) / observed["best_loss"],
+                                "predicted_N_opt": float(n_pred), "N_opt_ratio": float(n_pred) / observed["N_opt"]}
+    return out

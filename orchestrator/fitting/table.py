@@ -1,0 +1,266 @@
+"""The tidy table every method fits: one row per kept run, with explicit conventions and recorded exclusions.
+
+Two input schemas map into it:
+- the sweep schema (from MLflow): `trial_id, sweep, status, seed, budget, N_total, N_nonembed, D, C_exact,
+  C_6ND, final_eval_loss, final_train_loss`;
+- a CSV of runs, through `fit.columns` (`ColumnMap`): `n_params, tokens, flops, loss` need no mapping.
+
+The tidy frame has columns `trial_id, status, seed, budget, N, D, C, loss` (plus the raw `N_total,
+N_nonembed, C_exact, C_6ND`), where N, C and loss follow `fit.n_convention`, `fit.c_convention` and
+`fit.metric`. D is derived as C / (6 N_total) when absent (Hoffmann et al. 2022, C = 6 N D), and N as
+C / (6 D) when a CSV has tokens and FLOPs but no parameter count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.signal import find_peaks
+
+from orchestrator.fitting.errors import FitInputError
+from orchestrator.fitting.options import ColumnMap, FitConfig
+
+SWEEP_COLUMNS = ("trial_id", "sweep", "status", "seed", "budget", "N_total", "N_nonembed", "D", "C_exact",
+                 "C_6ND", "final_eval_loss", "final_train_loss")
+# ColumnMap field -> sweep-schema column it fills.
+_CSV_TO_SWEEP = {"n_params": "N_total", "n_nonembed": "N_nonembed", "tokens": "D", "flops": "C_exact",
+                 "flops_6nd": "C_6ND", "loss": "final_eval_loss", "status": "status", "seed": "seed",
+                 "budget": "budget", "trial_id": "trial_id"}
+_METRIC_ALIASES = {"loss": "final_eval_loss", "eval_loss": "final_eval_loss", "train_loss": "final_train_loss"}
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """One run left out of the fit, and why (e.g. "status=diverged", "drop_highest: loss rank 2 of 245")."""
+
+    trial_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunTable:
+    """Kept runs (tidy frame), what was excluded and why, and the conventions that produced N, C and loss.
+
+    `runs.budget` is the nominal IsoFLOP budget of each run (NaN: the run lies on no profile);
+    `budget_grouping` says how budgets were found ("column", "exact" or "density", see `assign_budgets`).
+    `flops_per_nd` is k in C = k N D (6 for the 6ND convention, the median C / (N D) for exact FLOPs), used
+    to turn a budget C into N and D on the frontier.
+    """
+
+    runs: pd.DataFrame
+    excluded: tuple[Exclusion, ...]
+    conventions: dict[str, str]
+    budget_grouping: str
+    flops_per_nd: float
+    n_input: int
+
+    @property
+    def trial_ids(self) -> list[str]:
+        return [str(t) for t in self.runs["trial_id"]]
+
+
+def read_runs_csv(path: str | Path, *, columns: ColumnMap) -> pd.DataFrame:
+    """Read a CSV of runs and map it onto the sweep schema (`SWEEP_COLUMNS`), keeping its other columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FitInputError(f"fit.runs_csv={str(path)!r} is not a readable file.")
+    try:
+        raw = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise FitInputError(f"fit.runs_csv={str(path)!r} could not be parsed as CSV ({err}).") from err
+    return csv_to_sweep_schema(raw, columns=columns, where=str(path))
+
+
+def csv_to_sweep_schema(raw: pd.DataFrame, *, columns: ColumnMap, where: str = "the runs table") -> pd.DataFrame:
+    """Rename mapped CSV columns to the sweep schema; a column named explicitly but missing is an error."""
+    defaults = ColumnMap()
+    out = raw.copy()
+    for f in fields(ColumnMap):
+        name = getattr(columns, f.name)
+        target = _CSV_TO_SWEEP[f.name]
+        if name is None:
+            continue
+        if name not in raw.columns:
+            if name != getattr(defaults, f.name):  # the user named it: it must exist
+                raise FitInputError(f"fit.columns.{f.name}={name!r} is not a column of {where}; "
+                                    f"its columns are {', '.join(map(str, raw.columns))}.")
+            continue
+        if target in out.columns and name != target:
+            out = out.drop(columns=target)
+        out[target] = raw[name]
+    if "N_total" not in out.columns and "N_nonembed" not in out.columns:
+        c_src = "C_exact" if "C_exact" in out.columns else "C_6ND" if "C_6ND" in out.columns else None
+        if c_src is None or "D" not in out.columns:
+            raise FitInputError(f"{where} has no parameter-count column; set fit.columns.n_params to the column "
+                                f"holding N (columns are {', '.join(map(str, raw.columns))}).")
+        # N is not stored (e.g. digitised Llama 3 IsoFLOPs): N = C / (6 D), the inverse of the usual D = C / (6 N).
+        out["N_total"] = pd.to_numeric(out[c_src], errors="coerce") / (6.0 * pd.to_numeric(out["D"], errors="coerce"))
+    if "final_eval_loss" not in out.columns:
+        raise FitInputError(f"{where} has no loss column; set fit.columns.loss to the column holding the "
+                            f"final loss (columns are {', '.join(map(str, raw.columns))}).")
+    if "D" not in out.columns and "C_exact" not in out.columns and "C_6ND" not in out.columns:
+        raise FitInputError(f"{where} has neither a tokens nor a FLOPs column; set fit.columns.tokens or "
+                            f"fit.columns.flops (columns are {', '.join(map(str, raw.columns))}).")
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hash of the input file, recorded in the fit's provenance."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
+    """Apply the conventions and exclusion rules of `options` to a runs frame (sweep or CSV schema).
+
+    Exclusions, in order, each recorded with its reason: status other than "finished"; a non-finite loss
+    (a diverged run); `fit.loss_ceiling`; `fit.drop_highest` (the k highest losses among the rest).
+    Kept runs must have finite, positive N, D, C and loss.
+    """
+    if "N_total" not in frame.columns and "N_nonembed" not in frame.columns:
+        frame = csv_to_sweep_schema(frame, columns=options.columns)
+    if len(frame) == 0:
+        raise FitInputError("the runs table is empty; a fit needs finished runs.")
+    df = frame.reset_index(drop=True).copy()
+    df["trial_id"] = (df["trial_id"].astype(str) if "trial_id" in df.columns
+                      else pd.Series([f"row{i}" for i in range(len(df))]))
+    df["status"] = df["status"].fillna("unknown").astype(str).str.lower() if "status" in df.columns else "finished"
+
+    for col in ("N_total", "N_nonembed", "D", "C_exact", "C_6ND", "budget"):
+        if col in df.columns:  # very large FLOP counts arrive as Python ints (object dtype)
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    metric_col = _METRIC_ALIASES.get(options.metric, options.metric)
+    if metric_col not in df.columns:
+        raise FitInputError(f"fit.metric={options.metric!r} names no column of the runs table; use loss, "
+                            f"eval_loss, train_loss or one of {', '.join(map(str, frame.columns))}.")
+    df["loss"] = pd.to_numeric(df[metric_col], errors="coerce")
+
+    n_col = "N_total" if options.n_convention == "total" else "N_nonembed"
+    if n_col not in df.columns:
+        key = "n_params" if n_col == "N_total" else "n_nonembed"
+        raise FitInputError(f"fit.n_convention={options.n_convention!r} needs column {n_col} "
+                            f"(map it with fit.columns.{key}).")
+    df["N"] = pd.to_numeric(df[n_col], errors="coerce")
+    n_for_d = df["N_total"] if "N_total" in df.columns else df["N"]
+    if "D" not in df.columns:
+        c_src = df["C_exact"] if "C_exact" in df.columns else df["C_6ND"]
+        df["D"] = pd.to_numeric(c_src, errors="coerce") / (6.0 * pd.to_numeric(n_for_d, errors="coerce"))
+    df["D"] = pd.to_numeric(df["D"], errors="coerce")
+    if "C_6ND" not in df.columns:
+        df["C_6ND"] = 6.0 * df["N"] * df["D"]
+    if options.c_convention == "exact":
+        if "C_exact" not in df.columns:
+            raise FitInputError("fit.c_convention='exact' needs a FLOPs column (fit.columns.flops); "
+                                "this table has none, so use fit.c_convention=6nd.")
+        df["C"] = pd.to_numeric(df["C_exact"], errors="coerce")
+    else:
+        df["C"] = pd.to_numeric(df["C_6ND"], errors="coerce")
+
+    excluded: list[Exclusion] = []
+    keep = np.ones(len(df), dtype=bool)
+
+    def drop(mask: np.ndarray, reasons: list[str] | str) -> None:
+        nonlocal keep
+        idx = np.flatnonzero(mask & keep)
+        for j, i in enumerate(idx):
+            reason = reasons if isinstance(reasons, str) else reasons[j]
+            excluded.append(Exclusion(df["trial_id"].iat[i], reason))
+        keep = keep & ~mask
+
+    status = df["status"].to_numpy()
+    for i in np.flatnonzero(status != "finished"):
+        drop(np.arange(len(df)) == i, f"status={status[i]}")
+    loss = df["loss"].to_numpy(dtype=float)
+    drop(~np.isfinite(loss), "diverged: loss is not finite")
+    if options.loss_ceiling is not None:
+        drop(np.isfinite(loss) & (loss > options.loss_ceiling), f"loss above fit.loss_ceiling={options.loss_ceiling}")
+    if options.drop_highest > 0:
+        kept_idx = np.flatnonzero(keep)
+        order = kept_idx[np.argsort(-loss[kept_idx], kind="stable")][: options.drop_highest]
+        mask = np.zeros(len(df), dtype=bool)
+        mask[order] = True
+        drop(mask, [f"fit.drop_highest={options.drop_highest}: loss {loss[i]:.4g} is among the highest"
+                    for i in np.sort(order)])
+    if not keep.any():
+        counts = pd.Series([e.reason.split(":")[0] for e in excluded]).value_counts()
+        raise FitInputError(f"all {len(df)} runs were excluded ({', '.join(f'{k}: {v}' for k, v in counts.items())}); "
+                            "nothing is left to fit.")
+
+    runs = df.loc[keep].reset_index(drop=True)
+    for col in ("N", "D", "C", "loss"):
+        vals = runs[col].to_numpy(dtype=float)
+        bad = ~(np.isfinite(vals) & (vals > 0))
+        if bad.any():
+            ids = ", ".join(runs["trial_id"].iloc[np.flatnonzero(bad)[:5]])
+            raise FitInputError(f"column {col} has {int(bad.sum())} NaN or non-positive value(s) among kept runs "
+                                f"(trial {ids}); N, D, C and loss must be finite and positive.")
+
+    budget_col = pd.to_numeric(runs["budget"], errors="coerce").to_numpy(dtype=float) if "budget" in runs else None
+    budgets, grouping = assign_budgets(runs["C"].to_numpy(dtype=float), budget_column=budget_col,
+                                       tol_dex=options.budget_tol_dex)
+    runs["budget"] = budgets
+    keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "budget", "N", "D", "C", "loss", "N_total",
+                             "N_nonembed", "C_exact", "C_6ND") if c in runs.columns]
+    runs = runs[keep_cols]
+    k = 6.0 if options.c_convention == "6nd" else float(np.median(runs["C"] / (runs["N"] * runs["D"])))
+    conventions = {"n_convention": options.n_convention, "c_convention": options.c_convention,
+                   "metric": options.metric, "metric_column": metric_col, "N_column": n_col}
+    return RunTable(runs=runs, excluded=tuple(excluded), conventions=conventions, budget_grouping=grouping,
+                    flops_per_nd=k, n_input=len(df))
+
+
+def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,
+                   tol_dex: float = 0.05) -> tuple[np.ndarray, str]:
+    """Nominal IsoFLOP budget of each run (NaN: on no profile), and how it was found.
+
+    1. "column": the table's budget column, where finite.
+    2. "exact": runs share budgets up to 1% (a real sweep): groups of C within 1% of each other, if the
+       groups average >= 3 runs and each spans <= 0.01 decade; the budget is the group's geometric mean.
+    3. "density": digitised data (e.g. the Epoch extraction of Chinchilla Fig. 4, where C is read off a plot
+       and runs off any profile sit between the profiles): budgets are the peaks of a Gaussian kernel density
+       of log10 C (bandwidth 0.6 tol_dex) whose prominence is >= half their height and that hold >= 3 runs
+       within tol_dex; each run within tol_dex of a peak joins the nearest; the budget is the geometric
+       median of its runs. On the Epoch data this finds the 9 Chinchilla budgets (6e18 .. 3e21).
+    """
+    C = np.asarray(C, dtype=float)
+    if budget_column is not None and np.isfinite(budget_column).any():
+        return np.where(np.isfinite(budget_column) & (budget_column > 0), budget_column, np.nan), "column"
+    x = np.log10(C)
+    order = np.argsort(x)
+    xs = x[order]
+    group = np.concatenate([[0], np.cumsum(np.diff(xs) > np.log10(1.01))])
+    n_groups = group[-1] + 1
+    spans = np.array([np.ptp(xs[group == g]) for g in range(n_groups)])
+    if len(C) / n_groups >= 3 and spans.max() <= 0.01:
+        out = np.empty_like(C)
+        centres = np.array([10 ** xs[group == g].mean() for g in range(n_groups)])
+        out[order] = centres[group]
+        sizes = np.bincount(group)
+        out[order[sizes[group] < 2]] = np.nan  # a lone run is no profile
+        return out, "exact"
+    h = 0.6 * tol_dex
+    grid = np.arange(xs[0] - 5 * h, xs[-1] + 5 * h, h / 20)
+    density = np.exp(-0.5 * ((grid[:, None] - xs[None, :]) / h) ** 2).sum(axis=1)  # (grid,)
+    peaks, props = find_peaks(density, prominence=0.0)
+    centres = grid[peaks][props["prominences"] >= 0.5 * density[peaks]]
+    counts = (np.abs(x[:, None] - centres[None, :]) <= tol_dex).sum(axis=0)
+    centres = centres[counts >= 3]
+    out = np.full_like(C, np.nan)
+    if len(centres) == 0:
+        return out, "density"
+    dist = np.abs(x[:, None] - centres[None, :])  # (runs, peaks)
+    nearest = dist.argmin(axis=1)
+    on = dist[np.arange(len(x)), nearest] <= tol_dex
+    for j in range(len(centres)):
+        members = on & (nearest == j)
+        out[members] = 10 ** np.median(x[members])
+    return out, "density"
+
+
+def largest_budget(table: RunTable) -> float:
+    """The largest swept budget: the largest nominal budget, or the largest C when no run is on a profile."""
+    b = table.runs["budget"].to_numpy(dtype=float)
+    return float(np.nanmax(b)) if np.isfinite(b).any() else float(table.runs["C"].max())

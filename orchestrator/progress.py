@@ -1,0 +1,87 @@
+"""The sweep's live display: a rich panel on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from orchestrator.plan_view import duration
+
+
+@dataclass
+class SweepProgress:
+    """Counts and FLOPs of one invocation; ETA from the FLOP throughput so far."""
+
+    sweep: str
+    total: int
+    planned_flops: float
+    done: int = 0
+    done_flops: float = 0.0
+    failed: int = 0
+    running: int = 0
+    skipped: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+    """Best final eval loss per budget label."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done - self.failed - self.running - self.skipped
+
+    def eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if self.done_flops <= 0:
+            return "?"
+        return duration(elapsed * (self.planned_flops - self.done_flops) / self.done_flops)
+
+    def line(self) -> str:
+        elapsed = duration(time.monotonic() - self.started)
+        best = " ".join(f"{k}:{v:.4f}" for k, v in sorted(self.best.items()))
+        return (f"[{self.sweep}] done {self.done + self.skipped}/{self.total} running {self.running} "
+                f"failed {self.failed} pending {self.pending} | FLOPs {self.done_flops:.3g}/{self.planned_flops:.3g} "
+                f"| elapsed {elapsed} eta {self.eta()}" + (f" | best {best}" if best else ""))
+
+
+class Display:
+    """Live rich panel when stdout is a terminal; one log line per event otherwise."""
+
+    def __init__(self, progress: SweepProgress, *, live: bool | None = None) -> None:
+        self.progress = progress
+        self.live = sys.stdout.isatty() if live is None else live
+        self._live = None
+        if self.live:
+            from rich.live import Live  # noqa: PLC0415
+
+            self._live = Live(self._render(), refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def _render(self):
+        from rich.table import Table  # noqa: PLC0415
+
+        p = self.progress
+        table = Table(title=f"sweep {p.sweep}", show_header=False)
+        table.add_row("trials", f"done {p.done + p.skipped}/{p.total}  running {p.running}  failed {p.failed}  "
+                                f"pending {p.pending}")
+        table.add_row("FLOPs", f"{p.done_flops:.3g} of {p.planned_flops:.3g} "
+                               f"({100 * p.done_flops / max(p.planned_flops, 1):.0f}%)")
+        table.add_row("time", f"elapsed {duration(time.monotonic() - p.started)}  eta {p.eta()}")
+        for budget, loss in sorted(p.best.items()):
+            table.add_row(f"best {budget}", f"{loss:.4f}")
+        return table
+
+    def event(self, message: str) -> None:
+        if self._live is not None:
+            self._live.console.print(message)
+            self._live.update(self._render())
+        else:
+            print(f"{message} | {self.progress.line()}", flush=True)
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()

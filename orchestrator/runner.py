@@ -1,0 +1,300 @@
+"""Run a sweep's pending trials on Ray and record every attempt in MLflow.
+
+The driver owns every MLflow write; trials stream their reports back through a Ray queue, so the
+store can be a SQLite file on the head node only. Trials are submitted as Ray tasks placed by their
+resources (CPUs with a matching torch thread count, fractional GPUs, memory); a slot that frees is
+refilled at once (one queued task per slot keeps Ray's dispatch busy, no batch barriers).
+
+Failure kinds and their policies:
+  crashed   the trainer raised: retried up to cluster.max_retries times, traceback kept as an artifact
+  oom       out of memory (reported by the trainer or Ray's memory monitor): a result, not retried
+  diverged  NaN/inf or a loss spike (reported by the trainer): a result, not retried
+  lost      the worker or its node died: rescheduled (does not use up crash retries)
+  killed    the driver was interrupted: marked killed; the next invocation reruns it
+A new invocation reaps runs left RUNNING by a dead driver, then runs only what is not finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.queue import Empty, Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from orchestrator.config import Config
+from orchestrator.planner import Trial
+from orchestrator.progress import Display, SweepProgress
+from orchestrator.tracking import Tracker, TrackingError, open_store
+
+RESULT_STATUSES = ("finished", "diverged", "oom")
+LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+               ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
+               ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
+MAX_LOST = 5
+FLUSH_S = 1.0
+
+
+class _Reporter:
+    """The trainer's report callback inside a Ray worker: buffers, flushes to the driver's queue."""
+
+    def __init__(self, queue: Queue, key: tuple[str, int]) -> None:
+        self.queue, self.key, self.buffer, self.last = queue, key, [], time.monotonic()
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        self.buffer.append(dict(metrics))
+        if time.monotonic() - self.last > FLUSH_S or "eval_loss" in metrics:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.queue.put({"kind": "report", "key": self.key, "metrics": self.buffer})
+            self.buffer = []
+        self.last = time.monotonic()
+
+
+def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
+                  run_dir: str | None, threads: int, device: str) -> dict[str, Any]:
+    """Body of one Ray task: announce, train, flush every report, return the TrialResult dict."""
+    from trainers.api import load_trainer  # noqa: PLC0415
+
+    queue.put({"kind": "start", "key": key, "host": socket.gethostname(), "device": device,
+               "node": ray.get_runtime_context().get_node_id()})
+    reporter = _Reporter(queue, key)
+    try:
+        train = load_trainer(target)
+        return train(config, reporter, run_dir=run_dir, device=device, threads=threads)
+    finally:
+        reporter.flush()
+
+
+@dataclass
+class _Attempt:
+    trial: Trial
+    attempt: int
+    lost: int = 0
+    run_id: str | None = None
+    started: float = 0.0
+
+
+def order_trials(trials: list[Trial], order: str) -> list[Trial]:
+    if order == "budget":
+        return sorted(trials, key=lambda t: (t.budget if t.budget is not None else t.cost.c_exact, t.cost.c_exact))
+    if order == "cost":
+        return sorted(trials, key=lambda t: t.cost.c_exact)
+    return list(trials)
+
+
+def connect_ray(config: Config) -> None:
+    """A quiet local instance (dashboard off), or an existing cluster at cluster.address."""
+    cluster = config.cluster
+    pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                                  configure_logging=True,
+                                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    if cluster.address:
+        ray.init(address=cluster.address, **kwargs)
+    else:
+        ray.init(num_cpus=cluster.num_cpus or os.cpu_count(), **kwargs)
+
+
+def slot_count(config: Config) -> int:
+    """Trials that fit at once on the cluster's resources (and under the concurrency cap)."""
+    cluster, resources = config.cluster, ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cluster.cpus_per_trial)
+    if cluster.gpus_per_trial:
+        slots = min(slots, int(resources.get("GPU", 0) / cluster.gpus_per_trial + 1e-9))
+    if cluster.memory_per_trial_gb:
+        slots = min(slots, int(resources.get("memory", 0) / (cluster.memory_per_trial_gb * 2**30)))
+    if cluster.max_concurrent:
+        slots = min(slots, cluster.max_concurrent)
+    return max(slots, 1)
+
+
+def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None = None) -> int:
+    """Plan -> reap -> run pending -> record. Returns 0 when every trial reached a result."""
+    sweep = config.sweep.name
+    try:
+        tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or sweep,
+                             timeout_s=config.tracking.timeout_s, create=True)
+    except TrackingError:
+        raise
+    except Exception as err:  # noqa: BLE001  (an MLflow store that cannot be opened is a usage error)
+        raise TrackingError(f"tracking.uri={config.tracking.uri}: the store cannot be opened ({err}).") from None
+    assert tracker is not None
+    reaped = tracker.reap_stale()
+    statuses = tracker.statuses()
+    skip = set(RESULT_STATUSES) - ({"diverged", "oom"} if config.cluster.retry_results else set())
+    todo = order_trials([t for t in trials if statuses.get(t.trial_id) not in skip], config.cluster.order)
+    progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
+                             skipped=len(trials) - len(todo))
+    print(f"sweep {sweep}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
+          + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + f"; tracking {tracker.uri}", flush=True)
+    if not todo:
+        return 0
+    parent = tracker.start_parent(sweep=sweep, config=asdict(config), n_trials=len(trials))
+    connect_ray(config)
+    progress.started = time.monotonic()  # time trials, not Ray's start
+    display = Display(progress, live=display_live)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        ok = _Loop(config, tracker=tracker, parent=parent, display=display).run(todo)
+        tracker.end_parent(parent, status="FINISHED" if ok else "FAILED", summary=_summary(progress))
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        tracker.end_parent(parent, status="KILLED", summary=_summary(progress))
+        print("interrupted: running trials were marked killed; rerun the same command to resume.", flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        display.close()
+        ray.shutdown()
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def _summary(progress: SweepProgress) -> dict[str, float]:
+    return {"trials_finished": progress.done, "trials_failed": progress.failed,
+            "flops_done": progress.done_flops, "wall_s": time.monotonic() - progress.started}
+
+
+class _Loop:
+    """The driver's event loop: submit into free slots, stream reports into runs, handle results."""
+
+    def __init__(self, config: Config, *, tracker: Tracker, parent: str, display: Display) -> None:
+        self.config, self.tracker, self.parent, self.display = config, tracker, parent, display
+        self.progress = display.progress
+        # The report queue lives on the driver's node: if a worker node dies, no report is lost with it.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        cluster = config.cluster
+        self.device = "cuda" if cluster.gpus_per_trial > 0 else "cpu"
+        self.task = ray.remote(execute_trial).options(
+            num_cpus=cluster.cpus_per_trial, num_gpus=cluster.gpus_per_trial,
+            memory=int(cluster.memory_per_trial_gb * 2**30) or None, max_retries=0, retry_exceptions=False)
+        self.inflight: dict[ray.ObjectRef, _Attempt] = {}
+        self.by_key: dict[tuple[str, int], _Attempt] = {}
+        self.all_results = True
+
+    def run(self, todo: list[Trial]) -> bool:
+        waiting = [_Attempt(t, 1) for t in todo]
+        slots, checked = slot_count(self.config), time.monotonic()
+        try:
+            while waiting or self.inflight:
+                if time.monotonic() - checked > 5:
+                    slots, checked = slot_count(self.config), time.monotonic()
+                    self.tracker.heartbeat(self.parent)
+                while waiting and len(self.inflight) < 2 * slots:
+                    self._submit(waiting.pop(0))
+                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.2)
+                self._drain()
+                for ref in ready:
+                    retry = self._finish(ref, self.inflight.pop(ref))
+                    if retry is not None:
+                        waiting.insert(0, retry)
+                self.display.refresh()
+        except KeyboardInterrupt:
+            self._kill_all()
+            raise
+        return self.all_results
+
+    def _submit(self, attempt: _Attempt) -> None:
+        trial, cluster = attempt.trial, self.config.cluster
+        key = (trial.trial_id, attempt.attempt)
+        run_dir = str(Path.cwd() / "checkpoints" / self.config.sweep.name / trial.trial_id)
+        ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
+                               run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device)
+        self.inflight[ref] = attempt
+        self.by_key[key] = attempt
+
+    def _drain(self) -> None:
+        try:
+            messages = self.queue.get_nowait_batch(self.queue.size())
+        except Empty:
+            return
+        for message in messages:
+            attempt = self.by_key.get(tuple(message["key"]))
+            if attempt is None:
+                continue
+            if message["kind"] == "start":
+                self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+            elif attempt.run_id is not None:
+                self.tracker.log_reports(attempt.run_id, message["metrics"])
+
+    def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?") -> None:
+        trial = attempt.trial
+        attempt.started = time.monotonic()
+        attempt.run_id = self.tracker.start_trial(
+            parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
+            attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node)
+        self.progress.running += 1
+
+    def _finish(self, ref: ray.ObjectRef, attempt: _Attempt) -> _Attempt | None:
+        """Record one finished task; returns the next attempt when the policy retries."""
+        if attempt.run_id is None:  # failed before it could announce itself
+            self._open_run(attempt, host="?", device=self.device)
+        self.progress.running -= 1
+        trial = attempt.trial
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.OutOfMemoryError as err:
+            return self._failed(attempt, "oom", reason=str(err).splitlines()[0])
+        except LOST_ERRORS as err:
+            self.tracker.end_trial(attempt.run_id, status="lost", reason=str(err).splitlines()[0][:500])
+            if attempt.lost < MAX_LOST:
+                self.display.event(f"lost     {trial.name} (worker or node died); rescheduling")
+                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1)
+            return self._failed(attempt, "lost", reason="lost too many times", logged=True)
+        except ray.exceptions.RayTaskError as err:
+            trace = str(err)
+            reason = trace.strip().splitlines()[-1][:500]
+            self.tracker.end_trial(attempt.run_id, status="crashed", reason=reason, traceback=trace)
+            crashes = attempt.attempt - attempt.lost
+            if crashes <= self.config.cluster.max_retries:
+                self.display.event(f"crashed  {trial.name}: {reason}; retry {crashes}/{self.config.cluster.max_retries}")
+                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
+            return self._failed(attempt, "crashed", reason=reason, logged=True)
+        status = result.get("status", "finished")
+        self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=result.get("reason"))
+        if status != "finished":
+            return self._failed(attempt, status, reason=result.get("reason") or status, logged=True)
+        self.progress.done += 1
+        self.progress.done_flops += trial.cost.c_exact
+        loss = result.get("final_eval_loss")
+        label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
+        if loss is not None:
+            self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
+        self.display.event(f"finished {trial.name} eval_loss={loss if loss is None else round(loss, 4)}")
+        return None
+
+    def _failed(self, attempt: _Attempt, status: str, *, reason: str, logged: bool = False) -> None:
+        if not logged:
+            self.tracker.end_trial(attempt.run_id, status=status, reason=reason)
+        self.progress.failed += 1
+        self.progress.done_flops += attempt.trial.cost.c_exact
+        self.all_results = self.all_results and status in RESULT_STATUSES
+        self.display.event(f"{status:8s} {attempt.trial.name}: {reason}")
+        return None
+
+    def _kill_all(self) -> None:
+        """Ctrl-C: cancel running tasks, mark every open run killed; nothing is left RUNNING."""
+        for ref in self.inflight:
+            ray.cancel(ref, force=True)
+        try:
+            self._drain()
+        except Exception:  # noqa: BLE001  (the queue may already be gone; runs are still closed below)
+            pass
+        for attempt in self.inflight.values():
+            if attempt.run_id is not None:
+                self.tracker.end_trial(attempt.run_id, status="killed", reason="the driver was interrupted")
+        self.inflight.clear()
+

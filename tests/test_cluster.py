@@ -1,0 +1,140 @@
+"""Slow tests against real servers: a two-node Ray cluster on 127.0.0.1 and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests' / 'plugins'}", "RAY_USAGE_STATS_ENABLED": "0",
+       "RAY_AUTH_MODE": "token"}  # Ray >= 2.5x: nodes of one cluster share ~/.ray/auth_token
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def trials(seeds, tokens=1e5) -> str:
+    return "sweep.trials=[" + ",".join(
+        f"{{n_layer:1,d_model:32,n_head:2,tokens:{tokens:g},seed:{s}}}" for s in seeds) + "]"
+
+
+def orchestrator(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
+                           *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server --workers 1` on 127.0.0.1, stopped after the test."""
+    port = free_port()
+    home = tmp_path / "server"
+    home.mkdir()
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
+                             "--artifacts-destination", str(home / "artifacts")],
+                            cwd=home, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("mlflow server did not start within 120 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_sweep_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = orchestrator(work, trials([0, 5, 6]), f"tracking.uri={mlflow_server}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (work / "mlflow.db").exists()  # everything went to the server
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("list_example")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert len(children) == 3 and all(r.data.tags["status"] == "finished" for r in children)
+    assert "trial_config.json" in [a.path for a in client.list_artifacts(children[0].info.run_id)]
+    # A rerun against the server resumes: nothing left to do.
+    again = orchestrator(work, trials([0, 5, 6]), f"tracking.uri={mlflow_server}")
+    assert "3 already done, 0 to run" in again.stdout
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    """A head and one worker node on 127.0.0.1, started with `ray start`; yields (address, worker)."""
+    port = free_port()
+    ray = str(BIN / "ray")
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                   env=ENV, check=True, capture_output=True, timeout=120)
+    worker = subprocess.Popen([ray, "start", f"--address=127.0.0.1:{port}", "--block", *common], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = subprocess.run([ray, "status", f"--address={address}"], env=ENV, capture_output=True, text=True)
+        if status.stdout.count("node_") >= 2:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the worker node did not join within 120 s")
+    yield address, worker
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+    subprocess.run([ray, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+
+
+def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_cluster):
+    address, worker = two_node_cluster
+    seeds = list(range(5, 15))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
+                             trials(seeds), "+trainer.surrogate.sleep_s=2.0", f"cluster.address={address}"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    db = tmp_path / "mlflow.db"
+    hosts_seen: set[str] = set()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait until both nodes have finished work
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                done = con.execute("SELECT count(*) FROM tags WHERE key='status' AND value='finished'").fetchone()[0]
+                pids = {r[0] for r in con.execute("SELECT value FROM tags WHERE key='worker_node'")}
+        except sqlite3.Error:
+            done, pids = 0, set()
+        hosts_seen = pids
+        if done >= 3 and len(pids) >= 2:
+            break
+        time.sleep(0.5)
+    assert len(hosts_seen) >= 2, "trials did not run on both nodes"
+    os.killpg(worker.pid, signal.SIGKILL)  # lose the worker node mid-sweep
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("list_example")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "trial"]
+    finished = Counter(r.data.tags["trial_id"] for r in runs if r.data.tags["status"] == "finished")
+    assert len(finished) == len(seeds) and set(finished.values()) == {1}  # nothing lost, nothing twice
+    assert not any(r.info.status == "RUNNING" for r in runs)
+    assert any(r.data.tags["status"] == "lost" for r in runs)  # the trial on the dead node was rescheduled

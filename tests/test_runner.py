@@ -1,0 +1,182 @@
+"""Sweeps on a real local Ray instance with every run in a real MLflow SQLite store, via the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "tests" / "plugins"
+ENV = {"PYTHONPATH": f"{REPO}{os.pathsep}{PLUGINS}"}
+SCRIPTED = ["sweep=list_example", "trainer.target=behaviours:train", "cluster.num_cpus=2"]
+
+
+def trials_spec(seeds: list[int], tokens: float = 1e5) -> str:
+    items = ",".join(f"{{n_layer:1,d_model:32,n_head:2,tokens:{tokens:g},seed:{s}}}" for s in seeds)
+    return f"sweep.trials=[{items}]"
+
+
+def cli_env(cli):
+    return lambda *args, **kw: cli(*args, env=ENV, **kw)
+
+
+def runs(tmp_path: Path, experiment: str = "list_example") -> list:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], max_results=5000) if exp else []
+
+
+def trial_runs(tmp_path: Path, experiment: str = "list_example") -> list:
+    return [r for r in runs(tmp_path, experiment) if r.data.tags.get("kind") == "trial"]
+
+
+def test_failure_kinds_follow_their_policies(cli, tmp_path):
+    result = cli_env(cli)(*SCRIPTED, trials_spec([0, 1, 2, 3, 4]), "cluster.max_retries=1")
+    assert result.returncode == 1, result.stderr  # seed 4 still crashed after its retry
+    by_seed: dict[int, list] = {}
+    for run in trial_runs(tmp_path):
+        by_seed.setdefault(int(run.data.params["seed"]), []).append(run)
+    statuses = {s: sorted((int(r.data.tags["attempt"]), r.data.tags["status"], r.info.status) for r in rs)
+                for s, rs in by_seed.items()}
+    assert statuses[0] == [(1, "finished", "FINISHED")]
+    assert statuses[1] == [(1, "crashed", "FAILED"), (2, "finished", "FINISHED")]  # retried, then fine
+    assert statuses[2] == [(1, "diverged", "FAILED")]  # a result: not retried
+    assert statuses[3] == [(1, "oom", "FAILED")]
+    assert statuses[4] == [(1, "crashed", "FAILED"), (2, "crashed", "FAILED")]  # 1 + max_retries attempts
+    crashed = by_seed[4][0]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    trace = client.download_artifacts(crashed.info.run_id, "traceback.txt", str(tmp_path))
+    assert "scripted crash on every attempt" in Path(trace).read_text()
+    assert "scripted crash" in crashed.data.tags["failure_reason"]
+    assert by_seed[2][0].data.tags["failure_reason"] == "loss is nan at step 3"
+    assert not any(r.info.status == "RUNNING" for r in runs(tmp_path))
+    # A rerun reruns only the crashed trial (diverged and oom are results).
+    again = cli_env(cli)(*SCRIPTED, trials_spec([0, 1, 2, 3, 4]), "cluster.max_retries=0")
+    assert "4 already done, 1 to run" in again.stdout
+
+
+def test_mlflow_holds_nested_runs_with_params_metrics_and_config(cli, tmp_path):
+    result = cli_env(cli)(*SCRIPTED, trials_spec([0, 5]))
+    assert result.returncode == 0, result.stderr
+    all_runs = runs(tmp_path)
+    (parent,) = [r for r in all_runs if r.data.tags.get("kind") == "sweep"]
+    children = [r for r in all_runs if r.data.tags.get("kind") == "trial"]
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name.startswith("N=") and " D=" in child.info.run_name
+        params = child.data.params
+        for key in ("model.n_layer", "model.d_model", "trainer.lr", "data.name", "tokens", "seed",
+                    "N_total", "N_nonembed", "D", "C_exact", "C_6ND"):
+            assert key in params, key
+        assert params["model.d_model"] == "32"
+        tags = child.data.tags
+        for key in ("sweep", "trial_id", "status", "attempt", "git_commit", "host", "device"):
+            assert key in tags, key
+        assert child.data.metrics["final_eval_loss"] > 2.0
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        history = client.get_metric_history(child.info.run_id, "train_loss")
+        assert [m.step for m in history] == [0, 10]
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id)]
+        assert "trial_config.json" in artifacts
+    # WAL mode, so `mlflow ui` and action=plan can read while a sweep writes.
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_plan_shows_done_failed_and_pending(cli, tmp_path):
+    cli_env(cli)(*SCRIPTED, trials_spec([0, 2]))
+    result = cli_env(cli)(*SCRIPTED, trials_spec([0, 2, 6]), "action=plan")
+    assert result.returncode == 0, result.stderr
+    assert "status: diverged 1, finished 1, pending 1" in result.stdout
+
+
+def test_extending_a_sweep_runs_only_the_new_trials(cli, tmp_path):
+    first = cli_env(cli)(*SCRIPTED, trials_spec([0, 5]))
+    assert first.returncode == 0, first.stderr
+    second = cli_env(cli)(*SCRIPTED, trials_spec([0, 5, 6, 7]))
+    assert second.returncode == 0, second.stderr
+    assert "2 already done, 2 to run" in second.stdout
+    finished = Counter(r.data.tags["trial_id"] for r in trial_runs(tmp_path) if r.data.tags["status"] == "finished")
+    assert len(finished) == 4 and set(finished.values()) == {1}
+
+
+def _start_driver(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, **ENV}
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_finished(tmp_path: Path, n: int, timeout: float = 120) -> None:
+    """Poll the store read-only with sqlite3: an MlflowClient here could race the driver's migrations."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM tags WHERE key = 'status' AND value = 'finished'"
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{tmp_path / 'mlflow.db'}?mode=ro", uri=True) as db:
+                if db.execute(query).fetchone()[0] >= n:
+                    return
+        except sqlite3.Error:  # not created yet, or mid-migration
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {n} trials finished within {timeout}s")
+
+
+def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_path):
+    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10, 11, 12]), "+trainer.surrogate.sleep_s=1.0"]
+    driver = _start_driver(tmp_path, *args)
+    _wait_finished(tmp_path, 2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything in its session
+    driver.wait()
+    assert any(r.info.status == "RUNNING" for r in runs(tmp_path))  # left behind by the dead driver
+    rerun = _start_driver(tmp_path, *args)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    assert "reaped" in out
+    all_runs = runs(tmp_path)
+    assert not any(r.info.status == "RUNNING" for r in all_runs)
+    finished = Counter(r.data.tags["trial_id"] for r in all_runs
+                       if r.data.tags.get("kind") == "trial" and r.data.tags["status"] == "finished")
+    assert len(finished) == 8 and set(finished.values()) == {1}  # every trial finished exactly once
+
+
+def test_ctrl_c_marks_running_trials_killed_and_the_rerun_resumes(tmp_path):
+    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "+trainer.surrogate.sleep_s=1.0"]
+    driver = _start_driver(tmp_path, *args)
+    _wait_finished(tmp_path, 1)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 130, out
+    all_runs = runs(tmp_path)
+    assert not any(r.info.status == "RUNNING" for r in all_runs)  # nothing left RUNNING
+    assert any(r.data.tags.get("status") == "killed" for r in all_runs)
+    rerun = _start_driver(tmp_path, *args)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    finished = Counter(r.data.tags["trial_id"] for r in trial_runs(tmp_path) if r.data.tags["status"] == "finished")
+    assert len(finished) == 6 and set(finished.values()) == {1}
+
+
+def test_unreachable_tracking_server_fails_fast_with_one_sentence(cli, tmp_path):
+    start = time.monotonic()
+    result = cli_env(cli)(*SCRIPTED, trials_spec([0]), "tracking.uri=http://127.0.0.1:9", "tracking.timeout_s=3")
+    assert time.monotonic() - start < 10 + 5  # interpreter start included
+    assert result.returncode == 2
+    assert "tracking.uri=http://127.0.0.1:9 is unreachable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_misconfigured_tracking_uri_fails_with_one_sentence(cli, tmp_path):
+    result = cli_env(cli)(*SCRIPTED, trials_spec([0]), "tracking.uri=file:///tmp/mlruns")
+    assert result.returncode == 2
+    assert "is not supported: use sqlite:///" in result.stderr
