@@ -32,21 +32,73 @@ def action_plan(config: Config, *, trials: list[Trial]) -> int:
 
 
 def action_run(config: Config, *, trials: list[Trial]) -> int:
+    """Run every pending trial, then write the sweep's frontier report."""
     from orchestrator.runner import run_sweep  # noqa: PLC0415
 
-    return run_sweep(config, trials=trials)
+    code = run_sweep(config, trials=trials)
+    if code in (0, 1):  # finished, possibly with failed trials: report what there is
+        try:
+            action_report(config, trials=trials)
+        except ValueError as err:  # e.g. too few finished runs to fit: the sweep itself succeeded
+            print(f"report skipped: {err}")
+    return code
+
+
+def sweep_runs(config: Config):
+    """(tracker, runs table, per-step curves of the finished runs) of the sweep, read from MLflow."""
+    from orchestrator.runs import curves_table, runs_table  # noqa: PLC0415
+    from orchestrator.tracking import open_store  # noqa: PLC0415
+
+    experiment = config.tracking.experiment or config.sweep.name
+    tracker = open_store(config.tracking.uri, experiment=experiment, timeout_s=config.tracking.timeout_s, create=False)
+    if tracker is None or tracker.experiment_id is None:
+        raise ValueError(f"sweep={config.sweep.name} has no runs in the tracking store yet: run the sweep first, "
+                         f"or fit a CSV with fit.runs_csv=PATH.")
+    runs = runs_table(tracker)
+    finished = runs[runs["status"] == "finished"]
+    return tracker, runs, curves_table(tracker, list(finished["run_id"]))
+
+
+def fit_sweep_or_csv(config: Config):
+    """Fit fit.runs_csv when given, else the sweep's runs; returns (fit report, runs, curves, tracker)."""
+    from orchestrator.fitting.run import run_fit  # noqa: PLC0415
+
+    if config.fit.runs_csv:
+        return run_fit(config.fit), None, None, None
+    tracker, runs, curves = sweep_runs(config)
+    report = run_fit(config.fit, table=runs, curves=curves, name=config.sweep.name)
+    if report.json_path is not None:
+        tracker.log_to_latest_sweep_run(report.json_path)
+    return report, runs, curves, tracker
 
 
 def action_fit(config: Config, *, trials: list[Trial]) -> int:
-    from orchestrator.fitting.run import format_summary, run_fit  # noqa: PLC0415
+    """Fit scaling laws; print the summary; write fit.json (and log it to the sweep's parent run)."""
+    from orchestrator.fitting.run import format_summary  # noqa: PLC0415
 
-    report = run_fit(config.fit, name=None)
+    report = fit_sweep_or_csv(config)[0]
     print(format_summary(report))
-    return 0
+    return report.exit_code
+
+
+def action_report(config: Config, *, trials: list[Trial]) -> int:
+    """Fit, then write reports/<name>/ (index.html, report.md, frontier.csv, runs.csv, fit.json, PNGs);
+    for a sweep, log the same files to its newest parent run."""
+    from orchestrator.report import write_report  # noqa: PLC0415
+
+    fit, runs, curves, tracker = fit_sweep_or_csv(config)
+    out_dir = fit.json_path.parent if fit.json_path is not None else None
+    files = write_report(fit, runs=runs, curves=curves, out_dir=out_dir, config=config)
+    if tracker is not None:
+        for path in files:
+            tracker.log_to_latest_sweep_run(path, artifact_path="report")
+    print(f"report: {out_dir / 'index.html'}")
+    return fit.exit_code
 
 
 ACTIONS: dict[str, Callable[..., int]] = {
     "plan": action_plan,
     "run": action_run,
     "fit": action_fit,
+    "report": action_report,
 }

@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +40,30 @@ LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
 MAX_LOST = 5
 FLUSH_S = 1.0
+LOG_S = 2.0
 
 
 class _Reporter:
-    """The trainer's report callback inside a Ray worker: buffers, flushes to the driver's queue."""
+    """The trainer's report callback inside a Ray worker: buffers, flushes to the driver's queue.
+
+    Puts are fire-and-forget (one caller's calls to an actor run in order); the last flush waits, so
+    every report is in the queue before the trial's result is visible to the driver.
+    """
 
     def __init__(self, queue: Queue, key: tuple[str, int]) -> None:
         self.queue, self.key, self.buffer, self.last = queue, key, [], time.monotonic()
 
+    def send(self, message: dict[str, Any]) -> None:
+        self.queue.actor.put_nowait.remote(message)
+
     def __call__(self, metrics: dict[str, Any]) -> None:
         self.buffer.append(dict(metrics))
-        if time.monotonic() - self.last > FLUSH_S or "eval_loss" in metrics:
-            self.flush()
+        if time.monotonic() - self.last > FLUSH_S:
+            self.send({"kind": "report", "key": self.key, "metrics": self.buffer})
+            self.buffer, self.last = [], time.monotonic()
 
-    def flush(self) -> None:
-        if self.buffer:
-            self.queue.put({"kind": "report", "key": self.key, "metrics": self.buffer})
-            self.buffer = []
-        self.last = time.monotonic()
+    def close(self) -> None:
+        self.queue.put({"kind": "report", "key": self.key, "metrics": self.buffer})
 
 
 def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
@@ -65,14 +71,14 @@ def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, 
     """Body of one Ray task: announce, train, flush every report, return the TrialResult dict."""
     from trainers.api import load_trainer  # noqa: PLC0415
 
-    queue.put({"kind": "start", "key": key, "host": socket.gethostname(), "device": device,
-               "node": ray.get_runtime_context().get_node_id()})
     reporter = _Reporter(queue, key)
+    reporter.send({"kind": "start", "key": key, "host": socket.gethostname(), "device": device,
+                   "node": ray.get_runtime_context().get_node_id()})
     try:
         train = load_trainer(target)
         return train(config, reporter, run_dir=run_dir, device=device, threads=threads)
     finally:
-        reporter.flush()
+        reporter.close()
 
 
 @dataclass
@@ -82,6 +88,9 @@ class _Attempt:
     lost: int = 0
     run_id: str | None = None
     started: float = 0.0
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    """Reports received but not yet logged."""
+    logged: float = 0.0
 
 
 def order_trials(trials: list[Trial], order: str) -> list[Trial]:
@@ -145,7 +154,7 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     display = Display(progress, live=display_live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        ok = _Loop(config, tracker=tracker, parent=parent, display=display).run(todo)
+        ok = TrialLoop(config, tracker=tracker, parent=parent, display=display).run(todo)
         tracker.end_parent(parent, status="FINISHED" if ok else "FAILED", summary=_summary(progress))
         return 0 if ok else 1
     except KeyboardInterrupt:
@@ -167,7 +176,7 @@ def _summary(progress: SweepProgress) -> dict[str, float]:
             "flops_done": progress.done_flops, "wall_s": time.monotonic() - progress.started}
 
 
-class _Loop:
+class TrialLoop:
     """The driver's event loop: submit into free slots, stream reports into runs, handle results."""
 
     def __init__(self, config: Config, *, tracker: Tracker, parent: str, display: Display) -> None:
@@ -195,7 +204,10 @@ class _Loop:
                     self.tracker.heartbeat(self.parent)
                 while waiting and len(self.inflight) < 2 * slots:
                     self._submit(waiting.pop(0))
-                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.2)
+                refs = list(self.inflight)
+                ready, rest = ray.wait(refs, num_returns=1, timeout=0.2)
+                if ready and rest:  # take every result that is ready, not one per round
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
                 self._drain()
                 for ref in ready:
                     retry = self._finish(ref, self.inflight.pop(ref))
@@ -227,12 +239,18 @@ class _Loop:
                 continue
             if message["kind"] == "start":
                 self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
-            elif attempt.run_id is not None:
-                self.tracker.log_reports(attempt.run_id, message["metrics"])
+            else:
+                attempt.reports.extend(message["metrics"])
+        now = time.monotonic()
+        for attempt in self.inflight.values():
+            # Live metrics at most every LOG_S per run; whatever is left rides on the final batch.
+            if attempt.reports and attempt.run_id is not None and now - attempt.logged > LOG_S:
+                self.tracker.log_reports(attempt.run_id, attempt.reports)
+                attempt.reports, attempt.logged = [], now
 
     def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?") -> None:
         trial = attempt.trial
-        attempt.started = time.monotonic()
+        attempt.started = attempt.logged = time.monotonic()
         attempt.run_id = self.tracker.start_trial(
             parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node)
@@ -243,46 +261,48 @@ class _Loop:
         if attempt.run_id is None:  # failed before it could announce itself
             self._open_run(attempt, host="?", device=self.device)
         self.progress.running -= 1
-        trial = attempt.trial
+        trial, retries = attempt.trial, self.config.cluster.max_retries
         try:
             result = ray.get(ref)
-        except ray.exceptions.OutOfMemoryError as err:
-            return self._failed(attempt, "oom", reason=str(err).splitlines()[0])
+        except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
+            return self._end(attempt, "oom", reason=str(err).strip().splitlines()[0])
         except LOST_ERRORS as err:
-            self.tracker.end_trial(attempt.run_id, status="lost", reason=str(err).splitlines()[0][:500])
             if attempt.lost < MAX_LOST:
-                self.display.event(f"lost     {trial.name} (worker or node died); rescheduling")
+                self._end(attempt, "lost", reason=str(err).strip().splitlines()[0], final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1)
-            return self._failed(attempt, "lost", reason="lost too many times", logged=True)
+            return self._end(attempt, "lost", reason=f"lost {MAX_LOST + 1} times: {err}")
         except ray.exceptions.RayTaskError as err:
             trace = str(err)
-            reason = trace.strip().splitlines()[-1][:500]
-            self.tracker.end_trial(attempt.run_id, status="crashed", reason=reason, traceback=trace)
+            reason = trace.strip().splitlines()[-1]
             crashes = attempt.attempt - attempt.lost
-            if crashes <= self.config.cluster.max_retries:
-                self.display.event(f"crashed  {trial.name}: {reason}; retry {crashes}/{self.config.cluster.max_retries}")
+            if crashes <= retries:
+                self._end(attempt, "crashed", reason=f"{reason} (retry {crashes}/{retries})", traceback=trace,
+                          final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
-            return self._failed(attempt, "crashed", reason=reason, logged=True)
-        status = result.get("status", "finished")
-        self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=result.get("reason"))
-        if status != "finished":
-            return self._failed(attempt, status, reason=result.get("reason") or status, logged=True)
-        self.progress.done += 1
+            return self._end(attempt, "crashed", reason=reason, traceback=trace)
+        return self._end(attempt, result.get("status", "finished"), result=result, reason=result.get("reason"))
+
+    def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
+             reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
+        """Close the attempt's run; count it unless another attempt follows."""
+        trial = attempt.trial
+        self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
+                               traceback=traceback, reports=attempt.reports)
+        if not final:
+            self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
+            return None
         self.progress.done_flops += trial.cost.c_exact
-        loss = result.get("final_eval_loss")
+        if status != "finished":
+            self.progress.failed += 1
+            self.all_results = self.all_results and status in RESULT_STATUSES
+            self.display.event(f"{status:8s} {trial.name}: {reason}")
+            return None
+        self.progress.done += 1
+        loss = (result or {}).get("final_eval_loss")
         label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
         if loss is not None:
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
-        self.display.event(f"finished {trial.name} eval_loss={loss if loss is None else round(loss, 4)}")
-        return None
-
-    def _failed(self, attempt: _Attempt, status: str, *, reason: str, logged: bool = False) -> None:
-        if not logged:
-            self.tracker.end_trial(attempt.run_id, status=status, reason=reason)
-        self.progress.failed += 1
-        self.progress.done_flops += attempt.trial.cost.c_exact
-        self.all_results = self.all_results and status in RESULT_STATUSES
-        self.display.event(f"{status:8s} {attempt.trial.name}: {reason}")
+        self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
 
     def _kill_all(self) -> None:
@@ -295,6 +315,7 @@ class _Loop:
             pass
         for attempt in self.inflight.values():
             if attempt.run_id is not None:
-                self.tracker.end_trial(attempt.run_id, status="killed", reason="the driver was interrupted")
+                self.tracker.end_trial(attempt.run_id, status="killed", reason="the driver was interrupted",
+                                       reports=attempt.reports)
         self.inflight.clear()
 

@@ -8,7 +8,7 @@ at each target budget, N_opt, D_opt, tokens per parameter and the compute-optima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,11 @@ class BootstrapCI:
     n_valid: int
     bounds: dict[str, tuple[float, float]]
     predictions: dict[str, dict[str, tuple[float, float]]]
+    n_converged: int | None = None  # resamples whose optimiser met its gradient tolerance (iterative fits)
 
     def to_json(self) -> dict:
         return {"level": self.level, "n_resamples": self.n_resamples, "n_valid": self.n_valid,
+                **({} if self.n_converged is None else {"n_converged": self.n_converged}),
                 **{k: list(v) for k, v in self.bounds.items()},
                 "predictions": {c: {q: list(v) for q, v in qs.items()} for c, qs in self.predictions.items()}}
 
@@ -103,13 +105,13 @@ def bootstrap_parametric(runs: pd.DataFrame, fit: SurfaceFit, *, weights: np.nda
                          flops_per_nd: float, level: float) -> BootstrapCI:
     """Approach 3 on each resample, warm-started (see surface.fit_surface_resamples)."""
     starts = np.vstack([fit.natural(), np.array(fit.basin_starts).reshape(-1, 5)])
-    params, _, _ = fit_surface_resamples(runs["N"].to_numpy(float), runs["D"].to_numpy(float),
-                                         runs["loss"].to_numpy(float), weights=weights, starts=starts,
-                                         delta=fit.huber_delta)
+    params, _, converged = fit_surface_resamples(runs["N"].to_numpy(float), runs["D"].to_numpy(float),
+                                                 runs["loss"].to_numpy(float), weights=weights, starts=starts,
+                                                 delta=fit.huber_delta)
     a, b, e, alpha, beta = params.T
     samples, preds = surface_quantities(np.exp(e), np.exp(a), np.exp(b), alpha, beta, budgets=budgets,
                                         flops_per_nd=flops_per_nd)
-    return percentile_ci(samples, preds, level=level)
+    return replace(percentile_ci(samples, preds, level=level), n_converged=int(converged.sum()))
 
 
 def bootstrap_vp(runs: pd.DataFrame, fit: VPNLSFit, *, weights: np.ndarray, budgets: list[float],

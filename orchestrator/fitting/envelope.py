@@ -7,8 +7,9 @@ N_opt = k_N C^a, D_opt = k_D C^b, and L_env = E + k C^p (isoflop.loss_law).
 Only points whose loss is a valid estimate of "this model trained for this many tokens" may be used
 (Hoffmann et al. 2022 sec. 3.1; Hägele et al. 2024): the end of a cosine (or any decayed) run, and
 checkpoints taken after a cooldown. A curves table says which by a boolean `valid` column (the sweep
-reader sets it for cooldown checkpoints); without it only each trial's last step is used. Without curves,
-each finished run's final point is used. The envelope is the running minimum of loss over points sorted
+reader sets it for cooldown checkpoints); without it each trial's last step is used, except for trials
+whose `schedule` column says "constant" (no decay, no valid point). Without curves, each finished run's
+final point is used. The envelope is the running minimum of loss over points sorted
 by C: a point is on it when no point with less or equal compute reached a lower loss.
 """
 
@@ -59,7 +60,8 @@ def valid_curve_points(curves: pd.DataFrame, *, runs: pd.DataFrame, metric: str 
                        c_convention: str = "exact") -> pd.DataFrame:
     """The valid points (trial_id, N, D, C, loss) of per-step curves; N comes from `runs` by trial_id.
 
-    curves: trial_id, step, tokens, flops, eval_loss, train_loss, lr, and optionally valid (bool) and N.
+    curves: trial_id, step, tokens, flops, eval_loss, train_loss, lr, and optionally valid (bool), schedule
+    and N.
     """
     need = {"trial_id", "step", "tokens", _LOSS_COLUMNS.get(metric, metric)}
     missing = sorted(need - set(curves.columns))
@@ -74,6 +76,8 @@ def valid_curve_points(curves: pd.DataFrame, *, runs: pd.DataFrame, metric: str 
         valid = df["valid"].astype(bool).to_numpy()
     else:
         valid = (df["step"] == df.groupby("trial_id")["step"].transform("max")).to_numpy()
+        if "schedule" in df.columns:  # a constant learning rate never decays: none of its points is valid
+            valid = valid & df["schedule"].astype(str).str.lower().ne("constant").to_numpy()
     df = df.loc[valid]
     D = pd.to_numeric(df["tokens"], errors="coerce").to_numpy(float)
     N = pd.to_numeric(df["N"], errors="coerce").to_numpy(float)

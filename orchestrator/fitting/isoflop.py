@@ -8,7 +8,8 @@ powerlaw.SaturatingPowerLaw; a plain power law when fewer than 3 budgets).
 
 Known bias (Besiroglu et al. 2024; Open-Athena scaling-law-analysis QC flags): a parabola is only a local
 approximation, so wide or off-centre size grids shift the vertex. Each profile is therefore checked:
-- edge: the vertex is not bracketed by at least 2 sampled sizes on each side (or lies outside them);
+- edge: the vertex is not bracketed by at least 2 sampled sizes on each side (a vertex outside the sampled
+  sizes is an extrapolation: that profile is skipped, with the reason recorded);
 - weak curvature: from its vertex to the farthest sampled size the parabola rises less than 3 residual
   standard deviations or less than 0.1% of L_opt, so the vertex is poorly determined.
 Both produce warnings; a profile whose parabola opens downward (c2 <= 0) has no minimum and is skipped.
@@ -74,6 +75,7 @@ class IsoFLOPFit:
     @property
     def warnings(self) -> list[str]:
         out = [w for p in self.profiles for w in p.warnings()]
+        out += [f"budget {c:.3g} skipped: {reason}" for c, reason in self.skipped]
         if len(self.profiles) < 3:
             out.append(f"only {len(self.profiles)} usable budgets: the exponents rest on {len(self.profiles)} points")
         return out
@@ -85,7 +87,7 @@ class IsoFLOPFit:
         return self.loss_law(C)
 
 
-def fit_parabola(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def fit_parabola(x: np.ndarray, y: np.ndarray, *, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Least-squares coefficients (c0, c1, c2) of y = c0 + c1 x + c2 x^2 and the residual standard deviation."""
     w = np.ones_like(x) if w is None else w
     X = np.stack([np.ones_like(x), x, x * x], axis=1)
@@ -107,6 +109,9 @@ def fit_profile(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, budget: float) -
     if c2 <= 0 or d2 <= 0:
         raise FitInputError("the parabola opens downward (no loss minimum inside this profile)")
     x_opt = -c1 / (2 * c2)
+    if not xN.min() <= x_opt <= xN.max():
+        raise FitInputError(f"the loss minimum (N={np.exp(x_opt):.3g}) lies outside the sampled sizes "
+                            f"[{N.min():.3g}, {N.max():.3g}]: an extrapolated vertex, not used")
     L_opt = c0 + c1 * x_opt + c2 * x_opt ** 2
     below, above = np.sum(np.unique(xN) < x_opt), np.sum(np.unique(xN) > x_opt)
     half_span = max(x_opt - xN.min(), xN.max() - x_opt)

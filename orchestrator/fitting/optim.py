@@ -6,9 +6,11 @@ eigendecompositions gives each start its own step. Why Newton and not L-BFGS: wi
 Hessian is cheap, and it reaches the Chinchilla optimum in ~30 iterations where L-BFGS needs hundreds.
 
 Step (Levenberg-Marquardt on a saddle-free Hessian, Dauphin et al. 2014; Nocedal & Wright 2006, ch. 4):
-    H = Q diag(ev) Q^T,   d = -Q diag(1 / (|ev| + mu)) Q^T g,   mu = lam * max|ev|,
-then x + d is projected onto the box [lower, upper]; the step is accepted when the actual decrease is at
-least 1e-4 of the quadratic model's, and lam shrinks (x1/4) on good steps and grows (x8) on bad ones.
+    H = Q diag(ev) Q^T,   d = -Q diag(1 / (|ev| + mu)) Q^T g,   mu = lam * max|ev| + max(0, -min ev),
+capped at 2 units in max-norm, then x + d is projected onto the box [lower, upper]; the step is accepted
+when the objective falls by at least 1e-4 of the quadratic model's prediction, and lam shrinks (/4) after
+an accepted step and grows (x8) after a rejected one. H may be a model of the Hessian (the caller's fgh
+decides; surface.py uses an IRLS model in its coarse phase).
 Successive halving (Jamieson & Talwalkar 2016): at the iterations in `halving`, only the best fraction of
 live starts (by objective) keeps being optimised, so most of the work goes to the promising basins.
 """

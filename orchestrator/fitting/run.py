@@ -113,7 +113,7 @@ def _fit_methods(table: RunTable, *, curves: pd.DataFrame | None, options: FitCo
         entry["convergence"] = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
                                 "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
                                 "converged": fit.converged, "n_starts": fit.n_starts,
-                                "n_at_best": fit.n_at_best, "seconds": fit.seconds}
+                                "n_finalists": fit.n_finalists, "n_at_best": fit.n_at_best, "seconds": fit.seconds}
         if weights is not None:
             entry["ci"] = bs.bootstrap_parametric(runs, fit, weights=weights, budgets=budgets, flops_per_nd=k,
                                                   level=options.ci).to_json()

@@ -122,15 +122,18 @@ def projected(alpha: np.ndarray, beta: np.ndarray, data: _Scaled, *,
     w = np.ones((1, len(data.y))) if weights is None else weights
     pN = np.exp(-alpha[:, None] * data.xN)  # (R, n)
     pD = np.exp(-beta[:, None] * data.xD)
-    one = np.ones_like(pN)
-    X = np.stack([one, pN, pD], axis=-1)  # (R, n, 3)
-    Xw = X * w[..., None]
-    G = np.einsum("rnk,rnl->rkl", Xw, X)
-    c = np.einsum("rnk,n->rk", Xw, data.y)
-    yy = (w * data.y ** 2).sum(axis=-1) * np.ones(len(alpha))
+    wN, wD, wy = w * pN, w * pD, w * data.y
+    G = np.empty((len(alpha), 3, 3))
+    G[:, 0, 0] = w.sum(axis=1)
+    G[:, 0, 1] = G[:, 1, 0] = wN.sum(axis=1)
+    G[:, 0, 2] = G[:, 2, 0] = wD.sum(axis=1)
+    G[:, 1, 1] = (wN * pN).sum(axis=1)
+    G[:, 2, 2] = (wD * pD).sum(axis=1)
+    G[:, 1, 2] = G[:, 2, 1] = (wN * pD).sum(axis=1)
+    c = np.stack([wy.sum(axis=1), (wy * pN).sum(axis=1), (wy * pD).sum(axis=1)], axis=1)
+    yy = (wy * data.y).sum(axis=1) * np.ones(len(alpha))
     coef, rss = nnls3(G, c, yy)
-    resid = data.y - np.einsum("rnk,rk->rn", X, coef)  # (R, n)
-    wr = w * resid
+    wr = wy - w * (coef[:, :1] + coef[:, 1:2] * pN + coef[:, 2:] * pD)  # w * residual, (R, n)
     grad = np.stack([2 * coef[:, 1] * (wr * pN * data.xN).sum(axis=1),
                      2 * coef[:, 2] * (wr * pD * data.xD).sum(axis=1)], axis=1)
     return rss, grad, coef
