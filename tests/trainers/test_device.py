@@ -1,0 +1,48 @@
+"""Device resolution: CPU by default with an explicit thread count; precision and MFU peak recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainers import device
+
+
+def test_auto_resolves_to_what_is_present_and_sets_threads():
+    rt = device.resolve("auto", dtype="auto", threads=1)
+    assert rt.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert rt.dtype == ("bf16" if torch.cuda.is_available() else "fp32")
+    assert torch.get_num_threads() == 1
+
+
+def test_cpu_peak_default_and_bf16_autocast(monkeypatch):
+    monkeypatch.delenv(device.PEAK_FLOPS_ENV, raising=False)
+    rt = device.resolve("cpu", dtype="bf16", threads=1)
+    assert (rt.peak_flops, rt.peak_source) == (device.CPU_PEAK_FLOPS, "CPU default")
+    with rt.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_value_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        device.resolve("cuda", dtype="auto", threads=1)
+
+
+def test_bad_device_threads_or_peak_are_value_errors(monkeypatch):
+    with pytest.raises(ValueError, match="unsupported"):
+        device.resolve("mps", dtype="auto", threads=1)
+    with pytest.raises(ValueError, match="unsupported"):
+        device.resolve("gpu", dtype="auto", threads=1)
+    with pytest.raises(ValueError, match="threads=0"):
+        device.resolve("cpu", dtype="auto", threads=0)
+    monkeypatch.setenv(device.PEAK_FLOPS_ENV, "fast")
+    with pytest.raises(ValueError, match="ORCH_PEAK_FLOPS"):
+        device.resolve("cpu", dtype="auto", threads=1)
+
+
+def test_out_of_memory_is_recognised_in_its_forms():
+    assert device.is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert device.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"))
+    assert device.is_oom(MemoryError())
+    assert not device.is_oom(RuntimeError("shape mismatch"))

@@ -1,0 +1,303 @@
+"""The built-in GPT trainer: `train(config, report, ...)`, the contract of `trainers/api.py`.
+
+One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
+- AdamW with decoupled weight decay on matrices only, warmup + cosine (or WSD) whose length is D
+  (`trainers/schedule.py`), global gradient-norm clipping;
+- a batch of `trainer.batch_tokens` per optimizer step, split into micro-batches (gradient
+  accumulation) of `trainer.micro_batch_tokens`, halved automatically while a step runs out of memory;
+  the last step takes only the sequences left, so training stops at exactly D;
+- evaluation on the held-out split every `trainer.eval_interval_tokens` and at the end, with the
+  standard error of the mean over sequences (tokens within a sequence are correlated);
+- reports through the callback only (no MLflow or Ray here): step, tokens, flops (exact accounting,
+  `orchestrator/accounting.py`), train_loss, lr, tokens_per_s, flops_per_s, mfu, and on evaluation
+  steps eval_loss, eval_loss_se;
+- divergence (a non-finite loss, or one above `trainer.spike_factor` x its running minimum) and
+  out-of-memory end the trial as results (`diverged`, `oom`) with the reason;
+- checkpoints to `run_dir` every `trainer.checkpoint_interval_tokens`; a restarted trial resumes there
+  and reaches the same final loss as an uninterrupted one (the data stream is indexed by sequence, and
+  init and data order are functions of the seed);
+- CPU by default with `threads` intra-op threads; CUDA with bf16 autocast and optional torch.compile;
+  the device, precision and MFU peak used are recorded in the result.
+
+D, `trainer.batch_tokens` and `trainer.micro_batch_tokens` must be multiples of `model.seq_len`: a
+training sequence is seq_len tokens (inputs x_0..x_{T-1}, targets x_1..x_T).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from orchestrator.accounting import count_params, train_flops_per_token
+from trainers import checkpoint
+from trainers import device as devices
+from trainers.api import DIVERGED, FINISHED, OOM, Report, TrialResult
+from trainers.config import DataConfig, ModelConfig, TrainerConfig
+from trainers.data import Source, build_source
+from trainers.model import GPT
+from trainers.schedule import Schedule
+
+__all__ = ["GPT", "train"]
+
+LOG_POINTS = 100
+"""About this many train-loss reports per trial (plus one per evaluation)."""
+DEFAULT_EVALS = 10
+"""eval_interval_tokens = 0 means this many evaluations per trial, the last at D."""
+
+
+@dataclasses.dataclass
+class Counters:
+    """The loop state a checkpoint must carry besides model and optimizer."""
+
+    step: int = 0
+    tokens: int = 0
+    micro_seqs: int = 0
+    min_loss: float = math.inf
+    last_loss: float | None = None
+
+
+class Stop(Exception):
+    """A trial ending as a result (diverged, oom), carrying its status and reason."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _every(interval: int, before: int, after: int) -> bool:
+    """Whether a multiple of `interval` lies in (before, after]."""
+    return interval > 0 and after // interval > before // interval
+
+
+def _check_units(model: ModelConfig, trainer: TrainerConfig, tokens: int) -> None:
+    t = model.seq_len
+    for key, value in (("tokens", tokens), ("trainer.batch_tokens", trainer.batch_tokens),
+                       ("trainer.micro_batch_tokens", trainer.micro_batch_tokens)):
+        if value % t:
+            raise ValueError(f"{key}={value} is not a multiple of model.seq_len={t}: a sequence is seq_len tokens.")
+    if tokens < t:
+        raise ValueError(f"tokens={tokens} is invalid: a trial needs at least one sequence (model.seq_len={t}).")
+
+
+class GPTTrial:
+    """One trial's model, optimizer, data and loop; `run()` returns its TrialResult."""
+
+    def __init__(self, config: dict[str, Any], report: Report, *, run_dir: str | None, device: str,
+                 threads: int) -> None:
+        self.config, self.report, self.run_dir = config, report, run_dir
+        self.model_cfg = ModelConfig(**config["model"])
+        self.data_cfg = DataConfig(**config["data"])
+        self.cfg = TrainerConfig(**config["trainer"])
+        self.total, self.seed = int(config["tokens"]), int(config["seed"])
+        _check_units(self.model_cfg, self.cfg, self.total)
+        self.rt = devices.resolve(device, dtype=self.cfg.dtype, threads=threads)
+        self.seq_len = self.model_cfg.seq_len
+        self.source: Source = build_source(self.data_cfg, seq_len=self.seq_len, seed=self.seed, tokens=self.total,
+                                           eval_tokens=self.cfg.eval_tokens)
+        vocab = self.data_cfg.vocab_size
+        torch.manual_seed(self.seed)
+        self.model = GPT(self.model_cfg, vocab_size=vocab).to(self.rt.device)
+        self.params = count_params(self.model_cfg, vocab_size=vocab)
+        assert self.model.n_params() == self.params.total, "model and accounting disagree"
+        self.flops_per_token = train_flops_per_token(self.model_cfg, vocab_size=vocab)
+        self.compiled = torch.compile(self.model) if self.cfg.compile else self.model
+        self.opt = torch.optim.AdamW(
+            self.model.param_groups(weight_decay=self.cfg.weight_decay), lr=self.cfg.lr,
+            betas=(self.cfg.beta1, self.cfg.beta2), fused=True,
+        )
+        self.schedule = Schedule.for_trial(
+            peak=self.cfg.lr, total_tokens=self.total, warmup_tokens=self.cfg.warmup_tokens, kind=self.cfg.schedule,
+            min_ratio=self.cfg.min_lr_ratio, decay_fraction=self.cfg.decay_fraction,
+        )
+        self.batch_seqs = self.cfg.batch_tokens // self.seq_len
+        self.eval_interval = self.cfg.eval_interval_tokens or max(self.total // DEFAULT_EVALS, 1)
+        self.log_every = max(math.ceil(self.total / self.cfg.batch_tokens) // LOG_POINTS, 1)
+        self.c = Counters(micro_seqs=(self.cfg.micro_batch_tokens or self.cfg.batch_tokens) // self.seq_len)
+        self.resumed_from = 0
+        self._val: torch.Tensor | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def restore(self) -> None:
+        state = checkpoint.load(self.run_dir, config=self.config)
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.c = Counters(**state["counters"])
+        self.resumed_from = self.c.tokens
+
+    def save(self) -> None:
+        checkpoint.save(self.run_dir, {
+            "config": self.config, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "counters": dataclasses.asdict(self.c),
+        })
+
+    # -- one optimizer step --------------------------------------------------------------------
+    def _accumulate(self, batch: torch.Tensor) -> torch.Tensor:
+        """Forward and backward over micro-batches; returns the batch's mean loss (0-dim tensor)."""
+        n = batch.size(0)
+        total = torch.zeros((), device=self.rt.device)
+        for i in range(0, n, self.c.micro_seqs):
+            micro = batch[i : i + self.c.micro_seqs].to(self.rt.device, non_blocking=True)  # (b, T+1)
+            with self.rt.autocast():
+                loss = self.compiled(micro[:, :-1], micro[:, 1:])
+            # Weight by the micro-batch's share so the gradient is that of the batch mean.
+            share = micro.size(0) / n
+            (loss * share).backward()
+            total += loss.detach() * share
+        return total
+
+    def fetch(self, tokens: int) -> torch.Tensor:
+        """The batch of the step that starts after `tokens` training tokens: (n, T+1)."""
+        n_seqs = min(self.batch_seqs, (self.total - tokens) // self.seq_len)
+        batch = self.source.train(tokens // self.seq_len, n_seqs)
+        return batch.pin_memory() if self.rt.device.type == "cuda" else batch
+
+    def step(self, batch: torch.Tensor) -> float:
+        """One optimizer step on `batch` (n, T+1); halves the micro-batch while it runs out of memory."""
+        n_seqs = batch.size(0)
+        while True:
+            self.opt.zero_grad(set_to_none=True)
+            try:
+                loss = self._accumulate(batch).item()
+                break
+            except Exception as err:
+                if not devices.is_oom(err):
+                    raise
+                message = _first_line(err)
+            # Outside the except block, so the traceback's activations are freed before the retry.
+            self.opt.zero_grad(set_to_none=True)
+            if self.rt.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if self.c.micro_seqs == 1:
+                raise Stop(OOM, f"out of memory with one sequence per micro-batch: {message}")
+            self.c.micro_seqs = max(self.c.micro_seqs // 2, 1)
+        self._check_divergence(loss)
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        lr = self.schedule(self.c.tokens + n_seqs * self.seq_len)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.step()
+        return loss
+
+    def _check_divergence(self, loss: float) -> None:
+        where = f"at step {self.c.step + 1} (tokens {self.c.tokens})"
+        if not math.isfinite(loss):
+            raise Stop(DIVERGED, f"train loss is {loss} {where}")
+        if loss > self.cfg.spike_factor * self.c.min_loss:
+            raise Stop(DIVERGED, f"train loss {loss:.4g} {where} exceeds trainer.spike_factor={self.cfg.spike_factor} "
+                                 f"x its running minimum {self.c.min_loss:.4g}")
+        self.c.min_loss = min(self.c.min_loss, loss)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Mean held-out loss (nats/token) and its standard error over sequences."""
+        if self._val is None:
+            self._val = self.source.val()  # (n_val, T+1)
+        self.model.eval()
+        per_seq = []
+        try:
+            for i in range(0, self._val.size(0), self.c.micro_seqs):
+                seqs = self._val[i : i + self.c.micro_seqs].to(self.rt.device)  # (b, T+1)
+                with self.rt.autocast():
+                    losses = self.model.token_losses(seqs[:, :-1], seqs[:, 1:])  # (b, T)
+                per_seq.append(losses.mean(1).double().cpu())
+        except Exception as err:
+            if devices.is_oom(err):
+                raise Stop(OOM, f"out of memory during evaluation: {_first_line(err)}") from err
+            raise
+        finally:
+            self.model.train()
+        losses = torch.cat(per_seq)  # (n_val,) equal-length sequences, so their mean is the token mean
+        se = losses.std().item() / math.sqrt(losses.numel()) if losses.numel() > 1 else 0.0
+        return losses.mean().item(), se
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> TrialResult:
+        start = time.perf_counter()
+        self.restore()
+        train_s, window_s, window_tokens, window_losses = 0.0, 0.0, 0, []
+        eval_loss = eval_se = None
+        # One worker prepares the next batch while this one computes (it matters on a GPU, where
+        # sampling the synthetic language would otherwise sit between kernels).
+        loader = ThreadPoolExecutor(max_workers=1)
+        pending = loader.submit(self.fetch, self.c.tokens) if self.c.tokens < self.total else None
+        try:
+            while self.c.tokens < self.total:
+                t0 = time.perf_counter()
+                batch = pending.result()  # (n, T+1)
+                after = self.c.tokens + batch.size(0) * self.seq_len
+                pending = loader.submit(self.fetch, after) if after < self.total else None
+                loss = self.step(batch)
+                devices.synchronize(self.rt.device)
+                dt = time.perf_counter() - t0
+                before = self.c.tokens
+                self.c.tokens, self.c.step, self.c.last_loss = after, self.c.step + 1, loss
+                train_s, window_s, window_tokens = train_s + dt, window_s + dt, window_tokens + after - before
+                window_losses.append(loss)
+                evaluate = after == self.total or _every(self.eval_interval, before, after)
+                if evaluate or self.c.step % self.log_every == 0:
+                    metrics = self._metrics(window_losses, window_tokens, window_s)
+                    if evaluate:
+                        eval_loss, eval_se = self.evaluate()
+                        metrics.update(eval_loss=eval_loss, eval_loss_se=eval_se)
+                    self.report(metrics)
+                    window_s, window_tokens, window_losses = 0.0, 0, []
+                if self.run_dir is not None and _every(self.cfg.checkpoint_interval_tokens, before, after):
+                    self.save()
+            if eval_loss is None:  # resumed from a checkpoint taken at D: nothing left but to score it
+                eval_loss, eval_se = self.evaluate()
+        except Stop as stop:
+            return self._result(stop.status, start, train_s, reason=stop.reason)
+        finally:
+            loader.shutdown(cancel_futures=True)
+        return self._result(FINISHED, start, train_s, eval_loss=eval_loss, eval_se=eval_se)
+
+    def _metrics(self, losses: list[float], tokens: int, seconds: float) -> dict[str, Any]:
+        tokens_per_s = tokens / seconds if seconds > 0 else 0.0
+        flops_per_s = tokens_per_s * self.flops_per_token
+        return {
+            "step": self.c.step, "tokens": self.c.tokens, "flops": float(self.c.tokens) * self.flops_per_token,
+            "train_loss": sum(losses) / len(losses), "lr": self.schedule(self.c.tokens),
+            "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s, "mfu": flops_per_s / self.rt.peak_flops,
+        }
+
+    def _result(self, status: str, start: float, train_s: float, *, reason: str | None = None,
+                eval_loss: float | None = None, eval_se: float | None = None) -> TrialResult:
+        trained = self.c.tokens - self.resumed_from
+        tokens_per_s = trained / train_s if train_s > 0 else 0.0
+        extra = {
+            **self.source.info,
+            "n_params": self.params.total, "n_params_nonembed": self.params.nonembed,
+            "flops_per_token": self.flops_per_token, "peak_flops": self.rt.peak_flops,
+            "peak_flops_source": self.rt.peak_source, "tokens_per_s": tokens_per_s,
+            "mfu": tokens_per_s * self.flops_per_token / self.rt.peak_flops,
+            "micro_batch_tokens": self.c.micro_seqs * self.seq_len, "resumed_from_tokens": self.resumed_from,
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+        }
+        last = self.c.last_loss
+        return TrialResult(
+            status=status, final_train_loss=last if last is not None and math.isfinite(last) else None,
+            final_eval_loss=eval_loss, eval_loss_se=eval_se, tokens=self.c.tokens,
+            flops=float(self.c.tokens) * self.flops_per_token, steps=self.c.step, reason=reason,
+            device=str(self.rt.device), dtype=self.rt.dtype,
+            epochs=self.c.tokens / per_epoch if (per_epoch := self.source.info.get("train_tokens_per_epoch")) else 0.0,
+            wall_s=time.perf_counter() - start, extra=extra,
+        )
+
+
+def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
+          threads: int = 1) -> dict[str, Any]:
+    """Train one GPT trial (see the module docstring); returns a TrialResult as a dict."""
+    return dataclasses.asdict(GPTTrial(config, report, run_dir=run_dir, device=device, threads=threads).run())
