@@ -12,7 +12,13 @@ from trainers.config import DataConfig
 
 
 def plan_trials(config: Config, *, datasets: dict[str, DataConfig]) -> list[Trial]:
-    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets)
+    """The sweep's trials; with sweep.lr_from, each at the rate the named search's power law gives."""
+    lr_law = None
+    if config.sweep.lr_from:
+        from orchestrator.search.lr_search import tuned_lr_law  # noqa: PLC0415
+
+        lr_law = tuned_lr_law(config)
+    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law)
 
 
 def local_cpus(config: Config) -> int:
@@ -32,10 +38,23 @@ def action_plan(config: Config, *, trials: list[Trial]) -> int:
 
 
 def action_run(config: Config, *, trials: list[Trial]) -> int:
-    """Run every pending trial, then write the sweep's frontier report."""
+    """Run every pending trial, then write the sweep's frontier report.
+
+    kind=lr_search runs the Optuna search over the planned points instead (no frontier report);
+    sweep.adaptive=true runs the planned sizes as a first wave and places more (search/adaptive.py).
+    """
     from orchestrator.runner import run_sweep  # noqa: PLC0415
 
-    code = run_sweep(config, trials=trials)
+    if config.sweep.kind == "lr_search":
+        from orchestrator.search.lr_search import run_lr_search  # noqa: PLC0415
+
+        return run_lr_search(config, points=trials)
+    if config.sweep.adaptive:
+        from orchestrator.search.adaptive import run_adaptive  # noqa: PLC0415
+
+        code = run_adaptive(config, first_wave=trials)
+    else:
+        code = run_sweep(config, trials=trials)
     if code in (0, 1):  # finished, possibly with failed trials: report what there is
         try:
             action_report(config, trials=trials)

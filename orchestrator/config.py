@@ -15,7 +15,9 @@ from typing import Any
 from orchestrator.fitting.options import FitConfig
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
-SWEEP_KINDS = ("grid", "isoflop", "list")
+SWEEP_KINDS = ("grid", "isoflop", "list", "lr_search")
+SAMPLERS = ("tpe", "gp")
+PRUNERS = ("median", "successive_halving", "none")
 SIZE_CONVENTIONS = ("total", "nonembed")
 ACTIONS = ("run", "plan", "fit", "report")
 ORDERS = ("budget", "cost", "plan")
@@ -51,6 +53,11 @@ class SweepConfig:
                   the centre N_c = sqrt(C / (6 * centre_tokens_per_param)) (or the given `sizes`),
                   with D solved so that the exact training FLOPs equal C within `budget_tolerance`.
     kind=list:    the explicit `trials`, each a dict of keys from LIST_TRIAL_KEYS.
+    kind=lr_search: for each model size (the `sizes` at each of the `tokens` or `budgets`), an Optuna
+                  search of the learning rate (group `search/`); see orchestrator/search/lr_search.py.
+
+    Any kind can take its learning rates from a finished search (`lr_from`), and kind=isoflop can
+    place its sizes adaptively (`adaptive`, see orchestrator/search/adaptive.py).
     """
 
     name: str = "???"
@@ -90,6 +97,18 @@ class SweepConfig:
     """Seed axis: each seed is its own trial."""
     trials: list[dict[str, Any]] = field(default_factory=list)
     """kind=list: explicit trials."""
+    lr_from: str = ""
+    """Name of a finished kind=lr_search sweep: each trial's trainer.lr is that search's power law
+    lr_opt(N) = k N^p at the trial's N_total (the `hyperparameters.lr=tuned` handoff); empty: off."""
+    adaptive: bool = False
+    """kind=isoflop: run `sizes_per_budget` sizes per budget as a first wave, then add sizes where each
+    budget's minimum is unbracketed or least certain until N_opt is within `adaptive_tolerance`."""
+    adaptive_tolerance: float = 0.1
+    """adaptive: stop a budget when the relative uncertainty of its N_opt is below this."""
+    adaptive_max_flops: float = 0.0
+    """adaptive: stop adding sizes once the sweep has spent this many FLOPs (0: no cap)."""
+    adaptive_max_sizes: int = 10
+    """adaptive: most sizes per budget."""
 
     def __post_init__(self) -> None:
         if self.kind not in SWEEP_KINDS:
@@ -120,12 +139,71 @@ class SweepConfig:
             )
         if self.kind == "isoflop" and self.tokens:
             raise ValueError("sweep.tokens is set for kind=isoflop: an IsoFLOP sweep solves D from sweep.budgets.")
+        if self.lr_from and self.lr:
+            raise ValueError("sweep.lr_from and sweep.lr are both set: take learning rates from a search or give an "
+                             "axis, not both.")
+        if self.adaptive and self.kind != "isoflop":
+            raise ValueError(f"sweep.adaptive=true needs sweep.kind=isoflop, not {self.kind!r}.")
+        if not (math.isfinite(self.adaptive_tolerance) and self.adaptive_tolerance > 0):
+            raise ValueError(f"sweep.adaptive_tolerance={self.adaptive_tolerance} is invalid: it must be > 0.")
+        if not (math.isfinite(self.adaptive_max_flops) and self.adaptive_max_flops >= 0):
+            raise ValueError(f"sweep.adaptive_max_flops={self.adaptive_max_flops} is invalid: it must be >= 0.")
+        if self.adaptive_max_sizes < 3:
+            raise ValueError(f"sweep.adaptive_max_sizes={self.adaptive_max_sizes} is invalid: it must be >= 3.")
         for index, trial in enumerate(self.trials):
             unknown = sorted(set(trial) - set(LIST_TRIAL_KEYS))
             if unknown:
                 raise ValueError(
                     f"sweep.trials[{index}] has unknown key {unknown[0]!r}: allowed are {', '.join(LIST_TRIAL_KEYS)}."
                 )
+
+
+@dataclass
+class SearchConfig:
+    """A per-size hyperparameter search with Optuna (group `search/`), used by sweep.kind=lr_search."""
+
+    sampler: str = "tpe"
+    """tpe (Optuna's TPESampler) or gp (GPSampler, Gaussian-process Bayesian optimisation)."""
+    pruner: str = "median"
+    """median, successive_halving or none: stops weak trials early from their intermediate eval_loss."""
+    trials_per_size: int = 5
+    """Trials (finished or pruned) per study, i.e. per model size."""
+    parallel_per_size: int = 1
+    """Trials of one size running at once (sizes run side by side); 1 lets each trial learn from the last."""
+    startup_trials: int = 2
+    """Random trials before the sampler models the loss, and finished trials before the pruner may prune."""
+    lr_min: float = 1e-4
+    """Lower end of the log-uniform learning-rate range."""
+    lr_max: float = 1e-1
+    """Upper end of the log-uniform learning-rate range."""
+    batch_tokens: list[int] = field(default_factory=list)
+    """Also search the batch size over these values (empty: trainer.batch_tokens)."""
+    warmup_tokens: list[int] = field(default_factory=list)
+    """Also search the warmup over these values (empty: trainer.warmup_tokens)."""
+    storage: str = ""
+    """Optuna storage: empty means the journal file optuna.journal next to the MLflow SQLite DB (or in the
+    working folder for a server); else an RDB URL (sqlite:///..., postgresql://...)."""
+    seed: int = 0
+    """Sampler seed (per size it is offset by the size's index), for reproducible searches."""
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"search.sampler={self.sampler!r} is unknown: allowed are {', '.join(SAMPLERS)}.")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"search.pruner={self.pruner!r} is unknown: allowed are {', '.join(PRUNERS)}.")
+        for key in ("trials_per_size", "parallel_per_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"search.{key}={getattr(self, key)} is invalid: it must be >= 1.")
+        if self.startup_trials < 0:
+            raise ValueError(f"search.startup_trials={self.startup_trials} is invalid: it must be >= 0.")
+        _check_positive_finite("search.lr_min", [self.lr_min])
+        _check_positive_finite("search.lr_max", [self.lr_max])
+        if self.lr_min >= self.lr_max:
+            raise ValueError(f"search.lr_min={self.lr_min} must be below search.lr_max={self.lr_max}.")
+        _check_positive_finite("search.batch_tokens", self.batch_tokens)
+        if self.storage and "://" not in self.storage:
+            raise ValueError(f"search.storage={self.storage!r} is not a URL: give an RDB URL such as "
+                             f"sqlite:///ABSOLUTE/PATH.db, or leave it empty for the journal file.")
 
 
 @dataclass
@@ -197,6 +275,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -210,4 +289,5 @@ GROUP_SCHEMAS = {
     "trainer": TrainerConfig,
     "tracking": TrackingConfig,
     "cluster": ClusterConfig,
+    "search": SearchConfig,
 }

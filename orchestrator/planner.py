@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -147,11 +148,15 @@ def plan(
     model: ModelConfig,
     trainer: TrainerConfig,
     datasets: dict[str, DataConfig],
+    lr_law: Callable[[float], float] | None = None,
 ) -> list[Trial]:
     """All trials of `sweep`, deterministic and deduplicated (duplicates warn with PlanWarning).
 
     `model` and `trainer` are the base configs the sweep's axes override; `datasets` maps each name
-    on the data axis to its config (the CLI composes them from conf/data/).
+    on the data axis to its config (the CLI composes them from conf/data/). `lr_law`, when given
+    (sweep.lr_from), sets each trial's trainer.lr from its exact N_total, so the id reflects it.
+    kind=lr_search plans its points (size x tokens/budget) at the base learning rate; the search
+    varies the rate.
     """
     if sweep.kind == "list":
         trials = [_list_trial(i, spec, sweep=sweep, model=model, trainer=trainer, datasets=datasets)
@@ -160,12 +165,20 @@ def plan(
             raise PlanError(f"sweep.trials is empty: sweep {sweep.name!r} of kind=list plans no trials.")
     else:
         trials = list(_axis_trials(sweep, model=model, trainer=trainer, datasets=datasets))
+    if lr_law is not None:
+        trials = [with_lr(t, lr_law(t.cost.n_total)) for t in trials]
     return _deduplicate(trials)
+
+
+def with_lr(trial: Trial, lr: float, **trainer_keys: Any) -> Trial:
+    """The same trial at learning rate `lr` (and other trainer keys), with its id rehashed."""
+    config = {**trial.config, "trainer": {**trial.config["trainer"], "lr": float(lr), **trainer_keys}}
+    return replace(trial, trial_id=trial_id(config), config=config)
 
 
 def _axis_trials(sweep: SweepConfig, *, model: ModelConfig, trainer: TrainerConfig,
                  datasets: dict[str, DataConfig]):
-    if sweep.kind == "grid" and not (sweep.tokens or sweep.budgets):
+    if sweep.kind in ("grid", "lr_search") and not (sweep.tokens or sweep.budgets):
         raise PlanError(
             f"sweep.tokens and sweep.budgets are both empty: the grid of sweep {sweep.name!r} has no data "
             f"or compute axis; give token counts or FLOP budgets."

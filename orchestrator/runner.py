@@ -23,7 +23,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 from ray.util.queue import Empty, Queue
@@ -34,7 +34,7 @@ from orchestrator.planner import Trial
 from orchestrator.progress import Display, SweepProgress
 from orchestrator.tracking import Tracker, TrackingError, open_store
 
-RESULT_STATUSES = ("finished", "diverged", "oom")
+RESULT_STATUSES = ("finished", "diverged", "oom", "pruned")
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
                ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
@@ -91,6 +91,53 @@ class _Attempt:
     reports: list[dict[str, Any]] = field(default_factory=list)
     """Reports received but not yet logged."""
     logged: float = 0.0
+    ref: ray.ObjectRef | None = None
+    pruned: dict[str, Any] | None = None
+    """The report at which the source pruned this attempt (None: not pruned)."""
+
+
+class TrialSource(Protocol):
+    """A driver-side policy that feeds the loop trials as it goes (an Optuna search, adaptive placement).
+
+    The loop asks `next_trials(free_slots)` whenever it has room, passes every streamed report to
+    `on_report` (True means prune: the task is cancelled and the run recorded with status `pruned`, a
+    result that is not rerun), every final outcome to `on_result`, and stops once nothing is in flight
+    and the source is `done()` or has nothing to give. `tags(trial)` are extra tags of the trial's
+    child run (e.g. the Optuna trial number).
+    """
+
+    def next_trials(self, free_slots: int) -> list[Trial]: ...
+
+    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool: ...
+
+    def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None: ...
+
+    def done(self) -> bool: ...
+
+    def tags(self, trial: Trial) -> dict[str, str]: ...
+
+
+class FixedList:
+    """The default source: a fixed list of trials in order, never pruned."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self.waiting = list(trials)
+
+    def next_trials(self, free_slots: int) -> list[Trial]:
+        taken, self.waiting = self.waiting[:free_slots], self.waiting[free_slots:]
+        return taken
+
+    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool:  # noqa: ARG002
+        return False
+
+    def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
+        pass
+
+    def done(self) -> bool:
+        return not self.waiting
+
+    def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002
+        return {}
 
 
 def order_trials(trials: list[Trial], order: str) -> list[Trial]:
@@ -127,8 +174,13 @@ def slot_count(config: Config) -> int:
     return max(slots, 1)
 
 
-def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None = None) -> int:
-    """Plan -> reap -> run pending -> record. Returns 0 when every trial reached a result."""
+def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None = None,
+              source: TrialSource | None = None) -> int:
+    """Plan -> reap -> run pending -> record. Returns 0 when every trial reached a result.
+
+    With a `source`, trials come from it as it decides (`trials` is ignored and the source skips what
+    is already done); without one, the pending `trials` run in cluster.order.
+    """
     sweep = config.sweep.name
     try:
         tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or sweep,
@@ -142,11 +194,13 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     statuses = tracker.statuses()
     skip = set(RESULT_STATUSES) - ({"diverged", "oom"} if config.cluster.retry_results else set())
     todo = order_trials([t for t in trials if statuses.get(t.trial_id) not in skip], config.cluster.order)
+    if source is not None:
+        trials, todo = [], []
     progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
                              skipped=len(trials) - len(todo))
     print(f"sweep {sweep}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
           + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + f"; tracking {tracker.uri}", flush=True)
-    if not todo:
+    if not todo and source is None:
         return 0
     parent = tracker.start_parent(sweep=sweep, config=asdict(config), n_trials=len(trials))
     connect_ray(config)
@@ -154,7 +208,7 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     display = Display(progress, live=display_live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        ok = TrialLoop(config, tracker=tracker, parent=parent, display=display).run(todo)
+        ok = TrialLoop(config, tracker=tracker, parent=parent, display=display).run(todo, source=source)
         tracker.end_parent(parent, status="FINISHED" if ok else "FAILED", summary=_summary(progress))
         return 0 if ok else 1
     except KeyboardInterrupt:
@@ -194,16 +248,28 @@ class TrialLoop:
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
 
-    def run(self, todo: list[Trial]) -> bool:
-        waiting = [_Attempt(t, 1) for t in todo]
+    def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
+        """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
+        self.source = FixedList(todo) if source is None else source
+        waiting: list[_Attempt] = []  # retries, ahead of new trials
         slots, checked = slot_count(self.config), time.monotonic()
         try:
-            while waiting or self.inflight:
+            while True:
                 if time.monotonic() - checked > 5:
                     slots, checked = slot_count(self.config), time.monotonic()
                     self.tracker.heartbeat(self.parent)
                 while waiting and len(self.inflight) < 2 * slots:
                     self._submit(waiting.pop(0))
+                free = 2 * slots - len(self.inflight)
+                if free > 0 and not self.source.done():
+                    fed = self.source.next_trials(free)
+                    if source is not None:
+                        self.progress.total += len(fed)
+                        self.progress.planned_flops += sum(t.cost.c_exact for t in fed)
+                    for trial in fed:
+                        self._submit(_Attempt(trial, 1))
+                if not (waiting or self.inflight):
+                    break  # the source is done, or has nothing to give while nothing runs
                 refs = list(self.inflight)
                 ready, rest = ray.wait(refs, num_returns=1, timeout=0.2)
                 if ready and rest:  # take every result that is ready, not one per round
@@ -225,6 +291,7 @@ class TrialLoop:
         run_dir = str(Path.cwd() / "checkpoints" / self.config.sweep.name / trial.trial_id)
         ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
                                run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device)
+        attempt.ref = ref
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
 
@@ -241,6 +308,11 @@ class TrialLoop:
                 self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
             else:
                 attempt.reports.extend(message["metrics"])
+                for metrics in message["metrics"]:
+                    if attempt.pruned is None and attempt.ref in self.inflight and \
+                            self.source.on_report(attempt.trial, metrics):
+                        attempt.pruned = metrics
+                        ray.cancel(attempt.ref, force=True)
         now = time.monotonic()
         for attempt in self.inflight.values():
             # Live metrics at most every LOG_S per run; whatever is left rides on the final batch.
@@ -253,7 +325,8 @@ class TrialLoop:
         attempt.started = attempt.logged = time.monotonic()
         attempt.run_id = self.tracker.start_trial(
             parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
-            attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node)
+            attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
+            tags=self.source.tags(trial))
         self.progress.running += 1
 
     def _finish(self, ref: ray.ObjectRef, attempt: _Attempt) -> _Attempt | None:
@@ -262,6 +335,11 @@ class TrialLoop:
             self._open_run(attempt, host="?", device=self.device)
         self.progress.running -= 1
         trial, retries = attempt.trial, self.config.cluster.max_retries
+        if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
+            step = attempt.pruned.get("step")
+            result = {"flops": float(attempt.pruned.get("flops", 0.0)), "tokens": attempt.pruned.get("tokens", 0),
+                      "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
+            return self._end(attempt, "pruned", result=result, reason=f"pruned by the search at step {step}")
         try:
             result = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
@@ -290,6 +368,12 @@ class TrialLoop:
                                traceback=traceback, reports=attempt.reports)
         if not final:
             self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
+            return None
+        self.source.on_result(trial, status, result)
+        if status == "pruned":  # a result: only the FLOPs up to the pruning point count as spent
+            self.progress.done += 1
+            self.progress.done_flops += (result or {}).get("flops", 0.0)
+            self.display.event(f"pruned   {trial.name}: {reason}")
             return None
         self.progress.done_flops += trial.cost.c_exact
         if status != "finished":

@@ -3,7 +3,7 @@ child run per trial attempt. Workers never touch the store; they stream reports 
 a multi-node cluster works with a SQLite file that only the head node holds, and with a server.
 
 Run statuses: MLflow's FINISHED / FAILED / KILLED, plus our own tag `status`: finished, crashed,
-oom, diverged, killed or lost (with `failure_reason`).
+oom, diverged, killed, lost (with `failure_reason`) or pruned (stopped early by a search's pruner).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _sqlite_wal_normal(dbapi_connection, connection_record) -> None:  # noqa: AR
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
-MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FAILED", "oom": "FAILED", "crashed": "FAILED",
+MLFLOW_STATUS = {"finished": "FINISHED", "pruned": "FINISHED", "diverged": "FAILED", "oom": "FAILED", "crashed": "FAILED",
                  "lost": "FAILED", "killed": "KILLED"}
 HEARTBEAT_S = 30.0
 
@@ -211,10 +211,12 @@ class Tracker:
         self.client.set_tag(run_id, "heartbeat", f"{time.time():.0f}")
 
     def start_trial(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
-                    config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str) -> str:
-        tags = {"kind": "trial", "mlflow.parentRunId": parent_id, "sweep": sweep, "trial_id": trial_id,
-                "attempt": str(attempt), "status": "running", "device": device, **self._driver_tags(), "host": host,
-                "worker_node": node}
+                    config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
+                    tags: dict[str, str] | None = None) -> str:
+        """A child run of `parent_id`; `tags` are extra tags (e.g. optuna_trial, stage)."""
+        tags = {**(tags or {}), "kind": "trial", "mlflow.parentRunId": parent_id, "sweep": sweep,
+                "trial_id": trial_id, "attempt": str(attempt), "status": "running", "device": device,
+                **self._driver_tags(), "host": host, "worker_node": node}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         params = {**flatten(config), **{k: v for k, v in derived.items() if k != "trial_id"}}
         self._log_params(run.info.run_id, params)

@@ -39,3 +39,15 @@ def test_tiny_gpt_sweep_end_to_end(cli, tmp_path: Path):
     # Resume: everything is done, nothing reruns.
     again = cli("sweep=tiny", "action=plan")
     assert "status: finished 6" in again.stdout
+
+
+def test_plug_in_and_surrogate_trainers_run_as_sweeps(cli, tmp_path: Path):
+    # A user's own trainer (trainer.target) and the surrogate go through the same runner and store.
+    for trainer, experiment in (("mlp", "tiny"), ("surrogate", "tiny_surrogate")):
+        result = cli("sweep=tiny", f"trainer={trainer}", f"tracking.experiment={experiment}", timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        exp = client.get_experiment_by_name(experiment)
+        children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "trial"]
+        assert len(children) == 6 and all(r.data.tags["status"] == "finished" for r in children)
+        assert {r.data.params["trainer.target"] for r in children} == {f"trainers.{'examples.mlp' if trainer == 'mlp' else 'surrogate'}:train"}

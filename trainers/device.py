@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 PEAK_FLOPS_ENV = "ORCH_PEAK_FLOPS"
-CPU_PEAK_FLOPS = 380e9
-"""Default CPU peak (FLOP/s) when ORCH_PEAK_FLOPS is unset; a round number, not a measurement."""
+CPU_PEAK_FLOPS_PER_THREAD = 190e9
+"""Default CPU peak per torch thread (FLOP/s) when ORCH_PEAK_FLOPS is unset: the fp32 matmul peak
+measured on the 2-core development machine (about 380 GFLOP/s on 2 threads), so a 1-thread trial is
+compared with one core's peak."""
 CUDA_BF16_PEAK_FLOPS = {
     # Dense bf16 tensor-core peaks from the vendors' datasheets (no sparsity).
     "H200": 989e12,
@@ -80,7 +82,8 @@ def _peak_flops(dev: torch.device, dtype: str) -> tuple[float, str]:
         except ValueError:
             raise ValueError(f"{PEAK_FLOPS_ENV}={env!r} is invalid: it must be a number of FLOP/s.") from None
     if dev.type == "cpu":
-        return CPU_PEAK_FLOPS, "CPU default"
+        threads = torch.get_num_threads()
+        return CPU_PEAK_FLOPS_PER_THREAD * threads, f"CPU default ({threads} thread(s) x 190 GFLOP/s)"
     name = torch.cuda.get_device_name(dev)
     for key, bf16_peak in CUDA_BF16_PEAK_FLOPS.items():
         if key in name:

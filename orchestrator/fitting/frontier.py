@@ -57,9 +57,10 @@ def compare_fits(reference: dict, other: dict) -> dict:
     for c, pr in reference.get("predictions", {}).items():
         po = other.get("predictions", {}).get(c)
         if po:
-            ratio = po["N_opt"] / pr["N_opt"]
+            # A degenerate fit (an exponent at its bound) can put N_opt at 0: that is a disagreement.
+            ratio = po["N_opt"] / pr["N_opt"] if pr["N_opt"] > 0 else float("inf")
             rows[f"N_opt@{c}"] = {"reference": pr["N_opt"], "other": po["N_opt"], "ratio": ratio}
-            if abs(ratio - 1) > REL_TOL:
+            if not abs(ratio - 1) <= REL_TOL:
                 flagged.append(f"N_opt@{c}")
     return {"quantities": rows, "disagree": flagged}
 

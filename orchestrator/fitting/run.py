@@ -279,11 +279,11 @@ def format_summary(report: FitReport) -> str:
         e = report.methods.get(m)
         if e and e["status"] == "ok":
             lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if "ci" in e else ")"),
-                      f"{'C':<10}{'N_opt':<30}{'D_opt':<30}{'D/N':<8}{'loss':<8}"]
+                      f"{'C':<10}{'N_opt':<30}{'D_opt':<30}{'D/N':<10}{'loss':<8}"]
             for c, p in e["predictions"].items():
                 ci = e.get("ci", {}).get("predictions", {}).get(c, {})
                 fmt = lambda q: f"{p[q]:.3g}" + (f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]" if ci.get(q) and None not in ci[q] else "")
-                lines.append(f"{c:<10}{fmt('N_opt'):<30}{fmt('D_opt'):<30}{p['tokens_per_param']:<8.3g}"
+                lines.append(f"{c:<10}{fmt('N_opt'):<30}{fmt('D_opt'):<30}{p['tokens_per_param']:<10.3g}"
                              f"{p['loss']:.4g}")
             break
     h = r.get("holdout", {})
