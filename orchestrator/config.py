@@ -9,6 +9,7 @@ anything runs.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class SweepConfig:
     place its sizes adaptively (`adaptive`, see orchestrator/search/adaptive.py).
     """
 
-    name: str = "???"
+    name: str = "sweep"
     """Sweep name: the MLflow experiment and the report folder."""
     kind: str = "grid"
     """grid, isoflop or list."""
@@ -111,6 +112,11 @@ class SweepConfig:
     """adaptive: most sizes per budget."""
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError(
+                f"sweep.name={self.name!r} is invalid: it names the MLflow experiment and the report folder, so "
+                f"use letters, digits, '_', '.' and '-'."
+            )
         if self.kind not in SWEEP_KINDS:
             raise ValueError(f"sweep.kind={self.kind!r} is unknown: allowed are {', '.join(SWEEP_KINDS)}.")
         if self.size_convention not in SIZE_CONVENTIONS:

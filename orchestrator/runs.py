@@ -2,7 +2,8 @@
 
 `runs_table`: one row per trial (its finished run when it has one, else its newest run), with the
 canonical columns trial_id, sweep, status, seed, budget, dataset, N_total, N_nonembed, D, C_exact,
-C_6ND, final_eval_loss, final_train_loss, eval_loss_se, wall_s, lr, run_id.
+C_6ND, final_eval_loss, final_train_loss, eval_loss_se, wall_s, entropy_floor, lr, schedule, run_id,
+attempt, device, reason (the failure reason of a run that did not finish).
 `curves_table`: the per-step metrics of the given runs (trial_id, step, tokens, flops, train_loss,
 eval_loss, lr) for the envelope of training curves.
 """
@@ -18,7 +19,7 @@ NUMERIC_PARAMS = {"budget": "budget", "N_total": "N_total", "N_nonembed": "N_non
                   "trainer.schedule": "schedule"}
 METRICS = ("final_eval_loss", "final_train_loss", "eval_loss_se", "wall_s", "entropy_floor")
 COLUMNS = ["trial_id", "sweep", "status", "seed", "budget", "dataset", "N_total", "N_nonembed", "D", "C_exact",
-           "C_6ND", *METRICS, "lr", "schedule", "run_id", "attempt", "device"]
+           "C_6ND", *METRICS, "lr", "schedule", "run_id", "attempt", "device", "reason"]
 
 
 def runs_table(tracker: Tracker) -> pd.DataFrame:
@@ -34,7 +35,8 @@ def runs_table(tracker: Tracker) -> pd.DataFrame:
             row = {"trial_id": tags.get("trial_id"), "sweep": tags.get("sweep"),
                    "status": tags.get("status") if run.info.status != "RUNNING" else "running",
                    "dataset": params.get("dataset"), "run_id": run.info.run_id,
-                   "attempt": int(tags.get("attempt", 1)), "device": tags.get("device")}
+                   "attempt": int(tags.get("attempt", 1)), "device": tags.get("device"),
+                   "reason": tags.get("failure_reason")}
             for param, column in NUMERIC_PARAMS.items():
                 row[column] = params.get(param)
             for metric in METRICS:

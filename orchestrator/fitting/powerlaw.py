@@ -15,6 +15,22 @@ import numpy as np
 from orchestrator.fitting.errors import FitInputError
 
 
+class AllocationExponents:
+    """N_opt ~ C^a and D_opt ~ C^b from a loss law's exponents (Hoffmann et al. 2022, Eq. 4):
+    a = beta / (alpha + beta), b = alpha / (alpha + beta). Mixed into every fit that has alpha, beta."""
+
+    alpha: float
+    beta: float
+
+    @property
+    def a(self) -> float:
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+
 @dataclass(frozen=True)
 class PowerLaw:
     """y = k x^p, fitted as log y = log k + p log x by (weighted) least squares; r2 in log space."""
@@ -148,7 +164,7 @@ def fit_saturating(x: np.ndarray, y: np.ndarray, *, what: str = "saturating powe
 
 
 @dataclass(frozen=True)
-class SingleVariableFit:
+class SingleVariableFit(AllocationExponents):
     """Kaplan-style laws: L(N) = k_N N^-alpha_N on the runs at the largest D (and L(D) likewise).
 
     `at_D` / `at_N` are the fixed values used (the largest D / N holding >= 3 distinct values of the other).
@@ -168,14 +184,6 @@ class SingleVariableFit:
     @property
     def beta(self) -> float:
         return -self.loss_vs_D.p
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
 
 
 def fit_single_variable(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, tol_dex: float = 0.05) -> SingleVariableFit:

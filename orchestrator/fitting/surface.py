@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
+from orchestrator.fitting.powerlaw import AllocationExponents
 from orchestrator.fitting.errors import FitError, FitInputError
 from orchestrator.fitting.optim import batched_newton
 
@@ -155,7 +156,7 @@ def huber_fgh(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: n
 
 
 @dataclass(frozen=True)
-class SurfaceFit:
+class SurfaceFit(AllocationExponents):
     """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2), fitted by summed Huber in log space.
 
     Compute-optimal allocation under C = k N D (k = 6 for the 6ND convention; eq. 4 of Hoffmann et al.):
@@ -184,14 +185,6 @@ class SurfaceFit:
     converged: bool
     seconds: float
     basin_starts: tuple[tuple[float, ...], ...] = ()  # grid starts (a, b, e, alpha, beta) of the best basins
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
 
     @property
     def G(self) -> float:

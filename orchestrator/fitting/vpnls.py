@@ -20,6 +20,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize
 
+from orchestrator.fitting.powerlaw import AllocationExponents
 from orchestrator.fitting.surface import check_identifiable
 
 GRID = np.round(np.arange(0.02, 2.0001, 0.02), 10)
@@ -28,7 +29,7 @@ _SUBSETS = [s for k in (1, 2, 3) for s in combinations(range(3), k)]  # active s
 
 
 @dataclass(frozen=True)
-class VPNLSFit:
+class VPNLSFit(AllocationExponents):
     """L(N, D) = E + A / N^alpha + B / D^beta by variable projection + NNLS (see module docstring).
 
     a = beta / (alpha + beta), b = alpha / (alpha + beta), N_opt(C) = G (C / k)^a, D_opt(C) = G^-1 (C / k)^b
@@ -49,14 +50,6 @@ class VPNLSFit:
     on_bound: tuple[str, ...]
     converged: bool
     seconds: float
-
-    @property
-    def a(self) -> float:
-        return self.beta / (self.alpha + self.beta)
-
-    @property
-    def b(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
 
     @property
     def G(self) -> float:
