@@ -43,8 +43,10 @@ def ours(n: int, busy_s: float, slots: int, workdir: Path) -> float:
     parent = tracker.start_parent(sweep="sched", config={"sweep": {"name": "sched"}}, n_trials=n)
     display = Display(SweepProgress(sweep="sched", total=n, planned_flops=1.0), live=False)
     loop = TrialLoop(config, tracker=tracker, parent=parent, display=display)
-    ray.get(loop.task.remote({"trainer": {"surrogate": {"busy_s": 0}}, "tokens": 1}, key=("warm", 0),
-                             target="busy:train", queue=loop.queue, run_dir=None, threads=1, device="cpu"))
+    # Ray start excluded: every slot's worker process is started and has imported the trainer.
+    ray.get([loop.task.remote({"trainer": {"surrogate": {"busy_s": 0.2}}, "tokens": 1}, key=("warm", i),
+                              target="busy:train", queue=loop.queue, run_dir=None, threads=1, device="cpu")
+             for i in range(slots)])
     loop.queue.get_nowait_batch(loop.queue.size())
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet:

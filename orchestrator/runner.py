@@ -44,10 +44,11 @@ LOG_S = 2.0
 
 
 class _Reporter:
-    """The trainer's report callback inside a Ray worker: buffers, flushes to the driver's queue.
+    """The trainer's report callback inside a Ray worker: buffers, streams to the driver's queue.
 
-    Puts are fire-and-forget (one caller's calls to an actor run in order); the last flush waits, so
-    every report is in the queue before the trial's result is visible to the driver.
+    Streamed puts are fire-and-forget (one caller's calls to an actor run in order). The reports not
+    yet streamed when the trial ends ride back with its result, so a finished trial costs no blocking
+    round trip; a trial that raises flushes them with a blocking put before its error propagates.
     """
 
     def __init__(self, queue: Queue, key: tuple[str, int]) -> None:
@@ -62,23 +63,25 @@ class _Reporter:
             self.send({"kind": "report", "key": self.key, "metrics": self.buffer})
             self.buffer, self.last = [], time.monotonic()
 
-    def close(self) -> None:
+    def flush(self) -> None:
         self.queue.put({"kind": "report", "key": self.key, "metrics": self.buffer})
+        self.buffer = []
 
 
 def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
                   run_dir: str | None, threads: int, device: str) -> dict[str, Any]:
-    """Body of one Ray task: announce, train, flush every report, return the TrialResult dict."""
+    """Body of one Ray task: announce, train; returns {"result", "reports" (the tail), "meta"}."""
     from trainers.api import load_trainer  # noqa: PLC0415
 
     reporter = _Reporter(queue, key)
-    reporter.send({"kind": "start", "key": key, "host": socket.gethostname(), "device": device,
-                   "node": ray.get_runtime_context().get_node_id()})
+    meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id()}
+    reporter.send({"kind": "start", "key": key, **meta})
     try:
-        train = load_trainer(target)
-        return train(config, reporter, run_dir=run_dir, device=device, threads=threads)
-    finally:
-        reporter.close()
+        result = load_trainer(target)(config, reporter, run_dir=run_dir, device=device, threads=threads)
+    except BaseException:
+        reporter.flush()
+        raise
+    return {"result": result, "reports": reporter.buffer, "meta": meta}
 
 
 @dataclass
@@ -92,6 +95,8 @@ class _Attempt:
     """Reports received but not yet logged."""
     logged: float = 0.0
     ref: ray.ObjectRef | None = None
+    closed: bool = False
+    """The attempt's run has its final status (late streamed reports are logged to it directly)."""
     pruned: dict[str, Any] | None = None
     """The report at which the source pruned this attempt (None: not pruned)."""
 
@@ -138,6 +143,14 @@ class FixedList:
 
     def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002
         return {}
+
+
+def _meta_of(ref: ray.ObjectRef) -> dict[str, str] | None:
+    """Where a finished task ran, from its payload (None when it raised)."""
+    try:
+        return ray.get(ref)["meta"]
+    except Exception:  # noqa: BLE001  (a failed task has no payload; its error is handled by the caller)
+        return None
 
 
 def order_trials(trials: list[Trial], order: str) -> list[Trial]:
@@ -305,7 +318,10 @@ class TrialLoop:
             if attempt is None:
                 continue
             if message["kind"] == "start":
-                self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+                if attempt.run_id is None:  # not already opened by an early result
+                    self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+            elif attempt.closed:  # streamed before the trial ended, arrived after its result
+                self.tracker.log_reports(attempt.run_id, message["metrics"])
             else:
                 attempt.reports.extend(message["metrics"])
                 for metrics in message["metrics"]:
@@ -331,8 +347,9 @@ class TrialLoop:
 
     def _finish(self, ref: ray.ObjectRef, attempt: _Attempt) -> _Attempt | None:
         """Record one finished task; returns the next attempt when the policy retries."""
-        if attempt.run_id is None:  # failed before it could announce itself
-            self._open_run(attempt, host="?", device=self.device)
+        if attempt.run_id is None:  # its start message is still on the way, or it failed before sending one
+            meta = _meta_of(ref) or {"host": "?", "device": self.device, "node": "?"}
+            self._open_run(attempt, host=meta["host"], device=meta["device"], node=meta["node"])
         self.progress.running -= 1
         trial, retries = attempt.trial, self.config.cluster.max_retries
         if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
@@ -341,7 +358,7 @@ class TrialLoop:
                       "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
             return self._end(attempt, "pruned", result=result, reason=f"pruned by the search at step {step}")
         try:
-            result = ray.get(ref)
+            payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
             return self._end(attempt, "oom", reason=str(err).strip().splitlines()[0])
         except LOST_ERRORS as err:
@@ -358,6 +375,8 @@ class TrialLoop:
                           final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
             return self._end(attempt, "crashed", reason=reason, traceback=trace)
+        result = payload["result"]
+        attempt.reports.extend(payload["reports"])
         return self._end(attempt, result.get("status", "finished"), result=result, reason=result.get("reason"))
 
     def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
@@ -366,6 +385,7 @@ class TrialLoop:
         trial = attempt.trial
         self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
                                traceback=traceback, reports=attempt.reports)
+        attempt.reports, attempt.closed = [], True
         if not final:
             self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
             return None
