@@ -31,6 +31,11 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/fit_speed.py
 	$(BIN)/python benchmarks/trainer_throughput.py
+	$(BIN)/python benchmarks/scheduling_overhead.py
+	$(BIN)/python benchmarks/report_speed.py
+	$(BIN)/python benchmarks/lr_search.py
+	$(BIN)/python benchmarks/adaptive_isoflop.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf reports outputs mlruns mlflow.db mlflow.db-* checkpoints

@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -106,6 +106,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
             return compose(config_name="config", overrides=overrides)
     except MissingConfigException as err:
         raise UsageError(str(err).splitlines()[0]) from None
+    except OverrideParseException as err:
+        bad = str(err).splitlines()[0].split(": ", 1)[-1]
+        raise UsageError(f"{bad!r} is not a valid override: write KEY=VALUE, and quote values with special "
+                         f"characters (KEY='a value'); see Hydra's override grammar.") from None
     except (HydraException, OmegaConfBaseException) as err:
         raise UsageError(_explain(err)) from None
 

@@ -353,10 +353,7 @@ class TrialLoop:
         self.progress.running -= 1
         trial, retries = attempt.trial, self.config.cluster.max_retries
         if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
-            step = attempt.pruned.get("step")
-            result = {"flops": float(attempt.pruned.get("flops", 0.0)), "tokens": attempt.pruned.get("tokens", 0),
-                      "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
-            return self._end(attempt, "pruned", result=result, reason=f"pruned by the search at step {step}")
+            return self._end_pruned(attempt)
         try:
             payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
@@ -375,9 +372,22 @@ class TrialLoop:
                           final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
             return self._end(attempt, "crashed", reason=reason, traceback=trace)
+        # The tail of the reports came back with the result: the source sees them as if streamed, so a
+        # trial that finished before a prune could reach it is recorded as the search decided.
+        for metrics in payload["reports"]:
+            attempt.reports.append(metrics)
+            if attempt.pruned is None and self.source.on_report(trial, metrics):
+                attempt.pruned = metrics
+        if attempt.pruned is not None:
+            return self._end_pruned(attempt)
         result = payload["result"]
-        attempt.reports.extend(payload["reports"])
         return self._end(attempt, result.get("status", "finished"), result=result, reason=result.get("reason"))
+
+    def _end_pruned(self, attempt: _Attempt) -> None:
+        step = attempt.pruned.get("step")
+        result = {"flops": float(attempt.pruned.get("flops", 0.0)), "tokens": attempt.pruned.get("tokens", 0),
+                  "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
+        return self._end(attempt, "pruned", result=result, reason=f"pruned by the search at step {step}")
 
     def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:

@@ -70,7 +70,8 @@ def test_cfg_job_prints_the_composed_config(cli):
     (["sweep=tiny", "sweep.budgets=[abc]"], "sweep.budgets[0]: Value 'abc'"),
     (["sweep=tiny", "model.n_haed=4"], "model.n_haed is not a config key"),
     (["sweep=tiny", "action=dance"], "action='dance' is unknown"),
-    (["sweep=tiny", "sweep.name=<script>x/y"], "sweep.name='<script>x/y' is invalid"),
+    (["sweep=tiny", "sweep.name='<script>x/y'"], "sweep.name='<script>x/y' is invalid"),
+    (["sweep=tiny", "sweep.name=<script>"], "'sweep.name=<script>' is not a valid override"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(cli, tmp_path, args, phrase):
     result = cli(*args, "action=plan") if not any(a.startswith("action=") for a in args) else cli(*args)

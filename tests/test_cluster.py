@@ -107,6 +107,22 @@ def two_node_cluster(tmp_path):
     subprocess.run([ray, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
 
 
+def kill_worker_node(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker node's raylet and every worker process it started, and its `ray start`."""
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    raylets = [line.split(None, 1)[0] for line in ps.splitlines()
+               if "/raylet/raylet " in line and "__internal_head__" not in line]
+    assert raylets, "no worker raylet found"
+    for raylet in raylets:
+        children = subprocess.run(["pgrep", "-P", raylet], capture_output=True, text=True).stdout.split()
+        for pid in [*children, raylet]:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    os.killpg(worker.pid, signal.SIGKILL)
+
+
 def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_cluster):
     address, worker = two_node_cluster
     seeds = list(range(5, 15))
@@ -128,7 +144,7 @@ def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_
             break
         time.sleep(0.5)
     assert len(hosts_seen) >= 2, "trials did not run on both nodes"
-    os.killpg(worker.pid, signal.SIGKILL)  # lose the worker node mid-sweep
+    kill_worker_node(worker)  # lose the worker node mid-sweep
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     client = MlflowClient(f"sqlite:///{db}")
@@ -137,4 +153,6 @@ def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_
     finished = Counter(r.data.tags["trial_id"] for r in runs if r.data.tags["status"] == "finished")
     assert len(finished) == len(seeds) and set(finished.values()) == {1}  # nothing lost, nothing twice
     assert not any(r.info.status == "RUNNING" for r in runs)
-    assert any(r.data.tags["status"] == "lost" for r in runs)  # the trial on the dead node was rescheduled
+    # the trial that was running on the dead node was rescheduled
+    assert any(r.data.tags["status"] == "lost" for r in runs), [
+        (r.data.tags["status"], r.data.tags.get("failure_reason")) for r in runs if r.data.tags["status"] != "finished"]
