@@ -58,7 +58,7 @@ def action_run(config: Config, *, trials: list[Trial]) -> int:
     if code in (0, 1):  # finished, possibly with failed trials: report what there is
         try:
             action_report(config, trials=trials)
-        except ValueError as err:  # e.g. too few finished runs to fit: the sweep itself succeeded
+        except (ValueError, RuntimeError) as err:  # too few runs to fit, a fit that failed: the sweep succeeded
             print(f"report skipped: {err}")
     return code
 
