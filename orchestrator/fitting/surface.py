@@ -155,8 +155,34 @@ def huber_fgh(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: n
     return f, g, H
 
 
+class ParametricLaw(AllocationExponents):
+    """L(N, D) = E + A / N^alpha + B / D^beta and its compute-optimal frontier under C = k N D
+    (Hoffmann et al. 2022, eq. 4): N_opt(C) = G (C / k)^a, D_opt(C) = G^-1 (C / k)^b,
+    G = (alpha A / (beta B))^(1 / (alpha + beta)). Mixed into every fit of this form."""
+
+    E: float
+    A: float
+    B: float
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+    def loss(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
+        return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
+
+    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt) at budget C."""
+        x = np.asarray(C, dtype=float) / flops_per_nd
+        return self.G * x ** self.a, x ** self.b / self.G
+
+    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
+        """Predicted loss of the compute-optimal model at budget C."""
+        return self.loss(*self.frontier(C, flops_per_nd=flops_per_nd))
+
+
 @dataclass(frozen=True)
-class SurfaceFit(AllocationExponents):
+class SurfaceFit(ParametricLaw):
     """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2), fitted by summed Huber in log space.
 
     Compute-optimal allocation under C = k N D (k = 6 for the 6ND convention; eq. 4 of Hoffmann et al.):
@@ -186,25 +212,9 @@ class SurfaceFit(AllocationExponents):
     seconds: float
     basin_starts: tuple[tuple[float, ...], ...] = ()  # grid starts (a, b, e, alpha, beta) of the best basins
 
-    @property
-    def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-
     def natural(self) -> np.ndarray:
         """The optimum as the vector (a, b, e, alpha, beta) = (log A, log B, log E, alpha, beta)."""
         return np.array([np.log(self.A), np.log(self.B), np.log(self.E), self.alpha, self.beta])
-
-    def loss(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
-        return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
-
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt) at budget C (see class docstring)."""
-        x = np.asarray(C, dtype=float) / flops_per_nd
-        return self.G * x ** self.a, x ** self.b / self.G
-
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
-        """Predicted loss of the compute-optimal model at budget C."""
-        return self.loss(*self.frontier(C, flops_per_nd=flops_per_nd))
 
 
 def fit_surface(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1e-3,

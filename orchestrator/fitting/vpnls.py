@@ -20,8 +20,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize
 
-from orchestrator.fitting.powerlaw import AllocationExponents
-from orchestrator.fitting.surface import check_identifiable
+from orchestrator.fitting.surface import ParametricLaw, check_identifiable
 
 GRID = np.round(np.arange(0.02, 2.0001, 0.02), 10)
 EXP_BOUNDS = (0.0, 5.0)
@@ -29,7 +28,7 @@ _SUBSETS = [s for k in (1, 2, 3) for s in combinations(range(3), k)]  # active s
 
 
 @dataclass(frozen=True)
-class VPNLSFit(AllocationExponents):
+class VPNLSFit(ParametricLaw):
     """L(N, D) = E + A / N^alpha + B / D^beta by variable projection + NNLS (see module docstring).
 
     a = beta / (alpha + beta), b = alpha / (alpha + beta), N_opt(C) = G (C / k)^a, D_opt(C) = G^-1 (C / k)^b
@@ -50,21 +49,6 @@ class VPNLSFit(AllocationExponents):
     on_bound: tuple[str, ...]
     converged: bool
     seconds: float
-
-    @property
-    def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-
-    def loss(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
-        return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
-
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(C, dtype=float) / flops_per_nd
-        return self.G * x ** self.a, x ** self.b / self.G
-
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
-        """Predicted loss of the compute-optimal model at budget C."""
-        return self.loss(*self.frontier(C, flops_per_nd=flops_per_nd))
 
 
 @dataclass(frozen=True)
