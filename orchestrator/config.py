@@ -250,8 +250,9 @@ class ClusterConfig:
     """Rerun diverged and oom trials on the next invocation (by default they are results)."""
     order: str = "budget"
     """Trial order: budget (smallest budgets first), cost (cheapest first) or plan."""
-    assumed_flops_per_s: float = 8.0e10
-    """Throughput assumed per trial for time estimates (measured here: ~9e10 FLOP/s per 1-thread CPU trial)."""
+    assumed_flops_per_s: float = 3.0e10
+    """Throughput assumed per trial for time estimates (measured here: the cpu_small sweep's 10k..400k
+    parameter models, evaluation included, reach about 3e10 FLOP/s per 1-thread trial)."""
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial < 1:
