@@ -22,13 +22,13 @@ import pandas as pd
 
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import loss_law
-from orchestrator.fitting.powerlaw import PowerLaw, SaturatingPowerLaw, fit_power_law
+from orchestrator.fitting.powerlaw import PowerLaw, PowerLawFrontier, SaturatingPowerLaw, fit_power_law
 
 _LOSS_COLUMNS = {"loss": "eval_loss", "eval_loss": "eval_loss", "train_loss": "train_loss"}
 
 
 @dataclass(frozen=True)
-class EnvelopeFit:
+class EnvelopeFit(PowerLawFrontier):
     """Approach 1 frontier through the envelope points (C, N, D, L) (see module docstring)."""
 
     C: tuple[float, ...]
@@ -41,19 +41,6 @@ class EnvelopeFit:
     d_law: PowerLaw
     loss_law: SaturatingPowerLaw | PowerLaw
 
-    @property
-    def a(self) -> float:
-        return self.n_law.p
-
-    @property
-    def b(self) -> float:
-        return self.d_law.p
-
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        return self.n_law(C), self.d_law(C)
-
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
-        return self.loss_law(C)
 
 
 def valid_curve_points(curves: pd.DataFrame, *, runs: pd.DataFrame, metric: str = "loss",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.fitting.errors import FitInputError
-from orchestrator.fitting.powerlaw import PowerLaw, SaturatingPowerLaw, fit_power_law, fit_saturating, power_law_batch
+from orchestrator.fitting.powerlaw import PowerLaw, PowerLawFrontier, SaturatingPowerLaw, fit_power_law, fit_saturating, power_law_batch
 
 MIN_SIZES = 3  # a parabola needs 3 distinct sizes
 MIN_BUDGETS = 2  # a power law through the vertices needs 2 budgets
@@ -55,7 +55,7 @@ class IsoProfile:
 
 
 @dataclass(frozen=True)
-class IsoFLOPFit:
+class IsoFLOPFit(PowerLawFrontier):
     """Approach 2 frontier: N_opt = n_law(C) = k_N C^a, D_opt = d_law(C) = k_D C^b, L_opt = loss_law(C)."""
 
     profiles: tuple[IsoProfile, ...]
@@ -65,14 +65,6 @@ class IsoFLOPFit:
     loss_law: SaturatingPowerLaw | PowerLaw
 
     @property
-    def a(self) -> float:
-        return self.n_law.p
-
-    @property
-    def b(self) -> float:
-        return self.d_law.p
-
-    @property
     def warnings(self) -> list[str]:
         out = [w for p in self.profiles for w in p.warnings()]
         out += [f"budget {c:.3g} skipped: {reason}" for c, reason in self.skipped]
@@ -80,11 +72,6 @@ class IsoFLOPFit:
             out.append(f"only {len(self.profiles)} usable budgets: the exponents rest on {len(self.profiles)} points")
         return out
 
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        return self.n_law(C), self.d_law(C)
-
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
-        return self.loss_law(C)
 
 
 def fit_parabola(x: np.ndarray, y: np.ndarray, *, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:

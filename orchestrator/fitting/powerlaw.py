@@ -46,6 +46,30 @@ class PowerLaw:
         return self.k * np.power(np.asarray(x, dtype=float), self.p)
 
 
+class PowerLawFrontier:
+    """A frontier given directly as power laws in C: N_opt = n_law(C) = k_N C^a, D_opt = d_law(C) = k_D C^b,
+    L_opt = loss_law(C) (approaches 1 and 2 of Hoffmann et al. 2022). Mixed into those fits;
+    `flops_per_nd` is accepted for a common interface with the parametric fits and unused."""
+
+    n_law: PowerLaw
+    d_law: PowerLaw
+    loss_law: SaturatingPowerLaw | PowerLaw
+
+    @property
+    def a(self) -> float:
+        return self.n_law.p
+
+    @property
+    def b(self) -> float:
+        return self.d_law.p
+
+    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+        return self.n_law(C), self.d_law(C)
+
+    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
+        return self.loss_law(C)
+
+
 def fit_power_law(x: np.ndarray, y: np.ndarray, *, weights: np.ndarray | None = None, what: str = "power law",
                   min_points: int = 2) -> PowerLaw:
     """Fit y = k x^p; raises FitInputError (naming `what`) with fewer than min_points distinct x."""
