@@ -1,28 +1,40 @@
-"""Bootstrap over runs: resample trials with replacement, refit every method, take percentile intervals.
+"""Bootstrap over runs: resample, refit every method with the point fit's own rules, take percentile intervals.
 
-A resample is a vector of multiplicities (R, n) drawn from Multinomial(n, 1/n) with a seeded generator
-(Efron & Tibshirani 1993, ch. 6; percentile intervals ch. 13), so every method refits all resamples in one
-batched call over the same runs. Quantities: E, A, B, alpha, beta, a, b (where the method has them) and,
-at each target budget, N_opt, D_opt, tokens per parameter and the compute-optimal loss.
+The bootstrap is the estimator applied to resampled data (Efron & Tibshirani 1993, ch. 6; percentile intervals
+ch. 13), so each resample goes through the same rules as the point fit:
+- runs are resampled *within* their IsoFLOP budget (a stratified bootstrap, Davison & Hinkley 1997, sec. 3.7),
+  so no resample loses a budget the design has; runs on no profile form one more stratum;
+- the unit drawn is a design point, (N, D) with all of its seeds: seeds of one point are resampled together
+  (a cluster bootstrap, Davison & Hinkley 1997, sec. 3.8), so the interval counts seed-to-seed scatter once;
+- approach 2 keeps a vertex only inside the sizes the resample holds (isoflop.isoflop_resamples);
+- resamples whose optimiser did not converge (parametric) or that could not be fitted are dropped and counted:
+  `n_valid` of `n_resamples` were used.
+A resample is a vector of multiplicities per run, drawn from a seeded generator in chunks whose size depends
+only on the number of runs, so every method sees the same resamples and memory stays bounded.
+Quantities: E, A, B, alpha, beta (surfaces), a, b and, at each target budget, N_opt, D_opt, tokens per
+parameter and the compute-optimal loss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from orchestrator.fitting.envelope import EnvelopeFit, envelope_points
+from orchestrator.fitting.compute import ComputeModel, frontier_of_surface, local_exponent
+from orchestrator.fitting.envelope import BEST_PER_BUDGET, INTERPOLATED, CurveGrid, EnvelopeFit, envelope_points
 from orchestrator.fitting.isoflop import IsoFLOPFit, isoflop_resamples
 from orchestrator.fitting.powerlaw import PowerLaw, SaturatingPowerLaw, power_law_batch, saturating_batch
-from orchestrator.fitting.surface import SurfaceFit, fit_surface_resamples
+from orchestrator.fitting.surface import MAX_ELEMENTS, SurfaceFit, fit_surface_resamples
 from orchestrator.fitting.vpnls import VPNLSFit, bootstrap_vpnls
 
 
 @dataclass(frozen=True)
 class BootstrapCI:
-    """Percentile intervals at `level` over `n_valid` of `n_resamples` resamples (the rest could not be fitted).
+    """Percentile intervals at `level` over `n_valid` of `n_resamples` resamples (the rest could not be fitted,
+    or did not converge: `n_converged` counts those whose optimiser met its tolerance, for iterative fits).
 
     bounds: quantity -> (low, high); predictions: budget key -> quantity -> (low, high).
     """
@@ -32,19 +44,68 @@ class BootstrapCI:
     n_valid: int
     bounds: dict[str, tuple[float, float]]
     predictions: dict[str, dict[str, tuple[float, float]]]
-    n_converged: int | None = None  # resamples whose optimiser met its gradient tolerance (iterative fits)
+    n_converged: int | None = None
+    scheme: str = ""
 
     def to_json(self) -> dict:
         return {"level": self.level, "n_resamples": self.n_resamples, "n_valid": self.n_valid,
                 **({} if self.n_converged is None else {"n_converged": self.n_converged}),
+                **({"scheme": self.scheme} if self.scheme else {}),
                 **{k: list(v) for k, v in self.bounds.items()},
                 "predictions": {c: {q: list(v) for q, v in qs.items()} for c, qs in self.predictions.items()}}
 
 
+class Resampler:
+    """Seeded resamples of runs, stratified by `strata` (one label per run) with `units` (one label per run)
+    drawn whole; see the module docstring. `chunks()` yields (first resample index, weights (r, n))."""
+
+    def __init__(self, *, strata: np.ndarray, units: np.ndarray, resamples: int, seed: int) -> None:
+        self.n, self.resamples, self.seed = len(strata), resamples, seed
+        self.rows_per_chunk = max(1, min(resamples, MAX_ELEMENTS // max(self.n, 1)))
+        self._strata = []
+        for label in sorted(set(map(str, strata))):
+            rows = np.flatnonzero(np.array([str(s) for s in strata]) == label)
+            unit_ids, inverse = np.unique(np.asarray(units)[rows].astype(str), return_inverse=True)
+            self._strata.append((rows, len(unit_ids), inverse))
+
+    @classmethod
+    def plain(cls, n: int, *, resamples: int, seed: int) -> Resampler:
+        """Ordinary resampling of n runs (one stratum, each run its own unit)."""
+        return cls(strata=np.zeros(n), units=np.arange(n), resamples=resamples, seed=seed)
+
+    @classmethod
+    def of_runs(cls, runs: pd.DataFrame, *, resamples: int, seed: int) -> Resampler:
+        """Within budgets (runs on no profile together), a design point's seeds together."""
+        budget = runs["budget"].to_numpy(float)
+        strata = np.where(np.isfinite(budget), np.round(np.log10(np.where(np.isfinite(budget), budget, 1.0)), 6),
+                          np.inf)
+        units = runs["point"].to_numpy() if "point" in runs.columns else np.arange(len(runs))
+        return cls(strata=strata, units=units, resamples=resamples, seed=seed)
+
+    @property
+    def scheme(self) -> str:
+        units = sum(m for _, m, _ in self._strata)
+        return (f"{self.resamples} resamples of {units} design points within {len(self._strata)} strata "
+                f"(budgets), seeds of a point together")
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for index, lo in enumerate(range(0, self.resamples, self.rows_per_chunk)):
+            r = min(self.rows_per_chunk, self.resamples - lo)
+            rng = np.random.default_rng([self.seed, index])
+            W = np.zeros((r, self.n))
+            for rows, m, inverse in self._strata:
+                counts = rng.multinomial(m, np.full(m, 1.0 / m), size=r).astype(float)  # (r, m)
+                W[:, rows] = counts[:, inverse]
+            yield lo, W
+
+    def weights(self) -> np.ndarray:
+        """All resamples at once (R, n): for small tables and tests."""
+        return np.concatenate([W for _, W in self.chunks()])
+
+
 def resample_weights(n: int, *, resamples: int, seed: int) -> np.ndarray:
-    """Multiplicities (resamples, n) of a with-replacement resample of n runs (seeded)."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    """Multiplicities (resamples, n) of a plain with-replacement resample of n runs (seeded)."""
+    return Resampler.plain(n, resamples=resamples, seed=seed).weights()
 
 
 def budget_key(C: float) -> str:
@@ -53,10 +114,12 @@ def budget_key(C: float) -> str:
 
 
 def percentile_ci(samples: dict[str, np.ndarray], predictions: dict[str, dict[str, np.ndarray]], *,
-                  level: float) -> BootstrapCI:
-    """Percentile intervals of each sample array (NaN rows are resamples that could not be fitted)."""
+                  level: float, valid: np.ndarray | None = None) -> BootstrapCI:
+    """Percentile intervals of each sample array over the `valid` resamples (default: those where every sample
+    is finite); the others are resamples that could not be fitted."""
     q = (50 * (1 - level), 50 * (1 + level))
-    valid = np.all([np.isfinite(v) for v in samples.values()], axis=0)
+    finite = np.all([np.isfinite(v) for v in samples.values()], axis=0)
+    valid = finite if valid is None else finite & valid
 
     def ci(v: np.ndarray) -> tuple[float, float]:
         v = v[valid & np.isfinite(v)]
@@ -67,106 +130,181 @@ def percentile_ci(samples: dict[str, np.ndarray], predictions: dict[str, dict[st
                        predictions={c: {k: ci(v) for k, v in qs.items()} for c, qs in predictions.items()})
 
 
-def surface_quantities(E: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: np.ndarray, beta: np.ndarray, *,
-                       budgets: list[float], flops_per_nd: float) -> tuple[dict, dict]:
-    """Samples of E, A, B, alpha, beta, a, b and the frontier at each budget (Hoffmann et al. 2022, eq. 4)."""
+def frontier_samples(N: np.ndarray, D: np.ndarray, loss: np.ndarray, *, budgets: list[float]) -> dict:
+    """{budget key: {N_opt, D_opt, tokens_per_param, loss}} from (R, M) arrays over `budgets`."""
     with np.errstate(all="ignore"):
-        a, b = beta / (alpha + beta), alpha / (alpha + beta)
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        preds = {}
-        for C in budgets:
-            x = C / flops_per_nd
-            N, D = G * x ** a, x ** b / G
-            preds[budget_key(C)] = {"N_opt": N, "D_opt": D, "tokens_per_param": D / N,
-                                    "loss": E + A / N ** alpha + B / D ** beta}
-    return {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta, "a": a, "b": b}, preds
+        return {budget_key(C): {"N_opt": N[:, j], "D_opt": D[:, j], "tokens_per_param": D[:, j] / N[:, j],
+                                "loss": loss[:, j]} for j, C in enumerate(budgets)}
 
 
-def law_quantities(laws: dict[str, np.ndarray], *, budgets: list[float], law: SaturatingPowerLaw | PowerLaw
-                   ) -> tuple[dict, dict]:
+def surface_quantities(E: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: np.ndarray, beta: np.ndarray, *,
+                       budgets: list[float], slope_budgets: np.ndarray, compute: ComputeModel
+                       ) -> tuple[dict, dict]:
+    """Samples of E, A, B, alpha, beta, a, b (the frontier's slopes over `slope_budgets`), a_law =
+    beta / (alpha + beta), and the frontier at each budget (fitting/compute.frontier_of_surface)."""
+    allC = np.r_[np.asarray(budgets, float), np.asarray(slope_budgets, float)]
+    N, D = frontier_of_surface(E, A, B, alpha, beta, allC, compute=compute)
+    m = len(budgets)
+    with np.errstate(all="ignore"):
+        loss = E[:, None] + A[:, None] / N[:, :m] ** alpha[:, None] + B[:, None] / D[:, :m] ** beta[:, None]
+        samples = {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta,
+                   "a": local_exponent(slope_budgets, N[:, m:]), "b": local_exponent(slope_budgets, D[:, m:]),
+                   "a_law": beta / (alpha + beta)}
+    return samples, frontier_samples(N[:, :m], D[:, :m], loss, budgets=budgets)
+
+
+def law_quantities(laws: dict[str, np.ndarray], *, budgets: list[float], law: SaturatingPowerLaw | PowerLaw,
+                   compute: ComputeModel) -> tuple[dict, dict]:
     """Samples of a, b and the frontier from per-resample power laws (keys n_logk, a, d_logk, b) and the
     loss law refitted on each resample's points (keys C, L: (R, m), NaN where a point is missing), in the
-    form of the full-data `law` (a floor E + k C^p, or a plain power law)."""
+    form of the full-data `law` (a floor E + k C^p, or a plain power law). D_opt costs C under `compute`."""
     if isinstance(law, SaturatingPowerLaw):
         E, k, p = saturating_batch(laws["C"], laws["L"], x_ref=law.x_ref)
         loss = lambda C: E + k * (C / law.x_ref) ** p  # noqa: E731
     else:
         logk, p = power_law_batch(laws["C"], laws["L"])
         loss = lambda C: np.exp(logk + p * np.log(C))  # noqa: E731
-    preds = {}
+    Cs = np.asarray(budgets, dtype=float)
     with np.errstate(all="ignore"):
-        for C in budgets:
-            N, D = np.exp(laws["n_logk"] + laws["a"] * np.log(C)), np.exp(laws["d_logk"] + laws["b"] * np.log(C))
-            preds[budget_key(C)] = {"N_opt": N, "D_opt": D, "tokens_per_param": D / N, "loss": loss(C)}
-    return {"a": laws["a"], "b": laws["b"]}, preds
+        N = np.exp(laws["n_logk"][:, None] + laws["a"][:, None] * np.log(Cs)[None, :])
+        D = compute.tokens(Cs[None, :], N)
+        L = np.stack([loss(C) for C in Cs], axis=1)
+    return {"a": laws["a"], "b": laws["b"]}, frontier_samples(N, D, L, budgets=budgets)
 
 
-def bootstrap_parametric(runs: pd.DataFrame, fit: SurfaceFit, *, weights: np.ndarray, budgets: list[float],
-                         flops_per_nd: float, level: float) -> BootstrapCI:
-    """Approach 3 on each resample, warm-started (see surface.fit_surface_resamples)."""
+def _gather(resampler: Resampler, fit_chunk) -> dict[str, np.ndarray]:
+    """Run fit_chunk(W) -> {name: (r, ...)} over every chunk and stack the pieces."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for _, W in resampler.chunks():
+        for key, value in fit_chunk(W).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def bootstrap_parametric(runs: pd.DataFrame, fit: SurfaceFit, *, resampler: Resampler, budgets: list[float],
+                         slope_budgets: np.ndarray, compute: ComputeModel, level: float) -> BootstrapCI:
+    """Approach 3 on each resample, warm-started (surface.fit_surface_resamples); non-converged resamples are
+    dropped and counted."""
     starts = np.vstack([fit.natural(), np.array(fit.basin_starts).reshape(-1, 5)])
-    params, _, converged = fit_surface_resamples(runs["N"].to_numpy(float), runs["D"].to_numpy(float),
-                                                 runs["loss"].to_numpy(float), weights=weights, starts=starts,
-                                                 delta=fit.huber_delta)
-    a, b, e, alpha, beta = params.T
+    N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+
+    def fit_chunk(W: np.ndarray) -> dict[str, np.ndarray]:
+        params, _, converged = fit_surface_resamples(N, D, L, weights=W, starts=starts, delta=fit.huber_delta,
+                                                     fixed_E=fit.fixed_E)
+        return {"params": params, "converged": converged}
+
+    got = _gather(resampler, fit_chunk)
+    a, b, e, alpha, beta = got["params"].T
     samples, preds = surface_quantities(np.exp(e), np.exp(a), np.exp(b), alpha, beta, budgets=budgets,
-                                        flops_per_nd=flops_per_nd)
-    return replace(percentile_ci(samples, preds, level=level), n_converged=int(converged.sum()))
+                                        slope_budgets=slope_budgets, compute=compute)
+    if fit.fixed_E is not None:
+        samples.pop("E")
+    ci = percentile_ci(samples, preds, level=level, valid=got["converged"])
+    return replace(ci, n_converged=int(got["converged"].sum()), scheme=resampler.scheme)
 
 
-def bootstrap_vp(runs: pd.DataFrame, fit: VPNLSFit, *, weights: np.ndarray, budgets: list[float],
-                 flops_per_nd: float, level: float) -> BootstrapCI:
+def bootstrap_vp(runs: pd.DataFrame, fit: VPNLSFit, *, resampler: Resampler, budgets: list[float],
+                 slope_budgets: np.ndarray, compute: ComputeModel, level: float) -> BootstrapCI:
     """The variable-projection cross-check on each resample, from the full-data (alpha, beta)."""
-    rows = bootstrap_vpnls(runs["N"].to_numpy(float), runs["D"].to_numpy(float), runs["loss"].to_numpy(float),
-                           weights=weights, start=(fit.alpha, fit.beta))
-    samples, preds = surface_quantities(*rows.T, budgets=budgets, flops_per_nd=flops_per_nd)
-    return percentile_ci(samples, preds, level=level)
+    N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+    got = _gather(resampler, lambda W: {"rows": bootstrap_vpnls(N, D, L, weights=W, start=(fit.alpha, fit.beta))})
+    samples, preds = surface_quantities(*got["rows"].T, budgets=budgets, slope_budgets=slope_budgets,
+                                        compute=compute)
+    return replace(percentile_ci(samples, preds, level=level), scheme=resampler.scheme)
 
 
-def bootstrap_isoflop(runs: pd.DataFrame, fit: IsoFLOPFit, *, weights: np.ndarray, budgets: list[float],
-                      level: float) -> BootstrapCI:
-    """Approach 2 on each resample over the budgets the full-data fit used."""
-    laws = isoflop_resamples(runs["N"].to_numpy(float), runs["D"].to_numpy(float), runs["loss"].to_numpy(float),
-                             budget=runs["budget"].to_numpy(float),
-                             budgets=np.array([p.budget for p in fit.profiles]), weights=weights)
-    samples, preds = law_quantities(laws, budgets=budgets, law=fit.loss_law)
-    return percentile_ci(samples, preds, level=level)
+def bootstrap_isoflop(runs: pd.DataFrame, fit: IsoFLOPFit, *, resampler: Resampler, budgets: list[float],
+                      compute: ComputeModel, level: float) -> BootstrapCI:
+    """Approach 2 on each resample over the budgets the point fit used, with its corrections and vertex rules."""
+    N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+    used = np.array([p.budget for p in fit.profiles])
+    gammas = np.array([p.gamma for p in fit.profiles])
+    got = _gather(resampler, lambda W: isoflop_resamples(N, D, L, budget=runs["budget"].to_numpy(float),
+                                                         budgets=used, weights=W, compute=compute, gammas=gammas))
+    samples, preds = law_quantities(got, budgets=budgets, law=fit.loss_law, compute=compute)
+    return replace(percentile_ci(samples, preds, level=level), scheme=resampler.scheme)
 
 
-def bootstrap_envelope(points: pd.DataFrame, fit: EnvelopeFit, *, resamples: int, seed: int, budgets: list[float],
-                       level: float) -> BootstrapCI:
-    """Approach 1 on each resample of the trials that contributed valid points."""
-    trials, inverse = np.unique(points["trial_id"].astype(str), return_inverse=True)
-    W = resample_weights(len(trials), resamples=resamples, seed=seed)[:, inverse]  # (R, points)
-    C, N, D, L = (points[c].to_numpy(float) for c in ("C", "N", "D", "loss"))
-    cols = {k: np.full((resamples, len(C)), np.nan) for k in ("C", "N", "D", "L")}
-    for r in range(resamples):
-        keep = np.flatnonzero(W[r] > 0)
-        on = keep[envelope_points(C[keep], L[keep])]
-        if len(on) >= 3 and len(np.unique(N[on])) >= 2:
-            for key, v in (("C", C), ("N", N), ("D", D), ("L", L)):
-                cols[key][r, on] = v[on]
-    laws = {"C": cols["C"], "L": cols["L"]}
-    laws["n_logk"], laws["a"] = power_law_batch(cols["C"], cols["N"])
-    laws["d_logk"], laws["b"] = power_law_batch(cols["C"], cols["D"])
-    samples, preds = law_quantities(laws, budgets=budgets, law=fit.loss_law)
-    return percentile_ci(samples, preds, level=level)
+def bootstrap_envelope(points: pd.DataFrame, fit: EnvelopeFit, *, runs: pd.DataFrame, resampler: Resampler,
+                       budgets: list[float], compute: ComputeModel, level: float) -> BootstrapCI:
+    """Approach 1 on each resample: a trial's valid points come with it (its weight is its run's)."""
+    weight_col = pd.Series(np.arange(len(runs)), index=runs["trial_id"].astype(str).to_numpy())
+    row_of = points["trial_id"].astype(str).map(weight_col).to_numpy()
+    known = np.isfinite(row_of.astype(float))
+    pts = points.loc[known].reset_index(drop=True)
+    row_of = row_of[known].astype(int)
+    C, N, L = (pts[c].to_numpy(float) for c in ("C", "N", "loss"))
+    if fit.mode == INTERPOLATED:
+        grid = CurveGrid.of(pts)
+        trial_row = pd.Series(row_of, index=pts["trial_id"].astype(str)).groupby(level=0).first()
+        trial_rows = trial_row.loc[grid.trials].to_numpy()
+        step = max(1, MAX_ELEMENTS // max(grid.loss.size, 1))
+
+        def fit_chunk(W: np.ndarray) -> dict[str, np.ndarray]:
+            outs = [grid.best(W[i:i + step][:, trial_rows] > 0) for i in range(0, len(W), step)]
+            Nb, Lb = np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+            Cs = np.broadcast_to(grid.C, Nb.shape)
+            return {"C": np.where(np.isfinite(Nb), Cs, np.nan), "N": Nb, "L": Lb}
+    elif fit.mode == BEST_PER_BUDGET:
+        budget = runs["budget"].to_numpy(float)[row_of]
+        levels = np.unique(budget[np.isfinite(budget)])
+
+        def fit_chunk(W: np.ndarray) -> dict[str, np.ndarray]:
+            w = W[:, row_of]
+            out = {k: np.full((len(W), len(levels)), np.nan) for k in ("C", "N", "L")}
+            for j, c in enumerate(levels):
+                cols = np.flatnonzero(budget == c)
+                masked = np.where(w[:, cols] > 0, L[cols][None, :], np.inf)
+                i = np.argmin(masked, axis=1)
+                hit = np.isfinite(masked[np.arange(len(W)), i])
+                out["C"][:, j] = np.where(hit, c, np.nan)
+                out["N"][:, j] = np.where(hit, N[cols][i], np.nan)
+                out["L"][:, j] = np.where(hit, L[cols][i], np.nan)
+            return out
+    else:
+        def fit_chunk(W: np.ndarray) -> dict[str, np.ndarray]:
+            out = {k: np.full((len(W), len(C)), np.nan) for k in ("C", "N", "L")}
+            for r in range(len(W)):
+                keep = np.flatnonzero(W[r, row_of] > 0)
+                on = keep[envelope_points(C[keep], L[keep])]
+                if len(on) >= 3 and len(np.unique(N[on])) >= 2:
+                    for key, v in (("C", C), ("N", N), ("L", L)):
+                        out[key][r, on] = v[on]
+            return out
+    got = _gather(resampler, fit_chunk)
+    enough = (np.isfinite(got["N"]).sum(axis=1) >= 3) & (np.nanmax(np.where(np.isfinite(got["N"]), got["N"], -np.inf),
+                                                                    axis=1) >
+                                                         np.nanmin(np.where(np.isfinite(got["N"]), got["N"], np.inf),
+                                                                   axis=1))
+    for key in got:
+        got[key][~enough] = np.nan
+    with np.errstate(all="ignore"):
+        D = compute.tokens(got["C"], got["N"])
+    laws = {"C": got["C"], "L": got["L"]}
+    laws["n_logk"], laws["a"] = power_law_batch(got["C"], got["N"])
+    laws["d_logk"], laws["b"] = power_law_batch(got["C"], D)
+    samples, preds = law_quantities(laws, budgets=budgets, law=fit.loss_law, compute=compute)
+    return replace(percentile_ci(samples, preds, level=level), scheme=resampler.scheme)
 
 
 def bootstrap_single_variable(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, slice_N: np.ndarray,
-                              slice_D: np.ndarray, weights: np.ndarray, level: float) -> BootstrapCI:
+                              slice_D: np.ndarray, resampler: Resampler, level: float) -> BootstrapCI:
     """Approach 5 on each resample: weighted log-log slopes on the fixed slices (runs at largest D / N)."""
-    out = {}
-    for name, idx, x in (("alpha", slice_N, N), ("beta", slice_D, D)):
-        W = weights[:, idx]
-        lx, ly = np.log(x[idx]), np.log(L[idx])
-        with np.errstate(all="ignore"):
-            mx, my = (W * lx).sum(1) / W.sum(1), (W * ly).sum(1) / W.sum(1)
-            dx = lx[None, :] - mx[:, None]
-            slope = (W * dx * (ly[None, :] - my[:, None])).sum(1) / (W * dx * dx).sum(1)
-        distinct = (W[:, np.unique(lx, return_index=True)[1]] > 0).sum(1)
-        out[name] = np.where(distinct >= 3, -slope, np.nan)
+    def fit_chunk(weights: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, idx, x in (("alpha", slice_N, N), ("beta", slice_D, D)):
+            W = weights[:, idx]
+            lx, ly = np.log(x[idx]), np.log(L[idx])
+            with np.errstate(all="ignore"):
+                mx, my = (W * lx).sum(1) / W.sum(1), (W * ly).sum(1) / W.sum(1)
+                dx = lx[None, :] - mx[:, None]
+                slope = (W * dx * (ly[None, :] - my[:, None])).sum(1) / (W * dx * dx).sum(1)
+            distinct = (W[:, np.unique(lx, return_index=True)[1]] > 0).sum(1)
+            out[name] = np.where(distinct >= 3, -slope, np.nan)
+        return out
+
+    out = _gather(resampler, fit_chunk)
     with np.errstate(all="ignore"):
         out["a"] = out["beta"] / (out["alpha"] + out["beta"])
         out["b"] = out["alpha"] / (out["alpha"] + out["beta"])
-    return percentile_ci(out, {}, level=level)
+    return replace(percentile_ci(out, {}, level=level), scheme=resampler.scheme)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from orchestrator.errors import UsageError
 
-class FitInputError(ValueError):
+
+class FitInputError(UsageError):  # a ValueError: the CLI's exit-2 kind (orchestrator/errors.py)
     """Bad input to the fitting stage: names the key or column, what was wrong and what is allowed."""
 
 

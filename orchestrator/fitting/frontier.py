@@ -1,18 +1,22 @@
 """Derived answers: compute-optimal N, D, tokens per parameter and loss at target budgets; method agreement;
 leave-largest-budget-out validation.
 
-Every method's fit exposes `frontier(C, flops_per_nd=k) -> (N_opt, D_opt)` and `loss_at(C, flops_per_nd=k)`;
-for the parametric forms C = k N D (k = 6 under the 6ND convention, else the runs' median C / (N D)).
+Every method's fit exposes `frontier(C, compute=...) -> (N_opt, D_opt)` and `loss_at(C, compute=...)`, where
+`compute` is the fit's one compute model (fitting/compute.py): each recommended (N_opt, D_opt) costs exactly C
+under it. `ShapeOf`, when the caller knows the sweep's shape rule, names the shape to train for N_opt and the
+tokens that make that shape cost C under exact accounting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from orchestrator.fitting.bootstrap import budget_key
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.envelope import fit_envelope
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import fit_isoflop, fit_profile
@@ -23,20 +27,30 @@ from orchestrator.fitting.vpnls import fit_vpnls
 # absolute for the allocation exponents a and b (their published bootstrap SE is ~0.02).
 REL_TOL, EXP_TOL = 0.10, 0.03
 
+ShapeOf = Callable[[float, float], dict]
+"""shape_of(N_opt, C) -> {n_layer, d_model, n_head, N, D, C_exact, ...}: the shape rule's model for N_opt and
+the tokens at which it costs C (exact accounting)."""
+
 
 class Frontier(Protocol):
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]: ...
+    def frontier(self, C: np.ndarray | float, *, compute: ComputeModel) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray: ...
+    def loss_at(self, C: np.ndarray | float, *, compute: ComputeModel) -> np.ndarray: ...
 
 
-def predictions(fit: Frontier, budgets: list[float], *, flops_per_nd: float) -> dict[str, dict[str, float]]:
-    """budget key -> {C, N_opt, D_opt, tokens_per_param, loss} at each budget."""
+def predictions(fit: Frontier, budgets: list[float], *, compute: ComputeModel,
+                shape_of: ShapeOf | None = None) -> dict[str, dict]:
+    """budget key -> {C, N_opt, D_opt, tokens_per_param, loss[, shape]} at each budget."""
     out = {}
-    for C in budgets:
-        N, D = fit.frontier(C, flops_per_nd=flops_per_nd)
-        out[budget_key(C)] = {"C": float(C), "N_opt": float(N), "D_opt": float(D),
-                              "tokens_per_param": float(D / N), "loss": float(fit.loss_at(C, flops_per_nd=flops_per_nd))}
+    C = np.asarray(budgets, dtype=float)
+    N, D = fit.frontier(C, compute=compute)
+    L = fit.loss_at(C, compute=compute)
+    for c, n, d, loss in zip(C, np.atleast_1d(N), np.atleast_1d(D), np.atleast_1d(L)):
+        row = {"C": float(c), "N_opt": float(n), "D_opt": float(d), "tokens_per_param": float(d / n),
+               "loss": float(loss)}
+        if shape_of is not None and np.isfinite(n) and n > 0:
+            row["shape"] = shape_of(float(n), float(c))
+        out[budget_key(c)] = row
     return out
 
 
@@ -65,43 +79,53 @@ def compare_fits(reference: dict, other: dict) -> dict:
     return {"quantities": rows, "disagree": flagged}
 
 
-def observed_at_budget(runs: pd.DataFrame, *, budget: float) -> dict:
-    """What the runs at one budget show: best loss, and N_opt from its parabola (else the best run's N)."""
+def observed_at_budget(runs: pd.DataFrame, *, budget: float, compute: ComputeModel, gamma: float = 0.0) -> dict:
+    """What the runs at one budget show: N_opt and the best loss from its (corrected) parabola's vertex when the
+    vertex is bracketed, else the best run's N and loss."""
     at = runs.loc[runs["budget"] == budget]
     best = at.loc[at["loss"].idxmin()]
     out = {"budget": float(budget), "n_runs": len(at), "best_loss": float(best["loss"]),
            "N_opt": float(best["N"]), "N_opt_source": "best run"}
     try:
-        prof = fit_profile(at["N"].to_numpy(float), at["D"].to_numpy(float), at["loss"].to_numpy(float), budget=budget)
+        prof = fit_profile(at["N"].to_numpy(float), at["D"].to_numpy(float), at["loss"].to_numpy(float),
+                           budget=budget, compute=compute, gamma=gamma)
         if not prof.edge:
-            out["N_opt"], out["N_opt_source"] = prof.N_opt, "parabola vertex"
+            out.update(N_opt=prof.N_opt, best_loss=prof.L_opt, N_opt_source="parabola vertex")
     except FitInputError:
         pass
     return out
 
 
-def leave_largest_budget_out(runs: pd.DataFrame, *, methods: list[str], flops_per_nd: float, delta: float,
-                             points: pd.DataFrame | None = None) -> dict:
+def leave_largest_budget_out(runs: pd.DataFrame, *, methods: list[str], compute_for: Callable[[pd.DataFrame], ComputeModel],
+                             delta: float, points: pd.DataFrame | None = None, gamma: float = 0.0,
+                             fixed_E: float | None = None) -> dict:
     """Refit each method without the largest budget's runs; report errors predicting that budget.
 
-    For each method: predicted vs observed best loss (error and relative error) and predicted vs observed
-    N_opt (ratio), the observed N_opt being the held-out profile's parabola vertex when it is bracketed.
+    The compute model is rebuilt from the remaining runs (`compute_for`: a CSV's smooth k(N) must not see the
+    held-out runs; a sweep's shape rule does not depend on them). For each method: predicted vs observed best
+    loss (error and relative error) and predicted vs observed N_opt (ratio), the observed values being the
+    held-out profile's parabola vertex when it is bracketed (its runs moved onto the compute model with the
+    full fit's dL/dlnD `gamma`), else its best run.
     """
     budgets = np.unique(runs["budget"].dropna())
     if len(budgets) < 2:
         raise FitInputError(f"leave-largest-budget-out needs at least 2 budgets, found {len(budgets)}.")
     top = float(budgets.max())
-    observed = observed_at_budget(runs, budget=top)
     rest = runs.loc[runs["budget"] != top]
+    compute = compute_for(rest)
+    observed = observed_at_budget(runs, budget=top, compute=compute, gamma=gamma)
     N, D, L = (rest[c].to_numpy(float) for c in ("N", "D", "loss"))
     out: dict = {"budget": top, "observed": observed, "methods": {}}
     fitters = {"parametric": lambda: fit_surface(N, D, L, delta=delta),
                "vpnls": lambda: fit_vpnls(N, D, L),
-               "isoflop": lambda: fit_isoflop(N, D, L, budget=rest["budget"].to_numpy(float))}
+               "isoflop": lambda: fit_isoflop(N, D, L, budget=rest["budget"].to_numpy(float), compute=compute)}
+    if fixed_E is not None:
+        fitters["parametric_floor"] = lambda: fit_surface(N, D, L, delta=delta, fixed_E=fixed_E)
     if points is not None:
         held = set(runs.loc[runs["budget"] == top, "trial_id"].astype(str))
+        budget_of = pd.Series(rest["budget"].to_numpy(float), index=rest["trial_id"].astype(str).to_numpy())
         fitters["envelope"] = lambda: fit_envelope(points.loc[~points["trial_id"].astype(str).isin(held)],
-                                                   source="held-out refit")
+                                                   source="held-out refit", compute=compute, budget_of=budget_of)
     for name in methods:
         if name not in fitters:
             continue
@@ -110,8 +134,8 @@ def leave_largest_budget_out(runs: pd.DataFrame, *, methods: list[str], flops_pe
         except FitInputError as err:
             out["methods"][name] = {"status": "skipped", "reason": str(err)}
             continue
-        n_pred, _ = fit.frontier(top, flops_per_nd=flops_per_nd)
-        l_pred = float(fit.loss_at(top, flops_per_nd=flops_per_nd))
+        n_pred, _ = fit.frontier(top, compute=compute)
+        l_pred = float(fit.loss_at(top, compute=compute))
         out["methods"][name] = {"status": "ok", "predicted_best_loss": l_pred,
                                 "loss_error": l_pred - observed["best_loss"],
                                 "loss_rel_error": (l_pred - observed["best_loss"]) / observed["best_loss"],

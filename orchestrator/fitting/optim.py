@@ -43,10 +43,14 @@ class BatchedResult:
 
 
 def batched_newton(fgh: ObjectiveFGH, x0: np.ndarray, *, lower: np.ndarray, upper: np.ndarray,
-                   max_iter: int = 100, gtol: float = 1e-12, xtol: float = 1e-11,
+                   max_iter: int = 100, gtol: float = 1e-12, xtol: float = 1e-11, ftol: float = 0.0,
                    halving: tuple[tuple[int, float], ...] = (), min_keep: int = 1,
                    groups: np.ndarray | None = None) -> BatchedResult:
     """Minimise from every row of x0 (S, P) at once; see the module docstring for the step.
+
+    A start stops when its projected gradient is below `gtol`, an accepted step is below `xtol`, or an
+    accepted step predicted a decrease below `ftol` times the objective (the quadratic model says the
+    minimum is that close; useful where a piecewise objective such as Huber keeps the gradient from vanishing).
 
     `groups` (S,) labels independent problems sharing the batch (bootstrap resamples): halving then keeps
     the best fraction within each group, and at least `min_keep` starts per group.
@@ -89,7 +93,7 @@ def batched_newton(fgh: ObjectiveFGH, x0: np.ndarray, *, lower: np.ndarray, uppe
         lam[idx] = np.clip(np.where(ok, lam[idx] / 4, lam[idx] * 8), 1e-12, 1e12)
         gnorm = _projected_gradient_norm(x[idx], g[idx], lower, upper)
         step = np.abs(d).max(axis=1)
-        done = (gnorm <= gtol) | (ok & (step <= xtol))
+        done = (gnorm <= gtol) | (ok & (step <= xtol)) | (ok & (-pred <= ftol * np.abs(ft)))
         converged[idx] = done
         stuck = lam[idx] >= 1e12
         active[idx[done | stuck]] = False

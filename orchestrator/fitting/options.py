@@ -41,8 +41,7 @@ class ColumnMap:
                 raise ValueError(f"fit.columns.{name} must be a column name or null, got {value!r}.")
 
 
-def _default_budgets() -> list[float]:
-    return [1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24]
+EXTRAPOLATION_DECADES = 2  # default target budgets reach at most this far beyond the largest swept budget
 
 
 @dataclass
@@ -53,15 +52,18 @@ class FitConfig:
     curves_csv: str | None = None  # per-step curves (trial_id, step, tokens, flops, eval_loss, ...) for envelope
     columns: ColumnMap = field(default_factory=ColumnMap)  # CSV column names (see ColumnMap)
     n_convention: str = "total"  # which N is fitted: "total" | "nonembed"
-    c_convention: str = "exact"  # which C is used for budgets and frontiers: "exact" | "6nd"
+    c_convention: str = "exact"  # one C for budgets, every method and the frontier: "exact" | "6nd" (fitting/compute.py)
+    floor: float | None = None  # known irreducible loss: also fit L with E fixed to it (else the data's entropy floor)
     metric: str = "loss"  # "loss"/"eval_loss" (final eval loss), "train_loss", or a column name of the table
     drop_highest: int = 0  # exclusion rule: drop the k highest-loss runs (Besiroglu et al. 2024 drop 5)
+    min_steps: int | None = None  # exclusion rule: runs with fewer optimizer steps (None: the sweep's hparams.min_steps)
+    min_warmup_steps: int | None = None  # exclusion rule: fewer warmup steps (None: the sweep's hparams)
     loss_ceiling: float | None = None  # exclusion rule: drop runs whose loss exceeds this value
     huber_delta: float = 1e-3  # Huber delta of the parametric fit, in log-loss units (Hoffmann et al. 2022)
     bootstrap: int = 1000  # bootstrap resamples over runs (0: no confidence intervals)
     seed: int = 0  # seed of the bootstrap resampling
     ci: float = 0.95  # confidence level of the percentile intervals
-    target_budgets: list[float] = field(default_factory=_default_budgets)  # FLOPs; the largest swept is added
+    target_budgets: list[float] = field(default_factory=list)  # FLOPs; empty: the swept decades up to 2 beyond
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # which methods to fit
     holdout: bool = True  # leave-largest-budget-out validation
     budget_tol_dex: float = 0.05  # IsoFLOP grouping: max |log10(C / budget)| of a run on a budget's profile
@@ -76,10 +78,16 @@ class FitConfig:
             raise ValueError(f"fit.c_convention must be one of {', '.join(C_CONVENTIONS)}, got {self.c_convention!r}.")
         if not isinstance(self.metric, str) or not self.metric:
             raise ValueError(f"fit.metric must be a non-empty column name such as 'loss', got {self.metric!r}.")
+        for key in ("min_steps", "min_warmup_steps"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"fit.{key} must be an integer >= 0 or null (the sweep's hparams), got {value!r}.")
         if not isinstance(self.drop_highest, int) or self.drop_highest < 0:
             raise ValueError(f"fit.drop_highest must be an integer >= 0, got {self.drop_highest!r}.")
         if self.loss_ceiling is not None and not (_finite(self.loss_ceiling) and self.loss_ceiling > 0):
             raise ValueError(f"fit.loss_ceiling must be a positive number or null, got {self.loss_ceiling!r}.")
+        if self.floor is not None and not (_finite(self.floor) and self.floor > 0):
+            raise ValueError(f"fit.floor must be a positive loss (the known irreducible loss) or null, got {self.floor!r}.")
         if not (_finite(self.huber_delta) and self.huber_delta > 0):
             raise ValueError(f"fit.huber_delta must be a positive number (default 1e-3), got {self.huber_delta!r}.")
         if not isinstance(self.bootstrap, int) or self.bootstrap < 0:

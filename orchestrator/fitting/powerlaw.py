@@ -47,9 +47,9 @@ class PowerLaw:
 
 
 class PowerLawFrontier:
-    """A frontier given directly as power laws in C: N_opt = n_law(C) = k_N C^a, D_opt = d_law(C) = k_D C^b,
-    L_opt = loss_law(C) (approaches 1 and 2 of Hoffmann et al. 2022). Mixed into those fits;
-    `flops_per_nd` is accepted for a common interface with the parametric fits and unused."""
+    """A frontier given directly as power laws in C: N_opt = n_law(C) = k_N C^a, L_opt = loss_law(C)
+    (approaches 1 and 2 of Hoffmann et al. 2022), and D_opt the tokens at which N_opt costs C under the fit's
+    compute model (so every recommended allocation costs its budget). Mixed into those fits."""
 
     n_law: PowerLaw
     d_law: PowerLaw
@@ -63,10 +63,11 @@ class PowerLawFrontier:
     def b(self) -> float:
         return self.d_law.p
 
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        return self.n_law(C), self.d_law(C)
+    def frontier(self, C: np.ndarray | float, *, compute) -> tuple[np.ndarray, np.ndarray]:
+        N = self.n_law(C)
+        return N, compute.tokens(C, N)
 
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
+    def loss_at(self, C: np.ndarray | float, *, compute) -> np.ndarray:  # noqa: ARG002
         return self.loss_law(C)
 
 

@@ -1,37 +1,64 @@
 """The fitting stage's thin shell: load and validate runs, fit every method that can be fitted, write fit.json.
 
-`run_fit` is what `python -m orchestrator action=fit` calls; `format_summary` is the printed table. Bad input
-that stops everything (missing column, NaN values, all runs excluded) raises `FitInputError` (a ValueError:
-exit code 2); a method that cannot be fitted from this input is recorded as skipped with its reason, the
-others still run, and `FitReport.exit_code` is 2.
+`run_fit` is what `python -m orchestrator action=fit` calls; `format_summary` is the printed table.
+
+One compute definition runs through everything (fitting/compute.py): the tidy table's C, the IsoFLOP budgets,
+every method's frontier, the hold-out and the report use the same C = k(N) N D. For a sweep the caller passes
+its `ShapeRule` (the planner's shapes and exact accounting), so k(N) is the smoothed cost per token of the shapes
+the sweep would train and each recommendation names its shape; for a CSV, k(N) is the runs' own C / (N D),
+smoothed (6 under `fit.c_convention=6nd`).
+
+Exit behaviour: bad input that stops everything (missing column, NaN values, all runs excluded, or no method
+could fit these runs) raises `FitInputError` (exit 2, nothing written); methods that could not be fitted are
+recorded as skipped with their reason while the others run, and the fit succeeds (exit 0) as long as one
+method produced a result; when no method did and at least one failed in its maths, `FitError` (exit 1).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from orchestrator.fitting import bootstrap as bs
+from orchestrator.fitting.checks import FRONTIER_METHODS, headline_method, run_checks, trustworthy
+from orchestrator.fitting.compute import ComputeModel, local_exponent
 from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
 from orchestrator.fitting.errors import FitError, FitInputError
-from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out, predictions
+from orchestrator.fitting.frontier import ShapeOf, compare_fits, leave_largest_budget_out, predictions
 from orchestrator.fitting.isoflop import fit_isoflop
-from orchestrator.fitting.options import FitConfig
+from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
 from orchestrator.fitting.powerlaw import SaturatingPowerLaw, fit_single_variable, slice_at_largest
 from orchestrator.fitting.surface import fit_surface
-from orchestrator.fitting.table import RunTable, file_sha256, largest_budget, read_runs_csv, tidy_runs
+from orchestrator.fitting.table import RunTable, file_sha256, read_runs_csv, tidy_runs
 from orchestrator.fitting.vpnls import fit_vpnls
 
 FORM = "L(N, D) = E + A / N^alpha + B / D^beta"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_FIT_N = 1e13  # the compute model is sampled no further than this many parameters
+
+
+class ShapeRule(Protocol):
+    """What the fit needs of a sweep's shape rule (implemented by the stage that knows the planner)."""
+
+    description: str
+
+    def samples(self, n_lo: float, n_hi: float) -> tuple[list[float], list[float]]:
+        """(N, C_exact / (N D)) of the rule's shapes for sizes log-spaced over [n_lo, n_hi]."""
+
+    def shape_of(self, N: float, C: float) -> dict:
+        """The rule's shape for N and the tokens at which it costs C (frontier.ShapeOf)."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +80,47 @@ class FitReport:
 
     @property
     def exit_code(self) -> int:
-        """2 when a method was skipped because of the input (too few runs or budgets), else 0."""
-        return 2 if any(e.get("input_error") for e in self.methods.values()) else 0
+        """0: at least one method produced a result (run_fit raises otherwise)."""
+        return 0
+
+
+@dataclass
+class FitContext:
+    """Everything the methods share: the kept runs, the compute model, budgets and resamples."""
+
+    table: RunTable
+    options: FitConfig
+    compute: ComputeModel
+    compute_for: Callable[[pd.DataFrame], ComputeModel]
+    budgets: list[float]
+    slope_budgets: np.ndarray
+    resampler: bs.Resampler | None
+    shape_of: ShapeOf | None
+    curves: pd.DataFrame | None
+    floor: float | None
+    fits: dict = field(default_factory=dict)
+    points: pd.DataFrame | None = None
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.table.runs
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(self.runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+
+
+def safe_name(name: str, *, fallback: str = "runs") -> str:
+    """A name usable as a report folder: letters, digits, '_', '.', '-', not starting with '.' (so a CSV called
+    '...csv' cannot write its report into the working folder), at most 100 characters."""
+    return name if SAFE_NAME.fullmatch(name) and not set(name) <= {"."} else fallback
 
 
 def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd.DataFrame | None = None,
-            name: str | None = None, out_dir: str | None = None) -> FitReport:
-    """Fit `table` (sweep schema) or `options.runs_csv`; write <out_dir or options.out_dir/name>/fit.json."""
+            name: str | None = None, out_dir: str | None = None, shape_rule: ShapeRule | None = None,
+            command: str | None = None) -> FitReport:
+    """Fit `table` (sweep schema) or `options.runs_csv`; write <out_dir or options.out_dir/name>/fit.json.
+
+    `command` is how the user reruns the sweep; the checks' fixes build on it (fitting/checks.py)."""
     t0 = time.perf_counter()
     source: dict = {}
     if table is None:
@@ -77,145 +138,314 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
             raise FitInputError(f"fit.curves_csv={options.curves_csv!r} is not a readable file.")
         curves = pd.read_csv(options.curves_csv)
         source["curves_sha256"] = file_sha256(options.curves_csv)
-    budgets = sorted(set(options.target_budgets) | {largest_budget(runs)})
-    result = {"name": name, **_fit_methods(runs, curves=curves, options=options, budgets=budgets)}
+    swept = swept_budgets(runs)
+    budgets = target_budgets(options, swept=swept)
+    compute_for = _compute_source(options, shape_rule=shape_rule, budgets=budgets)
+    ctx = FitContext(table=runs, options=options, compute=compute_for(runs.runs), compute_for=compute_for,
+                     budgets=budgets, slope_budgets=slope_grid(swept),
+                     resampler=bs.Resampler.of_runs(runs.runs, resamples=options.bootstrap, seed=options.seed)
+                     if options.bootstrap else None,
+                     shape_of=None if shape_rule is None or options.c_convention != "exact" else shape_rule.shape_of,
+                     curves=curves, floor=known_floor(options, runs.runs))
+    result = {"name": name, **_fit_methods(ctx)}
+    checks = run_checks(result, command=command)
+    result["checks"] = [c.to_json() for c in checks]
+    result["trustworthy"] = trustworthy(checks)
+    result["headline_method"] = headline_method(result)
     result["provenance"] = {**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
                             "conventions": runs.conventions, "options": asdict(options), "code": _code_version(),
                             "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)}
-    folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / name
+    folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "fit.json"
     path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
     return FitReport(name=name, result=result, json_path=path)
 
 
-def _fit_methods(table: RunTable, *, curves: pd.DataFrame | None, options: FitConfig, budgets: list[float]) -> dict:
-    runs, k = table.runs, table.flops_per_nd
-    N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    excluded = [{"trial_id": e.trial_id, "reason": e.reason} for e in table.excluded]
-    n_boot = options.bootstrap
-    weights = bs.resample_weights(len(runs), resamples=n_boot, seed=options.seed) if n_boot else None
+def swept_budgets(table: RunTable) -> list[float]:
+    """The IsoFLOP budgets of the runs, else the range of their C."""
+    b = table.runs["budget"].to_numpy(float)
+    if np.isfinite(b).any():
+        return sorted(set(b[np.isfinite(b)].tolist()))
+    C = table.runs["C"].to_numpy(float)
+    return sorted({float(C.min()), float(C.max())})
+
+
+def target_budgets(options: FitConfig, *, swept: list[float]) -> list[float]:
+    """The user's target budgets plus the largest swept; by default the swept budgets and 1 to
+    EXTRAPOLATION_DECADES decades beyond the largest (a frontier is a guess further out)."""
+    top = max(swept)
+    if options.target_budgets:
+        return sorted(set(options.target_budgets) | {top})
+    inside = swept if len(swept) <= 12 else list(np.geomspace(min(swept), top, 7))
+    return sorted(set(inside) | {top * 10.0 ** d for d in range(1, EXTRAPOLATION_DECADES + 1)})
+
+
+def slope_grid(swept: list[float]) -> np.ndarray:
+    """Budgets over which a frontier's local exponents a and b are measured: the swept range."""
+    lo, hi = min(swept), max(swept)
+    if hi / lo < 1.5:
+        lo, hi = lo / 3, hi * 3
+    return np.geomspace(lo, hi, 9)
+
+
+def _compute_source(options: FitConfig, *, shape_rule: ShapeRule | None,
+                    budgets: list[float]) -> Callable[[pd.DataFrame], ComputeModel]:
+    """runs -> the fit's compute model (fitting/compute.py): 6, the sweep's shape rule, or the runs' own k."""
+    if options.c_convention == "6nd":
+        return lambda runs: ComputeModel.constant(6.0, source=f"C = 6 N D with N = N_{options.n_convention}")
+    if shape_rule is not None:
+        cache: dict[str, ComputeModel] = {}
+
+        def from_rule(runs: pd.DataFrame) -> ComputeModel:
+            if "model" not in cache:
+                n_lo = float(runs["N"].min()) / 10
+                n_hi = min(max(float(runs["N"].max()) * 10, math.sqrt(max(budgets) / 6.0) * 10), MAX_FIT_N)
+                N, k = shape_rule.samples(n_lo, n_hi)
+                cache["model"] = ComputeModel.smooth(N, k, convention="exact", source=shape_rule.description)
+            return cache["model"]
+
+        return from_rule
+    return lambda runs: ComputeModel.smooth(
+        runs["N"].to_numpy(float), (runs["C"] / (runs["N"] * runs["D"])).to_numpy(float), convention="exact",
+        source="the runs' own C / (N D), smoothed in log N (held at its edge values beyond the runs' sizes)")
+
+
+def known_floor(options: FitConfig, runs: pd.DataFrame) -> float | None:
+    """fit.floor, else the runs' recorded entropy floor when they agree on one (within 1%)."""
+    if options.floor is not None:
+        return float(options.floor)
+    if "entropy_floor" not in runs.columns:
+        return None
+    floors = pd.to_numeric(runs["entropy_floor"], errors="coerce").to_numpy(float)
+    floors = floors[np.isfinite(floors) & (floors > 0)]
+    if len(floors) == 0 or floors.max() > 1.01 * floors.min():
+        return None
+    return float(np.median(floors))
+
+
+# -- the methods -------------------------------------------------------------------------------------------------
+def _fit_parametric(ctx: FitContext, *, fixed_E: float | None = None) -> dict:
+    N, D, L = ctx.arrays()
+    fit = fit_surface(N, D, L, delta=ctx.options.huber_delta, fixed_E=fixed_E)
+    ctx.fits["parametric" if fixed_E is None else "parametric_floor"] = fit
+    entry = _surface_entry(ctx, fit)
+    entry["objective"] = fit.objective
+    entry["huber_delta"] = fit.huber_delta
+    if fixed_E is not None:
+        entry["fixed_E"] = fixed_E
+        entry["form"] = f"L(N, D) = {fixed_E:.4g} + A / N^alpha + B / D^beta (E fixed at the known floor)"
+    entry["convergence"] = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
+                            "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
+                            "converged": fit.converged, "n_starts": fit.n_starts, "n_finalists": fit.n_finalists,
+                            "n_at_best": fit.n_at_best, "seconds": fit.seconds}
+    if ctx.resampler is not None:
+        entry["ci"] = bs.bootstrap_parametric(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
+                                              slope_budgets=ctx.slope_budgets, compute=ctx.compute,
+                                              level=ctx.options.ci).to_json()
+    return entry
+
+
+def _fit_parametric_floor(ctx: FitContext) -> dict:
+    assert ctx.floor is not None
+    return _fit_parametric(ctx, fixed_E=ctx.floor)
+
+
+def _fit_vpnls(ctx: FitContext) -> dict:
+    fit = ctx.fits["vpnls"] = fit_vpnls(*ctx.arrays())
+    entry = _surface_entry(ctx, fit)
+    entry["rss"] = fit.rss
+    entry["convergence"] = {"grad_norm": fit.grad_norm, "iterations": fit.iterations, "on_bound": list(fit.on_bound),
+                            "converged": fit.converged, "grid_points": fit.grid_points, "seconds": fit.seconds}
+    if ctx.resampler is not None:
+        entry["ci"] = bs.bootstrap_vp(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
+                                      slope_budgets=ctx.slope_budgets, compute=ctx.compute,
+                                      level=ctx.options.ci).to_json()
+    return entry
+
+
+def _fit_isoflop(ctx: FitContext) -> dict:
+    N, D, L = ctx.arrays()
+    fit = ctx.fits["isoflop"] = fit_isoflop(N, D, L, budget=ctx.runs["budget"].to_numpy(float), compute=ctx.compute)
+    entry = _law_entry(ctx, fit)
+    entry["profiles"] = [asdict(p) for p in fit.profiles]
+    entry["skipped_budgets"] = [{"budget": c, "reason": r} for c, r in fit.skipped]
+    entry["warnings"] = fit.warnings
+    on_profile = np.isfinite(ctx.runs["budget"].to_numpy(float))
+    entry["excluded"] = _excluded(ctx) + [{"trial_id": t, "reason": "not on an IsoFLOP profile"}
+                                          for t in ctx.runs.loc[~on_profile, "trial_id"]]
+    if ctx.resampler is not None:
+        entry["ci"] = bs.bootstrap_isoflop(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
+                                           compute=ctx.compute, level=ctx.options.ci).to_json()
+    return entry
+
+
+def _fit_envelope(ctx: FitContext) -> dict:
+    runs, options = ctx.runs, ctx.options
+    if ctx.curves is not None:
+        ctx.points = valid_curve_points(ctx.curves, runs=runs, metric=options.metric,
+                                        c_convention=options.c_convention)
+        source = "valid points of training curves"
+    else:
+        ctx.points, source = runs[["trial_id", "N", "D", "C", "loss"]], "final point of each run"
+    budget_of = pd.Series(runs["budget"].to_numpy(float), index=runs["trial_id"].astype(str).to_numpy())
+    fit = ctx.fits["envelope"] = fit_envelope(ctx.points, source=source, compute=ctx.compute, budget_of=budget_of)
+    entry = _law_entry(ctx, fit)
+    entry.update(source=fit.source, mode=fit.mode, n_valid_points=fit.n_valid_points,
+                 points={"C": fit.C, "N": fit.N, "D": fit.D, "loss": fit.L}, warnings=list(fit.notes))
+    if ctx.resampler is not None:
+        entry["ci"] = bs.bootstrap_envelope(ctx.points, fit, runs=runs, resampler=ctx.resampler, budgets=ctx.budgets,
+                                            compute=ctx.compute, level=options.ci).to_json()
+    return entry
+
+
+def _fit_powerlaw(ctx: FitContext) -> dict:
+    N, D, L = ctx.arrays()
+    tol = ctx.options.budget_tol_dex
+    fit = fit_single_variable(N, D, L, tol_dex=tol)
+    entry = {"status": "ok", "form": "L(N) = k_N N^-alpha at the largest D; L(D) = k_D D^-beta at the largest N",
+             "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b, "at_D": fit.at_D, "at_N": fit.at_N,
+             "k_N": fit.loss_vs_N.k, "k_D": fit.loss_vs_D.k, "n_N": fit.loss_vs_N.n, "n_D": fit.loss_vs_D.n,
+             "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.loss_vs_N.r2,
+                             "r2_D": fit.loss_vs_D.r2},
+             "note": "a and b assume the additive form with negligible E; no frontier predictions",
+             "predictions": {}}
+    if ctx.resampler is not None:
+        iN, _ = slice_at_largest(D, N, tol_dex=tol, what="L(N)")
+        iD, _ = slice_at_largest(N, D, tol_dex=tol, what="L(D)")
+        entry["ci"] = bs.bootstrap_single_variable(N, D, L, slice_N=iN, slice_D=iD, resampler=ctx.resampler,
+                                                   level=ctx.options.ci).to_json()
+    return entry
+
+
+STEPS: dict[str, Callable[[FitContext], dict]] = {
+    "parametric": _fit_parametric, "parametric_floor": _fit_parametric_floor, "vpnls": _fit_vpnls,
+    "isoflop": _fit_isoflop, "envelope": _fit_envelope, "powerlaw": _fit_powerlaw,
+}
+
+
+def _excluded(ctx: FitContext) -> list[dict]:
+    return [{"trial_id": e.trial_id, "reason": e.reason} for e in ctx.table.excluded]
+
+
+def _fit_methods(ctx: FitContext) -> dict:
+    runs, options = ctx.runs, ctx.options
     on_profile = np.isfinite(runs["budget"].to_numpy(float))
-    out: dict = {"form": FORM, "n_runs": len(runs), "excluded": excluded,
-                 "conventions": {**table.conventions, "flops_per_nd": k},
-                 "budgets": {"grouping": table.budget_grouping, "tol_dex": options.budget_tol_dex,
+    order = list(options.methods)
+    if ctx.floor is not None and "parametric" in order:
+        order.insert(order.index("parametric") + 1, "parametric_floor")
+    out: dict = {"form": FORM, "n_runs": len(runs), "excluded": _excluded(ctx),
+                 "conventions": dict(ctx.table.conventions), "compute": ctx.compute.to_json(),
+                 "budgets": {"grouping": ctx.table.budget_grouping, "tol_dex": options.budget_tol_dex,
                              "values": sorted(set(runs.loc[on_profile, "budget"].tolist())),
                              "runs_on_no_profile": int((~on_profile).sum())},
-                 "target_budgets": budgets, "method_order": list(options.methods)}
-    fits: dict = {}
-    points = None
-
-    def fit_parametric() -> dict:
-        fit = fits["parametric"] = fit_surface(N, D, L, delta=options.huber_delta)
-        entry = _surface_entry(fit, budgets=budgets, k=k)
-        entry["objective"] = fit.objective
-        entry["huber_delta"] = fit.huber_delta
-        entry["convergence"] = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
-                                "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
-                                "converged": fit.converged, "n_starts": fit.n_starts,
-                                "n_finalists": fit.n_finalists, "n_at_best": fit.n_at_best, "seconds": fit.seconds}
-        if weights is not None:
-            entry["ci"] = bs.bootstrap_parametric(runs, fit, weights=weights, budgets=budgets, flops_per_nd=k,
-                                                  level=options.ci).to_json()
-        return entry
-
-    def fit_vp() -> dict:
-        fit = fits["vpnls"] = fit_vpnls(N, D, L)
-        entry = _surface_entry(fit, budgets=budgets, k=k)
-        entry["rss"] = fit.rss
-        entry["convergence"] = {"grad_norm": fit.grad_norm, "iterations": fit.iterations,
-                                "on_bound": list(fit.on_bound), "converged": fit.converged,
-                                "grid_points": fit.grid_points, "seconds": fit.seconds}
-        if weights is not None:
-            entry["ci"] = bs.bootstrap_vp(runs, fit, weights=weights, budgets=budgets, flops_per_nd=k,
-                                          level=options.ci).to_json()
-        return entry
-
-    def fit_iso() -> dict:
-        fit = fits["isoflop"] = fit_isoflop(N, D, L, budget=runs["budget"].to_numpy(float))
-        entry = _law_entry(fit, budgets=budgets, k=k)
-        entry["profiles"] = [asdict(p) for p in fit.profiles]
-        entry["skipped_budgets"] = [{"budget": c, "reason": r} for c, r in fit.skipped]
-        entry["warnings"] = fit.warnings
-        entry["excluded"] = excluded + [{"trial_id": t, "reason": "not on an IsoFLOP profile"}
-                                        for t in runs.loc[~on_profile, "trial_id"]]
-        if weights is not None:
-            entry["ci"] = bs.bootstrap_isoflop(runs, fit, weights=weights, budgets=budgets,
-                                               level=options.ci).to_json()
-        return entry
-
-    def fit_env() -> dict:
-        nonlocal points
-        if curves is not None:
-            points, source = valid_curve_points(curves, runs=runs, metric=options.metric,
-                                                c_convention=options.c_convention), "valid points of training curves"
-        else:
-            points, source = runs[["trial_id", "N", "D", "C", "loss"]], "final point of each run"
-        fit = fits["envelope"] = fit_envelope(points, source=source)
-        entry = _law_entry(fit, budgets=budgets, k=k)
-        entry["source"], entry["n_valid_points"] = fit.source, fit.n_valid_points
-        entry["points"] = {"C": fit.C, "N": fit.N, "D": fit.D, "loss": fit.L}
-        if weights is not None:
-            entry["ci"] = bs.bootstrap_envelope(points, fit, resamples=n_boot, seed=options.seed, budgets=budgets,
-                                                level=options.ci).to_json()
-        return entry
-
-    def fit_pl() -> dict:
-        fit = fit_single_variable(N, D, L, tol_dex=options.budget_tol_dex)
-        entry = {"status": "ok", "form": "L(N) = k_N N^-alpha at the largest D; L(D) = k_D D^-beta at the largest N",
-                 "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b, "at_D": fit.at_D, "at_N": fit.at_N,
-                 "k_N": fit.loss_vs_N.k, "k_D": fit.loss_vs_D.k, "n_N": fit.loss_vs_N.n, "n_D": fit.loss_vs_D.n,
-                 "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.loss_vs_N.r2,
-                                 "r2_D": fit.loss_vs_D.r2},
-                 "note": "a and b assume the additive form with negligible E; no frontier predictions",
-                 "predictions": {}, "excluded": excluded}
-        if weights is not None:
-            iN, _ = slice_at_largest(D, N, tol_dex=options.budget_tol_dex, what="L(N)")
-            iD, _ = slice_at_largest(N, D, tol_dex=options.budget_tol_dex, what="L(D)")
-            entry["ci"] = bs.bootstrap_single_variable(N, D, L, slice_N=iN, slice_D=iD, weights=weights,
-                                                       level=options.ci).to_json()
-        return entry
-
-    steps = {"parametric": fit_parametric, "vpnls": fit_vp, "isoflop": fit_iso, "envelope": fit_env,
-             "powerlaw": fit_pl}
-    for method in options.methods:
+                 "target_budgets": ctx.budgets, "slope_budgets": ctx.slope_budgets.tolist(), "method_order": order,
+                 "floor": ctx.floor, "noise": noise_summary(runs),
+                 "input_warnings": list(ctx.table.warnings) + compute_warnings(ctx)}
+    for method in order:
         t = time.perf_counter()
         try:
-            entry = steps[method]()
-            entry.setdefault("excluded", excluded)
+            entry = STEPS[method](ctx)
+            entry.setdefault("excluded", _excluded(ctx))
         except FitInputError as err:
-            entry = {"status": "skipped", "reason": f"{method}: {err}", "input_error": True, "excluded": excluded}
+            entry = {"status": "skipped", "reason": f"{method}: {err}", "input_error": True, "excluded": _excluded(ctx)}
         except FitError as err:
-            entry = {"status": "failed", "reason": f"{method}: {err}", "input_error": False, "excluded": excluded}
+            entry = {"status": "failed", "reason": f"{method}: {err}", "input_error": False, "excluded": _excluded(ctx)}
         entry["seconds"] = round(time.perf_counter() - t, 3)
         out[method] = entry
-    if "parametric" in fits and "vpnls" in fits:
+    entries = [out[m] for m in order]
+    if not any(e["status"] == "ok" for e in entries):
+        reasons = "; ".join(e["reason"] for e in entries)
+        if all(e.get("input_error") for e in entries):
+            raise FitInputError(f"no method could fit these {len(runs)} runs ({reasons}).")
+        raise FitError(f"no method produced a fit ({reasons}).")
+    if out.get("parametric", {}).get("status") == "ok" and out.get("vpnls", {}).get("status") == "ok":
         out["vpnls"]["vs_parametric"] = compare_fits(out["parametric"], out["vpnls"])
+    if ctx.floor is not None:
+        out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
     if options.holdout:
         try:
+            iso = ctx.fits.get("isoflop")
+            top = float(np.nanmax(runs["budget"])) if on_profile.any() else float("nan")
             out["holdout"] = {"status": "ok", **leave_largest_budget_out(
-                runs, methods=[m for m in options.methods if m in fits], flops_per_nd=k, delta=options.huber_delta,
-                points=points)}
+                runs, methods=[m for m in order if m in ctx.fits], compute_for=ctx.compute_for,
+                delta=options.huber_delta, points=ctx.points, gamma=iso.gammas().get(top, 0.0) if iso else 0.0,
+                fixed_E=ctx.floor)}
         except FitInputError as err:
             out["holdout"] = {"status": "skipped", "reason": str(err)}
     return out
 
 
-def _surface_entry(fit, *, budgets: list[float], k: float) -> dict:
+def compute_warnings(ctx: FitContext) -> list[str]:
+    """A compute model from a shape rule that does not describe the runs (fitted with other model settings than
+    the sweep ran with) would move every frontier: say so."""
+    dev = np.abs(ctx.compute.deviation(*(ctx.runs[c].to_numpy(float) for c in ("N", "C", "D"))))
+    if ctx.compute.n_samples and np.median(dev) > 0.1:
+        return [f"the compute model ({ctx.compute.source}) is {100 * np.expm1(np.median(dev)):.0f}% off the runs' own "
+                "cost per token (median): were the runs planned with other model settings than the ones composed now?"]
+    return []
+
+
+def floor_check(parametric: dict, floor: float) -> dict:
+    """The free fit's E against the known floor: where its interval lies (Hoffmann et al. 2022's E is the
+    entropy of natural text; on data whose entropy is known, the fitted E should cover it)."""
+    if parametric.get("status") != "ok":
+        return {"status": "skipped", "reason": "the parametric fit did not run"}
+    E = parametric["E"]
+    ci = (parametric.get("ci") or {}).get("E")
+    out = {"status": "ok", "floor": floor, "E": E, "E_ci": ci, "rel_diff": E / floor - 1}
+    if ci and None not in ci and all(map(math.isfinite, ci)):
+        out["verdict"] = "below" if ci[1] < floor else "above" if ci[0] > floor else "consistent"
+    else:
+        out["verdict"] = "consistent" if abs(E / floor - 1) <= 0.05 else ("below" if E < floor else "above")
+    return out
+
+
+def noise_summary(runs: pd.DataFrame) -> dict:
+    """The evaluation standard error (median over runs) beside the seed-to-seed standard deviation (pooled over
+    design points with several seeds): two different noises, the second usually the larger."""
+    out: dict = {"eval_loss_se_median": None, "seed_sd": None, "points_with_seeds": 0}
+    if "eval_loss_se" in runs.columns:
+        se = pd.to_numeric(runs["eval_loss_se"], errors="coerce").dropna()
+        out["eval_loss_se_median"] = float(se.median()) if len(se) else None
+    groups = runs.groupby("point")["loss"]
+    counts, variances = groups.count(), groups.var(ddof=1)
+    multi = counts >= 2
+    if multi.any():
+        dof = (counts[multi] - 1).to_numpy(float)
+        out["seed_sd"] = float(np.sqrt(np.sum(variances[multi].to_numpy(float) * dof) / dof.sum()))
+        out["points_with_seeds"] = int(multi.sum())
+    return out
+
+
+def _surface_entry(ctx: FitContext, fit) -> dict:
+    slopeN, slopeD = fit.frontier(ctx.slope_budgets, compute=ctx.compute)
     return {"status": "ok", "form": FORM, "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta,
-            "a": fit.a, "b": fit.b, "G": fit.G, "n_points": fit.n_points,
-            "predictions": predictions(fit, budgets, flops_per_nd=k)}
+            "a": float(local_exponent(ctx.slope_budgets, slopeN)), "b": float(local_exponent(ctx.slope_budgets, slopeD)),
+            "a_law": fit.a, "b_law": fit.b, "G": fit.G, "n_points": fit.n_points,
+            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
+            "frontier_curve": _curve(ctx, fit)}
 
 
-def _law_entry(fit, *, budgets: list[float], k: float) -> dict:
+def _law_entry(ctx: FitContext, fit) -> dict:
     law = fit.loss_law
     loss = ({"form": "L_opt = E + k (C / C_ref)^p", "E": law.E, "k": law.k, "p": law.p, "C_ref": law.x_ref}
             if isinstance(law, SaturatingPowerLaw) else {"form": "L_opt = k C^p", "k": law.k, "p": law.p})
-    return {"status": "ok", "form": "N_opt = k_N C^a, D_opt = k_D C^b", "a": fit.a, "b": fit.b,
+    return {"status": "ok", "form": "N_opt = k_N C^a, D_opt = C / (k(N_opt) N_opt)", "a": fit.a, "b": fit.b,
             "k_N": fit.n_law.k, "k_D": fit.d_law.k, "loss_law": loss,
             "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.n_law.r2,
                             "r2_D": fit.d_law.r2, "n_points": fit.n_law.n},
-            "predictions": predictions(fit, budgets, flops_per_nd=k)}
+            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
+            "frontier_curve": _curve(ctx, fit)}
+
+
+def _curve(ctx: FitContext, fit) -> dict:
+    """The frontier on a grid from the smallest swept to the largest target budget (what the report draws)."""
+    C = np.unique(np.r_[np.geomspace(min(min(ctx.slope_budgets), min(ctx.budgets)) / 1.5, max(ctx.budgets) * 1.5, 60),
+                        ctx.budgets])
+    N, D = fit.frontier(C, compute=ctx.compute)
+    return {"C": C.tolist(), "N_opt": np.asarray(N).tolist(), "D_opt": np.asarray(D).tolist(),
+            "loss": np.asarray(fit.loss_at(C, compute=ctx.compute)).tolist()}
 
 
 def _code_version() -> dict:
@@ -252,18 +482,23 @@ def format_summary(report: FitReport) -> str:
     """The printed table: methods side by side with CIs, the frontier at target budgets, hold-out, warnings."""
     r = report.result
     reasons = Counter(e["reason"].split(":")[0] for e in r["excluded"])
+    compute = r.get("compute", {})
     lines = [f"fit {report.name}: {r['n_runs']} runs kept"
              + (f", {len(r['excluded'])} excluded ({', '.join(f'{k} x{v}' for k, v in reasons.items())})"
                 if r["excluded"] else ""),
              f"conventions: N={r['conventions']['n_convention']}, C={r['conventions']['c_convention']}, "
              f"metric={r['conventions']['metric']}; {len(r['budgets']['values'])} IsoFLOP budgets "
-             f"({r['budgets']['grouping']})", ""]
+             f"({r['budgets']['grouping']})",
+             f"compute: C = k(N) N D, k from {compute.get('source', '?')}"
+             + (f" (k = {compute['k']:.3g})" if compute.get("constant") else
+                f" (k from {compute['k_range'][0]:.3g} to {compute['k_range'][1]:.3g})" if compute.get("k_range") else ""),
+             ""]
     level = None
-    header = f"{'method':<11}{'status':<9}" + "".join(f"{q:<25}" for q in ("alpha", "beta", "E", "a", "b"))
+    header = f"{'method':<17}{'status':<9}" + "".join(f"{q:<25}" for q in ("alpha", "beta", "E", "a", "b"))
     lines.append(header)
     for m, e in report.methods.items():
         if e["status"] != "ok":
-            lines.append(f"{m:<11}{e['status']:<9}{e['reason']}")
+            lines.append(f"{m:<17}{e['status']:<9}{e['reason']}")
             continue
         ci = e.get("ci", {})
         level = ci.get("level", level)
@@ -274,8 +509,8 @@ def format_summary(report: FitReport) -> str:
             if v is not None and ci.get(q) and None not in ci[q] and all(map(math.isfinite, ci[q])):
                 cell += f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]"
             cells.append(f"{cell:<25}")
-        lines.append(f"{m:<11}{'ok':<9}" + "".join(cells))
-    for m in ("parametric", "isoflop", "vpnls", "envelope"):
+        lines.append(f"{m:<17}{'ok':<9}" + "".join(cells))
+    for m in FRONTIER_METHODS:
         e = report.methods.get(m)
         if e and e["status"] == "ok":
             lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if "ci" in e else ")"),
@@ -292,11 +527,25 @@ def format_summary(report: FitReport) -> str:
         lines += ["", f"leave-largest-budget-out (C={h['budget']:.3g}: best loss {o['best_loss']:.4g}, "
                       f"N_opt {o['N_opt']:.3g} from {o['N_opt_source']})"]
         for m, e in h["methods"].items():
-            lines.append(f"  {m:<11}" + (f"loss error {e['loss_rel_error']:+.2%}, N_opt ratio {e['N_opt_ratio']:.3g}"
-                                        if e["status"] == "ok" else e["reason"]))
+            lines.append(f"  {m:<17}" + (f"loss error {e['loss_rel_error']:+.2%}, N_opt ratio {e['N_opt_ratio']:.3g}"
+                                         if e["status"] == "ok" else e["reason"]))
     elif h:
         lines += ["", f"leave-largest-budget-out skipped: {h['reason']}"]
-    warns = report.methods.get("isoflop", {}).get("warnings", [])
+    fc = r.get("floor_check")
+    if fc and fc.get("status") == "ok":
+        lines += ["", f"known floor {fc['floor']:.4g}: fitted E {fc['E']:.4g} is {fc['verdict']}"
+                      + (" (interval [" + ", ".join(f"{v:.4g}" for v in fc["E_ci"]) + "])" if fc.get("E_ci") else "")]
+    checks = r.get("checks", [])
+    if checks:
+        marks = {"pass": "ok  ", "fail": "FAIL", "skipped": "n/a "}
+        lines += ["", "checks (" + ("the frontier can be trusted" if r.get("trustworthy") else
+                                    "NOT YET TRUSTWORTHY: see the failed checks") + ")"]
+        for c in checks:
+            lines.append(f"  [{marks[c['status']]}] {c['title']}: {c['detail']}")
+            if c["status"] == "fail" and c["fix"]:
+                lines.append(f"         fix: {c['fix']}")
+    warns = list(r.get("input_warnings", [])) + report.methods.get("isoflop", {}).get("warnings", []) \
+        + report.methods.get("envelope", {}).get("warnings", [])
     vs = report.methods.get("vpnls", {}).get("vs_parametric", {}).get("disagree")
     if vs:
         warns = warns + [f"vpnls and parametric disagree on {', '.join(vs)}"]

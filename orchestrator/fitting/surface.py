@@ -20,6 +20,15 @@ How the grid is searched quickly (same optimum as one scipy L-BFGS-B run per sta
    `BOUNDS_LOWER`..`BOUNDS_UPPER`); the best wins.
 On the Epoch data this returns the objective of the full 4500-start scipy loop (0.0010182740) about 100x
 faster; tests/fitting/test_surface.py checks it against scipy from sampled grid starts.
+
+Memory is bounded whatever the number of runs: every objective evaluation is split into chunks of starts
+with at most `MAX_ELEMENTS` (start, point) pairs, and above `COARSE_POINTS` runs the coarse phase searches
+the grid on an even subsample of the points (the basins of 4500 starts do not need 100k points to be told
+apart); the fine Newton phase and the polish always use every point, so the optimum is that of the full
+data (benchmarks/fit_memory.py).
+
+`fixed_E` fits the 4-parameter law with the irreducible loss E held at a known value (the entropy floor of
+a synthetic language, or `fit.floor`): the same objective with e = log E frozen.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-from orchestrator.fitting.powerlaw import AllocationExponents
+from orchestrator.fitting.compute import ComputeModel, frontier_of_surface
 from orchestrator.fitting.errors import FitError, FitInputError
+from orchestrator.fitting.powerlaw import AllocationExponents
 from orchestrator.fitting.optim import batched_newton
 
 PARAMS = ("a", "b", "e", "alpha", "beta")  # order of the internal vector: log A, log B, log E, alpha, beta
@@ -48,6 +58,9 @@ UPPER = BOUNDS_UPPER
 COARSE_ITER, HALVING = 30, ((3, 1 / 4), (8, 1 / 3), (15, 1 / 3))
 FINE_STARTS, FINE_ITER, POLISH_STARTS = 16, 60, 3
 BASIN_STARTS = 7  # grid starts that seed each bootstrap resample, with the full-data optimum
+MAX_ELEMENTS = 2_000_000  # (start, point) pairs per objective evaluation: about 20 arrays of 16 MB at most
+COARSE_POINTS = 1000  # the coarse grid search sees an even subsample of at most this many points
+RESAMPLE_FTOL = 1e-7  # a resample's fit counts as converged when a Newton step would gain less than this (relative)
 
 
 def hoffmann_grid() -> np.ndarray:
@@ -74,6 +87,10 @@ class SurfacePoints:
         lN, lD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
         return cls(x_N=lN - lN.mean(), x_D=lD - lD.mean(), y=np.log(np.asarray(L, float)),
                    m_N=float(lN.mean()), m_D=float(lD.mean()))
+
+    def subset(self, idx: np.ndarray) -> SurfacePoints:
+        """The points `idx`, centred like the full data (so parameters mean the same thing)."""
+        return SurfacePoints(x_N=self.x_N[idx], x_D=self.x_D[idx], y=self.y[idx], m_N=self.m_N, m_D=self.m_D)
 
     def to_centred(self, natural: np.ndarray) -> np.ndarray:
         """Rows (a, b, e, alpha, beta) -> (a_c, b_c, e, alpha, beta)."""
@@ -156,9 +173,11 @@ def huber_fgh(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: n
 
 
 class ParametricLaw(AllocationExponents):
-    """L(N, D) = E + A / N^alpha + B / D^beta and its compute-optimal frontier under C = k N D
-    (Hoffmann et al. 2022, eq. 4): N_opt(C) = G (C / k)^a, D_opt(C) = G^-1 (C / k)^b,
-    G = (alpha A / (beta B))^(1 / (alpha + beta)). Mixed into every fit of this form."""
+    """L(N, D) = E + A / N^alpha + B / D^beta and its compute-optimal frontier under C = k(N) N D.
+
+    Under a constant k (Hoffmann et al. 2022, eq. 4): N_opt(C) = G (C / k)^a, D_opt(C) = G^-1 (C / k)^b,
+    G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta / (alpha + beta); under the exact convention
+    N_opt(C) minimises L(N, C / (k(N) N)) (fitting/compute.py). Mixed into every fit of this form."""
 
     E: float
     A: float
@@ -171,23 +190,24 @@ class ParametricLaw(AllocationExponents):
     def loss(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
         return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
 
-    def frontier(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt) at budget C."""
-        x = np.asarray(C, dtype=float) / flops_per_nd
-        return self.G * x ** self.a, x ** self.b / self.G
+    def frontier(self, C: np.ndarray | float, *, compute: ComputeModel) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt) at budget(s) C, each costing C under `compute`."""
+        N, D = frontier_of_surface(self.E, self.A, self.B, self.alpha, self.beta, C, compute=compute)
+        shape = np.shape(C)
+        return N[0].reshape(shape), D[0].reshape(shape)
 
-    def loss_at(self, C: np.ndarray | float, *, flops_per_nd: float = 6.0) -> np.ndarray:
+    def loss_at(self, C: np.ndarray | float, *, compute: ComputeModel) -> np.ndarray:
         """Predicted loss of the compute-optimal model at budget C."""
-        return self.loss(*self.frontier(C, flops_per_nd=flops_per_nd))
+        return self.loss(*self.frontier(C, compute=compute))
 
 
 @dataclass(frozen=True)
 class SurfaceFit(ParametricLaw):
     """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2), fitted by summed Huber in log space.
 
-    Compute-optimal allocation under C = k N D (k = 6 for the 6ND convention; eq. 4 of Hoffmann et al.):
-        N_opt(C) = G (C / k)^a,  D_opt(C) = G^-1 (C / k)^b,  G = (alpha A / (beta B))^(1 / (alpha + beta)),
-        a = beta / (alpha + beta),  b = alpha / (alpha + beta).
+    Compute-optimal allocation: see ParametricLaw (a = beta / (alpha + beta) is the exponent under a constant
+    k; the frontier's own slope under the exact convention is computed by the fitting stage).
+    `fixed_E`: E was held at this value (the 4-parameter fit), else None.
     Convergence: `grad_norm` is the max-norm of the projected gradient in (a, b, e, alpha, beta) at the
     optimum; `on_bound` names parameters at a bound of the box; `n_at_best` counts, among the
     `n_finalists` distinct starts optimised to the end, those within 1e-6 (relative) of the best objective.
@@ -211,6 +231,7 @@ class SurfaceFit(ParametricLaw):
     converged: bool
     seconds: float
     basin_starts: tuple[tuple[float, ...], ...] = ()  # grid starts (a, b, e, alpha, beta) of the best basins
+    fixed_E: float | None = None
 
     def natural(self) -> np.ndarray:
         """The optimum as the vector (a, b, e, alpha, beta) = (log A, log B, log E, alpha, beta)."""
@@ -218,20 +239,33 @@ class SurfaceFit(ParametricLaw):
 
 
 def fit_surface(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1e-3,
-                starts: np.ndarray | None = None) -> SurfaceFit:
+                starts: np.ndarray | None = None, fixed_E: float | None = None) -> SurfaceFit:
     """Fit approach 3 from every start (default: the 4500-point Hoffmann grid); see the module docstring."""
     t0 = time.perf_counter()
-    check_identifiable(N, D, L, what="the parametric surface")
+    check_identifiable(N, D, L, what="the parametric surface", n_params=5 if fixed_E is None else 4)
     pts = SurfacePoints.from_arrays(N, D, L)
-    natural = hoffmann_grid() if starts is None else np.atleast_2d(starts)
+    natural = hoffmann_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+    lower, upper, bounds_lower, bounds_upper = LOWER, UPPER, BOUNDS_LOWER, BOUNDS_UPPER
+    if fixed_E is not None:
+        natural = np.unique(np.c_[natural[:, :_E], np.full(len(natural), np.log(fixed_E)), natural[:, _E + 1:]],
+                            axis=0)
+        lower, upper = _freeze_e(LOWER, fixed_E), _freeze_e(UPPER, fixed_E)
+        bounds_lower, bounds_upper = _freeze_e(BOUNDS_LOWER, fixed_E), _freeze_e(BOUNDS_UPPER, fixed_E)
     x0 = pts.to_centred(natural)
-    coarse = batched_newton(lambda x, idx: huber_fgh(x, pts, delta=delta, dtype=np.float32, irls=True), x0,
-                            lower=LOWER, upper=UPPER, max_iter=COARSE_ITER, gtol=1e-9, halving=HALVING, min_keep=8)
+    coarse_pts = pts if len(pts.y) <= COARSE_POINTS else pts.subset(_even_subsample(pts, COARSE_POINTS))
+    frozen = fixed_E is not None
+    coarse = batched_newton(_chunked(lambda x, idx: huber_fgh(x, coarse_pts, delta=delta, dtype=np.float32, irls=True),
+                                     n_points=len(coarse_pts.y), frozen=frozen), x0,
+                            lower=lower, upper=upper, max_iter=COARSE_ITER, gtol=1e-9, halving=HALVING, min_keep=8)
     survivors = _distinct_best(coarse.x, coarse.f, coarse.alive, k=FINE_STARTS)
-    fine = batched_newton(lambda x, idx: huber_fgh(x, pts, delta=delta), coarse.x[survivors],
-                          lower=LOWER, upper=UPPER, max_iter=FINE_ITER)
+    if coarse_pts is not pts:  # rank the survivors on every point before the fine phase
+        survivors = survivors[np.argsort(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, hessian=False),
+                                                  n_points=len(pts.y), frozen=frozen)(coarse.x[survivors], survivors)[0],
+                                         kind="stable")]
+    fine = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta), n_points=len(pts.y), frozen=frozen),
+                          coarse.x[survivors], lower=lower, upper=upper, max_iter=FINE_ITER)
     best_k = _distinct_best(fine.x, fine.f, np.ones(len(fine.f), bool), k=POLISH_STARTS)
-    polished = [polish(fine.x[i], pts, delta=delta) for i in best_k]
+    polished = [polish(fine.x[i], pts, delta=delta, lower=bounds_lower, upper=bounds_upper) for i in best_k]
     j = int(np.argmin([p.fun for p in polished]))
     res, i_best = polished[j], best_k[j]
     if not np.isfinite(res.fun):
@@ -241,23 +275,60 @@ def fit_surface(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1
     fit = _surface_result(res.x, pts, delta=delta, objective=float(res.fun), n_points=len(pts.y),
                           n_starts=len(natural), n_finalists=len(survivors), n_at_best=max(n_at_best, 1),
                           newton_iterations=int(coarse.iterations[survivors].max() + fine.iterations[i_best]),
-                          polish_iterations=int(res.nit), seconds=time.perf_counter() - t0)
+                          polish_iterations=int(res.nit), seconds=time.perf_counter() - t0,
+                          lower=bounds_lower, upper=bounds_upper)
     basins = _distinct_best(fine.x, fine.f, np.ones(len(fine.f), bool), k=BASIN_STARTS, tol=1e-3)
     origin = list(dict.fromkeys([int(i) for i in survivors[basins]] + [int(i) for i in survivors]))
     basin_starts = tuple(tuple(float(v) for v in natural[i]) for i in origin[:BASIN_STARTS])
-    return replace(fit, basin_starts=basin_starts)
+    return replace(fit, basin_starts=basin_starts, fixed_E=fixed_E)
 
 
-def check_identifiable(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, what: str) -> None:
-    """Five parameters need at least 6 runs spanning at least 2 sizes and 2 token counts."""
+def _freeze_e(bounds: np.ndarray, E: float) -> np.ndarray:
+    out = bounds.copy()
+    out[_E] = np.log(E)
+    return out
+
+
+def _even_subsample(pts: SurfacePoints, k: int) -> np.ndarray:
+    """k indices spread evenly over the points ordered by (log N, log D): every region of the design is kept."""
+    order = np.lexsort((pts.x_D, pts.x_N))
+    return np.sort(order[np.linspace(0, len(order) - 1, k).round().astype(int)])
+
+
+def _chunked(fgh, *, n_points: int, frozen: bool = False):
+    """An objective over starts evaluated in chunks of at most MAX_ELEMENTS (start, point) pairs.
+
+    frozen=True holds e = log E fixed: its gradient is zeroed and its Hessian row and column decoupled, so no
+    Newton step moves it (the 4-parameter fit with a known floor).
+    """
+    rows = max(1, MAX_ELEMENTS // max(n_points, 1))
+
+    def run(x: np.ndarray, idx: np.ndarray):
+        parts = [fgh(x[i:i + rows], idx[i:i + rows]) for i in range(0, len(x), rows)]
+        f = np.concatenate([p[0] for p in parts])
+        g = np.concatenate([p[1] for p in parts])
+        H = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        if frozen:
+            g[:, _E] = 0.0
+            if H is not None:
+                H[:, _E, :] = 0.0
+                H[:, :, _E] = 0.0
+                H[:, _E, _E] = 1.0
+        return f, g, H
+
+    return run
+
+
+def check_identifiable(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, what: str, n_params: int = 5) -> None:
+    """n_params parameters need at least n_params + 1 runs spanning at least 2 sizes and 2 token counts."""
     n_N, n_D = len(np.unique(np.round(np.log(N), 9))), len(np.unique(np.round(np.log(D), 9)))
-    if len(L) < 6 or n_N < 2 or n_D < 2:
-        raise FitInputError(f"{what} has 5 parameters and needs at least 6 runs over at least 2 model sizes and "
-                            f"2 token counts; got {len(L)} runs, {n_N} sizes, {n_D} token counts.")
+    if len(L) < n_params + 1 or n_N < 2 or n_D < 2:
+        raise FitInputError(f"{what} has {n_params} parameters and needs at least {n_params + 1} runs over at least "
+                            f"2 model sizes and 2 token counts; got {len(L)} runs, {n_N} sizes, {n_D} token counts.")
 
 
-def polish(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: np.ndarray | None = None
-           ) -> OptimizeResult:
+def polish(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: np.ndarray | None = None,
+           lower: np.ndarray = BOUNDS_LOWER, upper: np.ndarray = BOUNDS_UPPER) -> OptimizeResult:
     """scipy L-BFGS-B from one centred start, analytic gradient, tight tolerances; returns OptimizeResult."""
     w = None if weights is None else weights[None, :]
 
@@ -265,27 +336,40 @@ def polish(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: np.n
         f, g, _ = huber_fgh(t[None, :], pts, delta=delta, weights=w, hessian=False)
         return float(f[0]), g[0]
 
-    return minimize(fg, theta, jac=True, method="L-BFGS-B", bounds=list(zip(BOUNDS_LOWER, BOUNDS_UPPER)),
+    return minimize(fg, np.clip(theta, lower, upper), jac=True, method="L-BFGS-B", bounds=list(zip(lower, upper)),
                     options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 2000, "maxcor": 20})
 
 
 def _surface_result(theta: np.ndarray, pts: SurfacePoints, *, delta: float, objective: float, n_points: int,
                     n_starts: int, n_finalists: int, n_at_best: int, newton_iterations: int, polish_iterations: int,
-                    seconds: float) -> SurfaceFit:
+                    seconds: float, lower: np.ndarray = BOUNDS_LOWER, upper: np.ndarray = BOUNDS_UPPER) -> SurfaceFit:
     _, g, _ = huber_fgh(theta[None, :], pts, delta=delta, hessian=False)
-    g_nat = g[0].copy()  # chain rule from centred to natural coordinates
-    g_nat[_ALPHA] -= pts.m_N * g[0][_A]
-    g_nat[_BETA] -= pts.m_D * g[0][_B]
-    at_lower, at_upper = theta <= BOUNDS_LOWER + 1e-9, theta >= BOUNDS_UPPER - 1e-9
+    free = lower < upper  # a frozen parameter (fixed E) is not "on a bound"
+    at_lower, at_upper = (theta <= BOUNDS_LOWER + 1e-9) & free, (theta >= BOUNDS_UPPER - 1e-9) & free
     on_bound = tuple(PARAMS[i] for i in range(5) if at_lower[i] or at_upper[i])
-    g_nat[(at_lower & (g_nat > 0)) | (at_upper & (g_nat < 0))] = 0.0
+    grad_norm = float(_natural_grad_norm(theta[None, :], g, pts, lower=lower, upper=upper)[0])
     a, b, e, alpha, beta = pts.to_natural(theta[None, :])[0]
-    grad_norm = float(np.abs(g_nat).max())
     return SurfaceFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
                       beta=float(beta), objective=objective, huber_delta=delta, n_points=n_points,
                       n_starts=n_starts, n_finalists=n_finalists, n_at_best=n_at_best, newton_iterations=newton_iterations,
                       polish_iterations=polish_iterations, grad_norm=grad_norm, on_bound=on_bound,
-                      converged=bool(grad_norm <= 1e-6 * max(objective, 1e-12) + 1e-10), seconds=seconds)
+                      converged=bool(grad_norm <= _gtol(objective)), seconds=seconds)
+
+
+def _gtol(objective: np.ndarray | float) -> np.ndarray | float:
+    """The gradient norm below which an optimum counts as converged (relative to the objective's size)."""
+    return 1e-6 * np.maximum(objective, 1e-12) + 1e-10
+
+
+def _natural_grad_norm(theta: np.ndarray, g: np.ndarray, pts: SurfacePoints, *, lower: np.ndarray,
+                       upper: np.ndarray) -> np.ndarray:
+    """Max-norm of the projected gradient in natural coordinates (a, b, e, alpha, beta) at centred rows theta."""
+    g_nat = g.copy()  # chain rule from centred to natural coordinates
+    g_nat[:, _ALPHA] -= pts.m_N * g[:, _A]
+    g_nat[:, _BETA] -= pts.m_D * g[:, _B]
+    at_lower, at_upper = theta <= lower + 1e-9, theta >= upper - 1e-9
+    g_nat[(at_lower & (g_nat > 0)) | (at_upper & (g_nat < 0)) | (at_lower & at_upper)] = 0.0
+    return np.abs(g_nat).max(axis=1)
 
 
 def _distinct_best(x: np.ndarray, f: np.ndarray, mask: np.ndarray, *, k: int, tol: float = 1e-6) -> np.ndarray:
@@ -303,33 +387,83 @@ def _distinct_best(x: np.ndarray, f: np.ndarray, mask: np.ndarray, *, k: int, to
 
 
 def fit_surface_resamples(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, weights: np.ndarray, starts: np.ndarray,
-                          delta: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          delta: float = 1e-3, fixed_E: float | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refit approach 3 on many resamples at once: weights (R, n) are each resample's point multiplicities.
 
     Each resample starts from the K rows of `starts` (natural coordinates): the full-data optimum plus a few
     diverse grid starts (`SurfaceFit.basin_starts`: grid points whose full-data runs ended in the best
-    distinct basins) instead of all 4500, since a resample's optimum lies near the full-data one. All R x K
-    starts run one batched Newton: float32 IRLS model with halving to the best 2 starts per resample, then
-    the exact float64 Newton. tests/fitting/test_bootstrap.py checks that this matches a full-grid fit of
-    the same resamples. Returns natural parameters (R, 5), objective (R,), converged (R,).
+    distinct basins) instead of all 4500, since a resample's optimum lies near the full-data one. The R x K
+    starts run a batched Newton: float32 IRLS model with halving to the best 2 starts per resample, then
+    the exact float64 Newton. Resamples are processed in chunks of at most MAX_ELEMENTS (start, point) pairs,
+    and with very many points only the first starts (the full-data optimum first) are kept so a chunk still
+    holds several resamples. tests/fitting/test_bootstrap.py checks that this matches a full-grid fit of the
+    same resamples. Returns natural parameters (R, 5), objective (R,) and converged (R,): the projected
+    gradient met the point fit's tolerance.
     """
     pts = SurfacePoints.from_arrays(N, D, L)
-    R, K = weights.shape[0], len(starts)
-    groups = np.repeat(np.arange(R), K)
-    x0 = np.tile(pts.to_centred(np.atleast_2d(starts)), (R, 1))
-    coarse = batched_newton(
-        lambda x, idx: huber_fgh(x, pts, delta=delta, weights=weights[groups[idx]], dtype=np.float32, irls=True),
-        x0, lower=LOWER, upper=UPPER, max_iter=12, gtol=1e-9, halving=((4, 2 / K),), min_keep=2, groups=groups)
-    keep = np.flatnonzero(coarse.alive)
-    g2 = groups[keep]
-    fine = batched_newton(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=weights[g2[idx]]), coarse.x[keep],
-                          lower=BOUNDS_LOWER, upper=BOUNDS_UPPER, max_iter=80, gtol=1e-9)
-    order = np.lexsort((np.where(np.isfinite(fine.f), fine.f, np.inf), g2))
-    first = order[np.r_[True, g2[order][1:] != g2[order][:-1]]]  # best row of each resample
+    starts = np.atleast_2d(np.asarray(starts, dtype=float))
+    n = len(pts.y)
+    lower, upper, bounds_lower, bounds_upper = LOWER, UPPER, BOUNDS_LOWER, BOUNDS_UPPER
+    if fixed_E is not None:
+        starts = np.c_[starts[:, :_E], np.full(len(starts), np.log(fixed_E)), starts[:, _E + 1:]]
+        lower, upper = _freeze_e(LOWER, fixed_E), _freeze_e(UPPER, fixed_E)
+        bounds_lower, bounds_upper = _freeze_e(BOUNDS_LOWER, fixed_E), _freeze_e(BOUNDS_UPPER, fixed_E)
+    # At least 8 resamples per chunk; with many runs a resample's optimum is next to the full-data one, so the
+    # full-data optimum alone is the start.
+    K = int(np.clip(MAX_ELEMENTS // (8 * n), 1, len(starts) if n <= COARSE_POINTS else 1))
+    starts = starts[:K]
+    R = weights.shape[0]
+    per_chunk = max(1, MAX_ELEMENTS // (K * n))
     params = np.full((R, 5), np.nan)
     objective = np.full(R, np.nan)
     converged = np.zeros(R, dtype=bool)
-    params[g2[first]] = pts.to_natural(fine.x[first])
-    objective[g2[first]] = fine.f[first]
-    converged[g2[first]] = fine.converged[first]
+    frozen = fixed_E is not None
+    for lo in range(0, R, per_chunk):
+        W = weights[lo:lo + per_chunk]
+        r = len(W)
+        groups = np.repeat(np.arange(r), K)
+        x = np.tile(pts.to_centred(starts), (r, 1))
+        if K > 2:  # halve to the best 2 starts per resample on the cheap float32 model first
+            coarse = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[groups[idx]],
+                                                                      dtype=np.float32, irls=True),
+                                             n_points=n, frozen=frozen),
+                                    x, lower=lower, upper=upper, max_iter=12, gtol=1e-9, halving=((4, 2 / K),),
+                                    min_keep=2, groups=groups)
+            keep = np.flatnonzero(coarse.alive)
+            x, groups = coarse.x[keep], groups[keep]
+        g2 = groups
+        fine = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[g2[idx]]),
+                                       n_points=n, frozen=frozen),
+                              x, lower=bounds_lower, upper=bounds_upper, max_iter=80, gtol=1e-9, ftol=RESAMPLE_FTOL)
+        order = np.lexsort((np.where(np.isfinite(fine.f), fine.f, np.inf), g2))
+        first = order[np.r_[True, g2[order][1:] != g2[order][:-1]]]  # best row of each resample
+        rows = lo + g2[first]
+        params[rows] = pts.to_natural(fine.x[first])
+        objective[rows] = fine.f[first]
+        f, g, H = _chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[g2[first][idx]]),
+                           n_points=n, frozen=frozen)(fine.x[first], np.arange(len(first)))
+        free = ~((fine.x[first] <= bounds_lower + 1e-9) | (fine.x[first] >= bounds_upper - 1e-9))
+        converged[rows] = np.isfinite(f) & (newton_decrement(g, H, free) <= RESAMPLE_FTOL * np.maximum(f, 1e-12))
     return params, objective, converged
+
+
+def newton_decrement(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Half the squared Newton decrement, g^T H^-1 g / 2, over the free coordinates of each row: the decrease a
+    Newton step still expects (Boyd & Vandenberghe 2004, sec. 9.5.1). Scale-free, so "converged" means the
+    objective is within a tiny fraction of its minimum whatever the data's size; +inf where H is not positive
+    definite on the free coordinates."""
+    out = np.full(len(g), np.inf)
+    for i in range(len(g)):
+        idx = np.flatnonzero(free[i])
+        if len(idx) == 0:
+            out[i] = 0.0
+            continue
+        h, gi = H[i][np.ix_(idx, idx)], g[i][idx]
+        try:
+            c = np.linalg.cholesky(h)
+        except np.linalg.LinAlgError:
+            continue
+        z = np.linalg.solve(c, gi)
+        out[i] = 0.5 * float(z @ z)
+    return out

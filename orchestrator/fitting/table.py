@@ -2,13 +2,19 @@
 
 Two input schemas map into it:
 - the sweep schema (from MLflow): `trial_id, sweep, status, seed, budget, N_total, N_nonembed, D, C_exact,
-  C_6ND, final_eval_loss, final_train_loss`;
+  C_6ND, final_eval_loss, final_train_loss` (plus eval_loss_se, entropy_floor, steps, ... when recorded);
 - a CSV of runs, through `fit.columns` (`ColumnMap`): `n_params, tokens, flops, loss` need no mapping.
 
-The tidy frame has columns `trial_id, status, seed, budget, N, D, C, loss` (plus the raw `N_total,
-N_nonembed, C_exact, C_6ND`), where N, C and loss follow `fit.n_convention`, `fit.c_convention` and
-`fit.metric`. D is derived as C / (6 N_total) when absent (Hoffmann et al. 2022, C = 6 N D), and N as
-C / (6 D) when a CSV has tokens and FLOPs but no parameter count.
+The tidy frame has columns `trial_id, status, seed, point, budget, N, D, C, loss` (plus the raw `N_total,
+N_nonembed, C_exact, C_6ND` and what the sweep recorded), where N, C and loss follow `fit.n_convention`,
+`fit.c_convention` and `fit.metric`:
+- C is C_exact under `exact`, and 6 N D with the fitted N under `6nd` (so `6nd` with `fit.n_convention=nonembed`
+  is Kaplan et al.'s C = 6 N_nonembed D);
+- D is derived as C / (6 N_total) when absent (Hoffmann et al. 2022, C = 6 N D), and N as C / (6 D) when a CSV
+  has tokens and FLOPs but no parameter count;
+- `point` numbers the design points: runs of the same (N, D) (seeds of one point) share it, so the
+  bootstrap resamples a point's seeds together;
+- `budget` is the compute of the run's IsoFLOP profile under the convention (see `assign_budgets`).
 """
 
 from __future__ import annotations
@@ -47,16 +53,15 @@ class RunTable:
 
     `runs.budget` is the nominal IsoFLOP budget of each run (NaN: the run lies on no profile);
     `budget_grouping` says how budgets were found ("column", "exact" or "density", see `assign_budgets`).
-    `flops_per_nd` is k in C = k N D (6 for the 6ND convention, the median C / (N D) for exact FLOPs), used
-    to turn a budget C into N and D on the frontier.
+    `warnings` are facts about the input the fit should report (duplicated rows, profiles re-centred).
     """
 
     runs: pd.DataFrame
     excluded: tuple[Exclusion, ...]
     conventions: dict[str, str]
     budget_grouping: str
-    flops_per_nd: float
     n_input: int
+    warnings: tuple[str, ...] = ()
 
     @property
     def trial_ids(self) -> list[str]:
@@ -116,48 +121,50 @@ def file_sha256(path: str | Path) -> str:
 def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
     """Apply the conventions and exclusion rules of `options` to a runs frame (sweep or CSV schema).
 
-    Exclusions, in order, each recorded with its reason: status other than "finished"; a non-finite loss
-    (a diverged run); `fit.loss_ceiling`; `fit.drop_highest` (the k highest losses among the rest).
-    Kept runs must have finite, positive N, D, C and loss.
+    Exclusions, in order, each recorded with its reason: status other than "finished"; a row that repeats an
+    earlier row exactly (a copy would count twice); a non-finite loss (a diverged run); fewer optimizer or warmup
+    steps than `fit.min_steps` / `fit.min_warmup_steps` (not a valid scaling point); `fit.loss_ceiling`;
+    `fit.drop_highest` (the k highest losses among the rest). Kept runs must have finite, positive N, D, C and
+    loss; text where a number belongs is an error, not a diverged run.
     """
     if "N_total" not in frame.columns and "N_nonembed" not in frame.columns:
         frame = csv_to_sweep_schema(frame, columns=options.columns)
     if len(frame) == 0:
         raise FitInputError("the runs table is empty; a fit needs finished runs.")
     df = frame.reset_index(drop=True).copy()
+    duplicated = df.duplicated(keep="first").to_numpy()
     df["trial_id"] = (df["trial_id"].astype(str) if "trial_id" in df.columns
                       else pd.Series([f"row{i}" for i in range(len(df))]))
     df["status"] = df["status"].fillna("unknown").astype(str).str.lower() if "status" in df.columns else "finished"
 
     for col in ("N_total", "N_nonembed", "D", "C_exact", "C_6ND", "budget"):
         if col in df.columns:  # very large FLOP counts arrive as Python ints (object dtype)
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+            df[col] = _numeric(df[col], column=col, rows=df["trial_id"]).astype(float)
     metric_col = _METRIC_ALIASES.get(options.metric, options.metric)
     if metric_col not in df.columns:
         raise FitInputError(f"fit.metric={options.metric!r} names no column of the runs table; use loss, "
                             f"eval_loss, train_loss or one of {', '.join(map(str, frame.columns))}.")
-    df["loss"] = pd.to_numeric(df[metric_col], errors="coerce")
+    df["loss"] = _numeric(df[metric_col], column=metric_col, rows=df["trial_id"])
 
     n_col = "N_total" if options.n_convention == "total" else "N_nonembed"
     if n_col not in df.columns:
         key = "n_params" if n_col == "N_total" else "n_nonembed"
         raise FitInputError(f"fit.n_convention={options.n_convention!r} needs column {n_col} "
                             f"(map it with fit.columns.{key}).")
-    df["N"] = pd.to_numeric(df[n_col], errors="coerce")
+    df["N"] = df[n_col]
     n_for_d = df["N_total"] if "N_total" in df.columns else df["N"]
     if "D" not in df.columns:
         c_src = df["C_exact"] if "C_exact" in df.columns else df["C_6ND"]
-        df["D"] = pd.to_numeric(c_src, errors="coerce") / (6.0 * pd.to_numeric(n_for_d, errors="coerce"))
-    df["D"] = pd.to_numeric(df["D"], errors="coerce")
+        df["D"] = c_src / (6.0 * n_for_d)
     if "C_6ND" not in df.columns:
-        df["C_6ND"] = 6.0 * df["N"] * df["D"]
+        df["C_6ND"] = 6.0 * n_for_d * df["D"]
     if options.c_convention == "exact":
         if "C_exact" not in df.columns:
             raise FitInputError("fit.c_convention='exact' needs a FLOPs column (fit.columns.flops); "
                                 "this table has none, so use fit.c_convention=6nd.")
-        df["C"] = pd.to_numeric(df["C_exact"], errors="coerce")
-    else:
-        df["C"] = pd.to_numeric(df["C_6ND"], errors="coerce")
+        df["C"] = df["C_exact"]
+    else:  # C = 6 N D with the N being fitted (Kaplan et al. 2020 use N_nonembed, Hoffmann et al. 2022 N_total)
+        df["C"] = 6.0 * df["N"] * df["D"]
 
     excluded: list[Exclusion] = []
     keep = np.ones(len(df), dtype=bool)
@@ -173,8 +180,22 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
     status = df["status"].to_numpy()
     for i in np.flatnonzero(status != "finished"):
         drop(np.arange(len(df)) == i, f"status={status[i]}")
+    warnings: list[str] = []
+    if (duplicated & keep).any():
+        n_dup = int((duplicated & keep).sum())
+        warnings.append(f"{n_dup} row(s) repeat an earlier row exactly and were left out (a copied row would "
+                        "count twice in the fit)")
+        drop(duplicated, "duplicate: repeats an earlier row exactly")
     loss = df["loss"].to_numpy(dtype=float)
     drop(~np.isfinite(loss), "diverged: loss is not finite")
+    # Not a valid scaling point (orchestrator/hparams.py): too few optimizer or warmup steps to be a trained model.
+    for column, key in (("steps", "min_steps"), ("warmup_steps", "min_warmup_steps")):
+        floor = getattr(options, key)
+        if floor and column in df.columns:
+            count = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+            short = np.isfinite(count) & (count < floor)
+            drop(short, [f"invalid point: {count[i]:.4g} {column.replace('_', ' ')} < fit.{key}={floor}"
+                         for i in np.flatnonzero(short & keep)])
     if options.loss_ceiling is not None:
         drop(np.isfinite(loss) & (loss > options.loss_ceiling), f"loss above fit.loss_ceiling={options.loss_ceiling}")
     if options.drop_highest > 0:
@@ -198,18 +219,54 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
             raise FitInputError(f"column {col} has {int(bad.sum())} NaN or non-positive value(s) among kept runs "
                                 f"(trial {ids}); N, D, C and loss must be finite and positive.")
 
-    budget_col = pd.to_numeric(runs["budget"], errors="coerce").to_numpy(dtype=float) if "budget" in runs else None
-    budgets, grouping = assign_budgets(runs["C"].to_numpy(dtype=float), budget_column=budget_col,
-                                       tol_dex=options.budget_tol_dex)
-    runs["budget"] = budgets
-    keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "budget", "N", "D", "C", "loss", "N_total",
-                             "N_nonembed", "C_exact", "C_6ND") if c in runs.columns]
+    budget_col = runs["budget"].to_numpy(dtype=float) if "budget" in runs else None
+    C = runs["C"].to_numpy(dtype=float)
+    labels, grouping = assign_budgets(C, budget_column=budget_col, tol_dex=options.budget_tol_dex)
+    runs["budget"], recentred = profile_compute(labels, C)
+    if recentred:
+        warnings.append(f"{recentred} IsoFLOP profile(s) are not iso-FLOP under fit.c_convention="
+                        f"{options.c_convention} (their runs' C differ by more than 1%): each profile's budget is the "
+                        "geometric mean of its runs' C, and each run's departure from it is corrected for")
+    runs["point"] = runs.groupby([np.round(np.log(runs["N"]), 6), np.round(np.log(runs["D"]), 6)],
+                                 sort=False).ngroup()
+    keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "point", "budget", "N", "D", "C", "loss",
+                             "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset",
+                             "lr", "batch_tokens", "warmup_tokens", "steps", "warmup_steps", "schedule")
+                 if c in runs.columns]
     runs = runs[keep_cols]
-    k = 6.0 if options.c_convention == "6nd" else float(np.median(runs["C"] / (runs["N"] * runs["D"])))
     conventions = {"n_convention": options.n_convention, "c_convention": options.c_convention,
                    "metric": options.metric, "metric_column": metric_col, "N_column": n_col}
     return RunTable(runs=runs, excluded=tuple(excluded), conventions=conventions, budget_grouping=grouping,
-                    flops_per_nd=k, n_input=len(df))
+                    n_input=len(df), warnings=tuple(warnings))
+
+
+def _numeric(raw: pd.Series, *, column: str, rows: pd.Series) -> pd.Series:
+    """Numbers of a column; text that is not a number (nor empty, nan or inf) is one sentence naming it."""
+    values = pd.to_numeric(raw, errors="coerce")
+    text = raw.astype(str).str.strip().str.lower()
+    blank = raw.isna() | text.isin(("", "nan", "none", "null", "inf", "+inf", "-inf", "infinity", "-infinity"))
+    bad = values.isna() & ~blank
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FitInputError(f"column {column} holds text where a number belongs ({raw.iloc[i]!r} in run "
+                            f"{rows.iloc[i]}, {int(bad.sum())} value(s) in all); give numbers, or leave the cell "
+                            "empty for a run without a value.")
+    return values
+
+
+def profile_compute(labels: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each run's profile compute: its budget label when every run of the profile is within 1% of it, else
+    the geometric mean of the profile's C (an exact-FLOP design fitted under 6ND, say). Returns the values and
+    how many profiles were re-centred."""
+    out = labels.copy()
+    recentred = 0
+    for label in np.unique(labels[np.isfinite(labels)]):
+        members = labels == label
+        logs = np.log(C[members])
+        if np.max(np.abs(logs - np.log(label))) > np.log(1.01):
+            out[members] = float(np.exp(logs.mean()))
+            recentred += 1
+    return out, recentred
 
 
 def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,

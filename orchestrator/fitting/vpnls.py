@@ -20,7 +20,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize
 
-from orchestrator.fitting.surface import ParametricLaw, check_identifiable
+from orchestrator.fitting.surface import MAX_ELEMENTS, ParametricLaw, check_identifiable
 
 GRID = np.round(np.arange(0.02, 2.0001, 0.02), 10)
 EXP_BOUNDS = (0.0, 5.0)
@@ -155,49 +155,91 @@ def fit_vpnls(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, weights: np.ndarra
 
 
 def _grid_rss(data: _Scaled, w: np.ndarray) -> np.ndarray:
-    """RSS(alpha, beta) on GRID x GRID (G, G), normal equations assembled by matrix products."""
-    PN = np.exp(-GRID[:, None] * data.xN)  # (G, n)
-    PD = np.exp(-GRID[:, None] * data.xD)
+    """RSS(alpha, beta) on GRID x GRID (G, G), normal equations accumulated over chunks of points by matrix
+    products (memory bounded by MAX_ELEMENTS whatever the number of runs)."""
     g = len(GRID)
-    G = np.empty((g, g, 3, 3))
-    G[..., 0, 0] = w.sum()
-    G[..., 0, 1] = G[..., 1, 0] = (PN @ w)[:, None]
-    G[..., 0, 2] = G[..., 2, 0] = (PD @ w)[None, :]
-    G[..., 1, 1] = ((PN * PN) @ w)[:, None]
-    G[..., 2, 2] = ((PD * PD) @ w)[None, :]
-    G[..., 1, 2] = G[..., 2, 1] = (PN * w) @ PD.T
-    wy = w * data.y
-    c = np.empty((g, g, 3))
-    c[..., 0] = wy.sum()
-    c[..., 1] = (PN @ wy)[:, None]
-    c[..., 2] = (PD @ wy)[None, :]
-    _, rss = nnls3(G, c, np.full((g, g), (wy * data.y).sum()))
+    G = np.zeros((g, g, 3, 3))
+    c = np.zeros((g, g, 3))
+    step = max(1, MAX_ELEMENTS // g)
+    for i in range(0, len(data.y), step):
+        xN, xD, wc, y = data.xN[i:i + step], data.xD[i:i + step], w[i:i + step], data.y[i:i + step]
+        PN = np.exp(-GRID[:, None] * xN)  # (G, chunk)
+        PD = np.exp(-GRID[:, None] * xD)
+        G[..., 0, 0] += wc.sum()
+        G[..., 0, 1] += (PN @ wc)[:, None]
+        G[..., 0, 2] += (PD @ wc)[None, :]
+        G[..., 1, 1] += ((PN * PN) @ wc)[:, None]
+        G[..., 2, 2] += ((PD * PD) @ wc)[None, :]
+        G[..., 1, 2] += (PN * wc) @ PD.T
+        wy = wc * y
+        c[..., 0] += wy.sum()
+        c[..., 1] += (PN @ wy)[:, None]
+        c[..., 2] += (PD @ wy)[None, :]
+    G[..., 1, 0], G[..., 2, 0], G[..., 2, 1] = G[..., 0, 1], G[..., 0, 2], G[..., 1, 2]
+    _, rss = nnls3(G, c, np.full((g, g), (w * data.y * data.y).sum()))
     return rss
 
 
 def bootstrap_vpnls(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, weights: np.ndarray,
-                    start: tuple[float, float], iterations: int = 60) -> np.ndarray:
+                    start: tuple[float, float], iterations: int = 30) -> np.ndarray:
     """(R, 5) rows (E, A, B, alpha, beta) of the fit on each resample (weights (R, n) multiplicities).
 
-    All resamples are refined together by projected gradient descent with Barzilai-Borwein steps and a
-    monotone backtracking safeguard, each from the full-data optimum `start`.
+    All resamples are refined together by a projected Newton method (`_refine_resamples`), each from the
+    full-data optimum `start`, in chunks of resamples of at most MAX_ELEMENTS (resample, point) pairs.
     """
     data = _Scaled.of(N, D, L)
+    step_rows = max(1, MAX_ELEMENTS // len(data.y))
+    return np.concatenate([_refine_resamples(data, weights[i:i + step_rows], start=start, iterations=iterations)
+                           for i in range(0, weights.shape[0], step_rows)])
+
+
+def _refine_resamples(data: _Scaled, weights: np.ndarray, *, start: tuple[float, float],
+                      iterations: int) -> np.ndarray:
+    """Projected Newton on RSS(alpha, beta) for every resample at once: the analytic projected gradient, its
+    Jacobian by forward differences (two more evaluations), a step halved until RSS falls; stops per resample
+    when a step no longer moves it (a resample starts at the full-data optimum, so a few steps suffice)."""
     R = weights.shape[0]
     x = np.tile(np.asarray(start, float), (R, 1))
     lo, hi = EXP_BOUNDS
     f, g, _ = projected(x[:, 0], x[:, 1], data, weights=weights)
-    step = np.full(R, 1e-3 / max(np.abs(g).max(), 1e-12))
+    active = np.isfinite(f)
+    h = 1e-6
     for _ in range(iterations):
-        xt = np.clip(x - step[:, None] * g, lo, hi)
-        ft, gt, _ = projected(xt[:, 0], xt[:, 1], data, weights=weights)
-        ok = np.isfinite(ft) & (ft <= f)
-        s, yv = xt - x, gt - g
-        sy, ss = (s * yv).sum(1), (s * s).sum(1)
-        bb = np.where(sy > 0, ss / np.where(sy > 0, sy, 1.0), step * 2)
-        step = np.where(ok, np.clip(bb, 1e-12, 1e6), step / 4)
-        x = np.where(ok[:, None], xt, x)
-        f, g = np.where(ok, ft, f), np.where(ok[:, None], gt, g)
+        idx = np.flatnonzero(active)
+        if len(idx) == 0:
+            break
+        W, xi, gi = weights[idx], x[idx], g[idx]
+        H = np.empty((len(idx), 2, 2))
+        for j in range(2):
+            xh = xi.copy()
+            xh[:, j] += h
+            _, gh, _ = projected(xh[:, 0], xh[:, 1], data, weights=W)
+            H[:, :, j] = (gh - gi) / h
+        H = 0.5 * (H + np.transpose(H, (0, 2, 1)))
+        with np.errstate(all="ignore"):
+            ev = np.linalg.eigvalsh(np.where(np.isfinite(H), H, 0.0))
+            H = H + np.maximum(0.0, 1e-8 * np.abs(ev).max(axis=1) - ev[:, 0])[:, None, None] * np.eye(2)
+            # The 2x2 solve in closed form: a singular or non-finite H (a flat direction, e.g. an amplitude that
+            # NNLS pinned at 0) gives a non-finite step, replaced by a small gradient step below.
+            det = H[:, 0, 0] * H[:, 1, 1] - H[:, 0, 1] * H[:, 1, 0]
+            step = -np.stack([H[:, 1, 1] * gi[:, 0] - H[:, 0, 1] * gi[:, 1],
+                              H[:, 0, 0] * gi[:, 1] - H[:, 1, 0] * gi[:, 0]], axis=1) / det[:, None]
+        step = np.where(np.isfinite(step).all(axis=1, keepdims=True) & (np.abs(det) > 1e-300)[:, None], step,
+                        -1e-3 * gi / np.maximum(np.abs(gi).max(axis=1, keepdims=True), 1e-300))
+        moved = np.zeros(len(idx), dtype=bool)
+        t = np.ones(len(idx))
+        for _ in range(8):  # backtracking: halve the step until RSS falls
+            xt = np.clip(xi + t[:, None] * step, lo, hi)
+            ft, gt, _ = projected(xt[:, 0], xt[:, 1], data, weights=W)
+            better = np.isfinite(ft) & (ft <= f[idx]) & ~moved
+            rows = idx[better]
+            x[rows], f[rows], g[rows] = xt[better], ft[better], gt[better]
+            moved |= better
+            t = np.where(moved, t, t / 2)
+            if moved.all():
+                break
+        small = np.abs(t[:, None] * step).max(axis=1) < 1e-10
+        active[idx[~moved | small]] = False
     _, _, coef = projected(x[:, 0], x[:, 1], data, weights=weights)
     E, A, B = coef[:, 0], coef[:, 1] * np.exp(x[:, 0] * data.mN), coef[:, 2] * np.exp(x[:, 1] * data.mD)
     return np.stack([E, A, B, x[:, 0], x[:, 1]], axis=1)

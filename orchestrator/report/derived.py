@@ -1,10 +1,10 @@
 """What the figures draw that fit.json does not store, recomputed from the fitted runs and the fit's numbers.
 
-fit.json keeps each method's parameters, vertices and predictions at the target budgets, not the curves
-between them, so this module evaluates them: each budget's IsoFLOP parabola (`fitting.isoflop.fit_profile`
-and `fit_parabola`, the same code the fit ran), each method's frontier N_opt(C), D_opt(C), L_opt(C) on a
-grid, bootstrap bands between the budgets where intervals were computed, the fitted surface L(N, D), its
-residuals, and the running-minimum envelope of the training curves. Pure numpy; nothing is drawn here.
+fit.json keeps each method's parameters, IsoFLOP parabolas, frontier curve and predictions; this module turns
+them into what is drawn: each budget's profile (the fit's parabola, its runs as fitted), each method's frontier
+N_opt(C), D_opt(C), L_opt(C) on any grid, bootstrap bands between the budgets where intervals were computed, the
+fitted surface L(N, D), its residuals, and the running-minimum envelope of the training curves. Pure numpy;
+nothing is drawn here.
 """
 
 from __future__ import annotations
@@ -16,18 +16,20 @@ import pandas as pd
 
 from orchestrator.fitting.envelope import envelope_points
 from orchestrator.fitting.errors import FitInputError
-from orchestrator.fitting.isoflop import fit_parabola, fit_profile
+from orchestrator.fitting.compute import ComputeModel
+from orchestrator.fitting.isoflop import departures, fit_parabola
 
 _CURVE_LOSS = {"loss": "eval_loss", "eval_loss": "eval_loss", "train_loss": "train_loss"}
 
 
 @dataclass(frozen=True)
 class Profile:
-    """One budget's runs (N, loss), its parabola L = c0 + c1 ln N + c2 (ln N)^2 and vertex (N_opt, D_opt from
-    the parabola in ln D, L_opt), or why it has none.
+    """One budget's runs (N, loss as fitted: moved onto the fit's compute model, fitting/isoflop.py), its
+    parabola L = c0 + c1 ln N + c2 (ln N)^2 and vertex (N_opt, D_opt, L_opt), or why it has none.
 
     `edge`: the vertex is not bracketed by 2 sampled sizes on each side (fitting.isoflop's check);
     `skipped`: the IsoFLOP fit could not use this budget (reason), e.g. the vertex lies outside the sizes.
+    `gamma`: the dL/dlnD that moved the losses (0: shown as measured).
     """
 
     budget: float
@@ -40,6 +42,7 @@ class Profile:
     edge: bool
     weak: bool
     skipped: str | None
+    gamma: float = 0.0
 
     def parabola(self, N: np.ndarray) -> np.ndarray:
         assert self.coef is not None
@@ -47,21 +50,38 @@ class Profile:
         return self.coef[0] + self.coef[1] * x + self.coef[2] * x * x
 
 
-def profiles(runs: pd.DataFrame) -> list[Profile]:
-    """The IsoFLOP profile of every budget of the fitted runs (runs on no profile are left out)."""
+def compute_model(result: dict) -> ComputeModel:
+    """The fit's compute model, C = k(N) N D, as fit.json recorded it."""
+    return ComputeModel.from_json(result.get("compute") or {"constant": True, "k": 6.0})
+
+
+def profiles(runs: pd.DataFrame, result: dict) -> list[Profile]:
+    """The IsoFLOP profile of every budget of the fitted runs (runs on no profile are left out): the fit's own
+    parabolas and corrections where the IsoFLOP fit used the budget, else a plain parabola through the runs."""
     out = []
+    compute = compute_model(result)
+    iso = result.get("isoflop", {}) if result.get("isoflop", {}).get("status") == "ok" else {}
+    fitted = {p["budget"]: p for p in iso.get("profiles", [])}
+    skipped = {s["budget"]: s["reason"] for s in iso.get("skipped_budgets", [])}
     budgets = runs["budget"].to_numpy(float)
     for C in np.unique(budgets[np.isfinite(budgets)]):
         at = runs.loc[budgets == C]
         N, D, L = (at[c].to_numpy(float) for c in ("N", "D", "loss"))
+        p = fitted.get(float(C))
+        if p is not None:
+            gamma = float(p.get("gamma", 0.0))
+            shown = L + gamma * departures(N, D, budget=C, compute=compute)
+            out.append(Profile(float(C), N, shown, tuple(p["coef"]), p["N_opt"], p["D_opt"], p["L_opt"], p["edge"],
+                               p["weak"], None, gamma))
+            continue
         coef = None
         if len(np.unique(N)) >= 3:
-            coef = tuple(float(c) for c in fit_parabola(np.log(N), L)[0])
-        try:
-            p = fit_profile(N, D, L, budget=C)
-            out.append(Profile(float(C), N, L, coef, p.N_opt, p.D_opt, p.L_opt, p.edge, p.weak, None))
-        except FitInputError as err:
-            out.append(Profile(float(C), N, L, coef, None, None, None, False, False, str(err)))
+            with np.errstate(all="ignore"):
+                coef = tuple(float(c) for c in fit_parabola(np.log(N), L)[0])
+            if not all(np.isfinite(coef)):
+                coef = None
+        reason = skipped.get(float(C), "the IsoFLOP fit did not run" if not iso else "not used by the IsoFLOP fit")
+        out.append(Profile(float(C), N, L, coef, None, None, None, False, False, reason))
     return out
 
 
@@ -76,21 +96,21 @@ def residuals(entry: dict, runs: pd.DataFrame) -> np.ndarray:
     return L / surface_loss(entry, N, D) - 1.0
 
 
-def frontier_line(method: str, entry: dict, C: np.ndarray, *, flops_per_nd: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """N_opt(C), D_opt(C), L_opt(C) of a fitted method on the budgets C (see fitting.frontier.predictions)."""
+def frontier_line(method: str, entry: dict, C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """N_opt(C), D_opt(C), L_opt(C) of a fitted method on the budgets C: its `frontier_curve` from fit.json (the
+    fit evaluated it on its own compute model), interpolated in log-log and held at the curve's ends."""
     C = np.asarray(C, dtype=float)
-    if "G" in entry:  # a surface: N = G (C/k)^a, D = (C/k)^b / G (Hoffmann et al. 2022, eq. 4)
-        x = C / flops_per_nd
-        N, D = entry["G"] * x ** entry["a"], x ** entry["b"] / entry["G"]
-        return N, D, surface_loss(entry, N, D)
-    N, D = entry["k_N"] * C ** entry["a"], entry["k_D"] * C ** entry["b"]
-    law = entry["loss_law"]
-    if "C_ref" in law:
-        L = law["E"] + law["k"] * (C / law["C_ref"]) ** law["p"]
-    else:
-        L = law["k"] * C ** law["p"]
-    return N, D, L
+    curve = entry["frontier_curve"]
+    x = np.log(np.asarray(curve["C"], dtype=float))
+    out = []
+    for q in ("N_opt", "D_opt", "loss"):
+        y = np.asarray([np.nan if v is None else v for v in curve[q]], dtype=float)
+        ok = np.isfinite(y) & (y > 0)
+        if ok.sum() < 2:
+            out.append(np.full(C.shape, np.nan))
+            continue
+        out.append(np.exp(np.interp(np.log(C), x[ok], np.log(y[ok]))))
+    return out[0], out[1], out[2]
 
 
 def ci_band(entry: dict, quantity: str, C: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

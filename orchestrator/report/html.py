@@ -49,6 +49,7 @@ def render(page: Page, *, seconds: float | None = None) -> str:
             + (f", {n_excl} excluded" if n_excl else "") + f" \u00b7 generated {escape(page.generated)}")
     sections = [
         ("headline", "Headline", _headline(page)),
+        ("checks", "Checks", _checks(page)),
         ("warnings", "Warnings", _warnings(page)),
         ("figures", "Figures", _figures(page)),
         ("methods", "Methods compared", _methods(page)),
@@ -79,6 +80,17 @@ def _table(header: list[str], rows: list[list[str]], *, id_: str = "", left: int
 def _value_ci(value: float | None, ci: tuple[float, float] | None, *, fmt=num) -> str:
     text = interval(ci, fmt=fmt)
     return escape(fmt(value)) + (f'<span class="ci">{escape(text)}</span>' if text else "")
+
+
+def _checks(page: Page) -> str:
+    """Each check of fitting/checks.py: its outcome, what it measured, and the fix when it failed."""
+    checks = page.result.get("checks") or []
+    if not checks:
+        return "<p>No checks were recorded in fit.json.</p>"
+    label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+    rows = [[escape(label[c["status"]]), escape(c["title"]), escape(c["detail"]), escape(c["fix"] or "")]
+            for c in checks]
+    return _table(["outcome", "check", "measured", "to fix"], rows, id_="checks-table", left=4)
 
 
 def _headline(page: Page) -> str:

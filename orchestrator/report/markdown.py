@@ -44,6 +44,12 @@ def render(page: Page) -> str:
            + (f", {len(r['excluded'])} excluded" if r["excluded"] else "") + f"; generated {md(page.generated)}.", "",
            "## Headline", ""]
     out += [f"- {safe(s)}" for s in headline(page)] + [""]
+    checks = r.get("checks") or []
+    if checks:
+        label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+        out += ["Checks:", "", _table(["outcome", "check", "measured", "to fix"],
+                                     [[label[c["status"]], md(c["title"]), md(c["detail"]), md(c["fix"] or "")]
+                                      for c in checks]), ""]
     if page.primary is not None:
         e = r[page.primary]
         fmts = {"N_opt": count, "D_opt": count, "tokens_per_param": lambda x: num(x, digits=3), "loss": num}

@@ -62,23 +62,30 @@ class Page:
 
 
 def headline(page: Page) -> list[str]:
-    """The answer in sentences: exponents, the largest target budget's allocation, agreement, extrapolation."""
+    """The answer in sentences: first whether it can be trusted (fitting/checks.py, with the fixes when not), then
+    the exponents and what they mean, the largest target budget's allocation and the shape to train, agreement
+    between methods, and extrapolation."""
     r = page.result
     if page.primary is None:
         return ["No method produced a compute-optimal frontier from these runs; see the warnings below."]
+    out = verdict(r)
     e = r[page.primary]
-    out = [f"Headline method: {METHOD_LABELS.get(page.primary, page.primary)}. Compute-optimal allocation "
-           f"N_opt \u221d C^{num(e['a'], digits=3)} {interval(bounds(e, 'a'), fmt=_exp)} and "
-           f"D_opt \u221d C^{num(e['b'], digits=3)} {interval(bounds(e, 'b'), fmt=_exp)} "
-           f"({page.level_text()}): {_reading(e['a'], bounds(e, 'a'))}".replace("  ", " ")]
+    out.append(f"Headline method: {METHOD_LABELS.get(page.primary, page.primary)}. Compute-optimal allocation "
+               f"N_opt \u221d C^{num(e['a'], digits=3)} {interval(bounds(e, 'a'), fmt=_exp)} and "
+               f"D_opt \u221d C^{num(e['b'], digits=3)} {interval(bounds(e, 'b'), fmt=_exp)} "
+               f"({page.level_text()}): {_reading(e['a'], e['b'], bounds(e, 'a'))}".replace("  ", " "))
     preds = sorted(e["predictions"].values(), key=lambda p: p["C"])
     top = preds[-1]
     key = next(k for k, p in e["predictions"].items() if p is top)
+    shape = top.get("shape")
+    train = (f" As a model of the sweep's shape rule: {shape['n_layer']} layers x {shape['d_model']} wide "
+             f"({shape['n_head']} heads, {count(shape['N_total'])} parameters) on {count(shape['D'])} tokens, "
+             f"which costs {sci(shape['C_exact'])} FLOPs.") if shape else ""
     out.append(f"At the largest target budget, C = {sci(top['C'])} FLOPs: train N_opt = {count(top['N_opt'])} "
                f"parameters {interval(bounds(e, 'N_opt', budget=key), fmt=count)} on D_opt = {count(top['D_opt'])} "
                f"tokens {interval(bounds(e, 'D_opt', budget=key), fmt=count)} "
                f"({num(top['tokens_per_param'], digits=3)} tokens per parameter); predicted loss "
-               f"{num(top['loss'])} {interval(bounds(e, 'loss', budget=key))}.".replace("  ", " "))
+               f"{num(top['loss'])} {interval(bounds(e, 'loss', budget=key))}.{train}".replace("  ", " "))
     spread = page.frontier[page.frontier["C"] == top["C"]]
     if len(spread) > 1:
         lo, hi = spread.loc[spread["N_opt"].idxmin()], spread.loc[spread["N_opt"].idxmax()]
@@ -96,16 +103,43 @@ def headline(page: Page) -> list[str]:
     return out
 
 
+def verdict(result: dict) -> list[str]:
+    """Whether the frontier has earned a confident statement: the checks' outcome in words, and the fixes."""
+    checks = result.get("checks") or []
+    if not checks:
+        return []
+    failed = [c for c in checks if c["status"] == "fail"]
+    missing = [c for c in checks if c["status"] == "skipped"]
+    if result.get("trustworthy"):
+        ran = [c["title"] for c in checks if c["status"] == "pass"]
+        return [f"The frontier passes all {len(ran)} checks it could run ({'; '.join(ran)})"
+                + (f"; not checked: {'; '.join(c['title'] for c in missing)}." if missing else ".")]
+    lines = [f"This frontier is not yet trustworthy: {len(failed)} of {len(checks)} checks failed ("
+             + "; ".join(f"{c['title']}: {c['detail']}" for c in failed) + ")"
+             + (f" and {len(missing)} could not run ({'; '.join(c['title'] for c in missing)})" if missing else "")
+             + ". The numbers below are what the runs show so far, not an answer."]
+    fixes = list(dict.fromkeys(c["fix"] for c in failed + missing if c["fix"]))
+    if fixes:
+        lines.append("To fix: " + "; ".join(fixes) + ".")
+    return lines
+
+
 def _exp(x: float) -> str:
     return num(x, digits=3)
 
 
-def _reading(a: float, ci: tuple[float, float] | None) -> str:
-    """What the exponent a says about allocation, in words (b = 1 - a under C = kND): equal growth when the
-    interval holds 0.5 (or, without one, when a is within 0.05 of it)."""
-    equal = ci[0] <= 0.5 <= ci[1] if ci is not None else abs(a - 0.5) <= 0.05
-    if equal:
-        return "parameters and tokens should grow about equally with compute."
-    if a > 0.5:
-        return "parameters should grow faster than tokens as compute grows."
-    return "tokens should grow faster than parameters as compute grows."
+def _reading(a: float, b: float, ci: tuple[float, float] | None) -> str:
+    """What the exponents say about allocation, from the numbers: how much of each 10x of compute goes to
+    parameters and to tokens, and whether the interval can tell which should grow faster (a = 0.5 means equal
+    growth; an interval wider than 0.2 cannot tell)."""
+    per_decade = f"each 10x of compute buys about {10 ** a:.2g}x parameters and {10 ** b:.2g}x tokens"
+    if ci is None:
+        return f"{per_decade} (no interval: fit.bootstrap=0, so how sure this is is unknown)."
+    if ci[1] - ci[0] > 0.2:
+        return (f"the runs cannot yet say how to split compute between parameters and tokens (a anywhere from "
+                f"{ci[0]:.2f} to {ci[1]:.2f}); at the point estimate {per_decade}.")
+    if ci[1] < 0.5:
+        return f"tokens should grow faster than parameters: {per_decade}."
+    if ci[0] > 0.5:
+        return f"parameters should grow faster than tokens: {per_decade}."
+    return f"parameters and tokens should grow about equally (a = 0.5 is inside the interval): {per_decade}."

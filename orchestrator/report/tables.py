@@ -17,6 +17,7 @@ from orchestrator.report.text import sci
 
 METHOD_LABELS = {
     "parametric": "parametric L(N, D) (Chinchilla approach 3)",
+    "parametric_floor": "parametric L(N, D) with E fixed at the known floor",
     "vpnls": "variable projection (approach 3 cross-check)",
     "isoflop": "IsoFLOP profiles (approach 2)",
     "envelope": "training-curve envelope (approach 1)",
@@ -159,15 +160,28 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
             out.append(f"the parametric fit did not converge (gradient norm {conv.get('grad_norm', float('nan')):.2g})")
         if conv.get("on_bound"):
             out.append(f"the parametric fit hit the bound of {', '.join(conv['on_bound'])}")
-    for floor_name, floor in floors.items():
-        for m in SURFACE_METHODS:
-            e = result.get(m, {})
-            if e.get("status") == "ok":
-                hi = (bounds(e, "E") or (e["E"], e["E"]))[1]
-                if hi < floor * 0.99:
-                    out.append(f"{m}: fitted E={e['E']:.4g} (CI upper bound {hi:.4g}) lies below the entropy floor "
-                               f"{floor:.4g} of {floor_name}, which no model can beat: E is not identified by "
-                               "these runs")
+    check = result.get("floor_check") or {}
+    if check.get("status") == "ok" and check["verdict"] != "consistent":
+        ci = check.get("E_ci")
+        where = f" (interval {ci[0]:.4g} to {ci[1]:.4g})" if ci and None not in ci else ""
+        if check["verdict"] == "below":
+            out.append(f"parametric: fitted E={check['E']:.4g}{where} lies below the known floor {check['floor']:.4g}, "
+                       "which no model can beat: E is not identified by these runs")
+        else:
+            out.append(f"parametric: fitted E={check['E']:.4g}{where} lies above the known floor "
+                       f"{check['floor']:.4g}: the runs do not reach the regime the law extrapolates to (compare the "
+                       "fit with E fixed at the floor)")
+    elif not check:
+        for floor_name, floor in floors.items():
+            for m in SURFACE_METHODS:
+                e = result.get(m, {})
+                if e.get("status") == "ok":
+                    hi = (bounds(e, "E") or (e["E"], e["E"]))[1]
+                    if hi < floor * 0.99:
+                        out.append(f"{m}: fitted E={e['E']:.4g} (CI upper bound {hi:.4g}) lies below the entropy "
+                                   f"floor {floor:.4g} of {floor_name}, which no model can beat: E is not identified "
+                                   "by these runs")
+    out += result.get("input_warnings", [])
     disagree = result.get("vpnls", {}).get("vs_parametric", {}).get("disagree")
     if disagree:
         out.append(f"vpnls and parametric disagree on {', '.join(disagree)} (beyond 10% or 0.03 in a, b)")
@@ -188,6 +202,7 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
             out.append(f"{m}: only {ci['n_valid']} of {ci['n_resamples']} bootstrap resamples could be fitted; "
                        "its intervals rest on those")
     out += result.get("isoflop", {}).get("warnings", [])
+    out += result.get("envelope", {}).get("warnings", [])
     if result["excluded"]:
         reasons = Counter(e["reason"].split(":")[0] for e in result["excluded"])
         out.append(f"{len(result['excluded'])} run(s) excluded from every fit ("

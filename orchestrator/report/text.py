@@ -71,4 +71,4 @@ def extrapolation(C: float, *, swept: tuple[float, float]) -> str:
     if lo / 1.01 <= C <= hi * 1.01:
         return "in swept range"
     factor, side = (C / hi, "above") if C > hi else (lo / C, "below")
-    return f"{factor:.2g}x {side}" if factor < 100 else f"{math.log10(factor):.1f} decades {side}"
+    return f"{factor:.2g}x {side}" if factor < 99.5 else f"{math.log10(factor):.1f} decades {side}"

@@ -42,7 +42,7 @@ def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd
 
     t0 = time.perf_counter()
     result = fit.result
-    options = config.fit if config is not None else FitConfig(**result["provenance"]["options"])
+    options = FitConfig(**result["provenance"]["options"])  # exactly what the fit ran with
     folder = Path(out_dir) if out_dir is not None else (
         fit.json_path.parent if fit.json_path is not None else Path(options.out_dir) / fit.name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd
         written.append(fit_json)
 
     points = derived.curve_points(curves, fitted, metric=options.metric, c_convention=options.c_convention)
-    inputs = figures.Inputs(result=result, runs=fitted, curves=points, profiles=derived.profiles(fitted),
+    inputs = figures.Inputs(result=result, runs=fitted, curves=points, profiles=derived.profiles(fitted, result),
                             swept=swept, floors=floors)
     drawn = figures.draw_all(inputs, out_dir=folder)
     written += [f.path for f in drawn if f.path is not None]

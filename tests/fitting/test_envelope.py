@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from orchestrator.fitting.envelope import envelope_points, fit_envelope, valid_curve_points
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
+
+SIX = ComputeModel.constant(6.0)
 
 
 def _runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -44,20 +47,21 @@ def test_envelope_is_the_running_minimum():
 def test_envelope_recovers_known_frontier_and_ignores_invalid_points(sim):
     law = sim.Law()
     runs, curves = sim.curves(law)
-    fit = fit_envelope(valid_curve_points(curves, runs=_runs(runs)), source="curves")
+    fit = fit_envelope(valid_curve_points(curves, runs=_runs(runs)), source="curves", compute=SIX)
     assert fit.a == pytest.approx(law.a, abs=0.03)
     C = 1e20
-    assert float(fit.loss_at(C)) == pytest.approx(float(law.loss(law.n_opt(C), C / (6 * law.n_opt(C)))), rel=0.01)
+    assert float(fit.loss_at(C, compute=SIX)) == pytest.approx(float(law.loss(law.n_opt(C), C / (6 * law.n_opt(C)))), rel=0.01)
     # Using mid-run points (optimistic by 0.2 here) would bias the predicted loss badly.
-    wrong = fit_envelope(valid_curve_points(curves.assign(valid=True), runs=_runs(runs)), source="all points")
-    assert abs(float(wrong.loss_at(C)) / float(fit.loss_at(C)) - 1) > 0.03
+    wrong = fit_envelope(valid_curve_points(curves.assign(valid=True), runs=_runs(runs)), source="all points",
+                         compute=SIX)
+    assert abs(float(wrong.loss_at(C, compute=SIX)) / float(fit.loss_at(C, compute=SIX)) - 1) > 0.03
 
 
 def test_too_few_envelope_points_say_what_is_needed():
     pts = pd.DataFrame({"trial_id": ["a", "b"], "N": [1e8, 2e8], "D": [1e9, 1e9], "C": [6e17, 1.2e18],
                         "loss": [3.0, 2.9]})
     with pytest.raises(FitInputError, match="needs at least 3 points from at least 2 model sizes, found 2"):
-        fit_envelope(pts, source="test")
+        fit_envelope(pts, source="test", compute=SIX)
 
 
 def test_curves_missing_a_column_name_it(sim):

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out, predictions
 from orchestrator.fitting.surface import fit_surface
 from orchestrator.fitting.table import tidy_runs
 from orchestrator.fitting.options import FitConfig
 
+SIX = ComputeModel.constant(6.0)
+
 
 def test_predictions_follow_the_closed_form_frontier(sim):
     law = sim.Law()
     df = sim.isoflop(law, noise=0.0, budgets=(1e18, 1e19, 1e20, 1e21))
     fit = fit_surface(df["n_params"].to_numpy(), df["tokens"].to_numpy(), df["loss"].to_numpy())
-    pred = predictions(fit, [1e23], flops_per_nd=6.0)["1e+23"]
+    pred = predictions(fit, [1e23], compute=SIX)["1e+23"]
     assert pred["N_opt"] == pytest.approx(law.n_opt(1e23), rel=1e-3)
     assert pred["D_opt"] * pred["N_opt"] * 6 == pytest.approx(1e23, rel=1e-9)
     assert pred["tokens_per_param"] == pytest.approx(pred["D_opt"] / pred["N_opt"])
@@ -33,8 +36,8 @@ def test_compare_fits_flags_what_disagrees():
 def test_leave_largest_budget_out_reports_prediction_errors(sim):
     law = sim.Law()
     table = tidy_runs(sim.isoflop(law, noise=0.003, seed=6), options=FitConfig())
-    out = leave_largest_budget_out(table.runs, methods=["parametric", "vpnls", "isoflop"], flops_per_nd=6.0,
-                                   delta=1e-3)
+    out = leave_largest_budget_out(table.runs, methods=["parametric", "vpnls", "isoflop"],
+                                   compute_for=lambda runs: SIX, delta=1e-3)
     assert out["budget"] == pytest.approx(1e21)
     assert out["observed"]["N_opt_source"] == "parabola vertex"
     assert out["observed"]["N_opt"] == pytest.approx(law.n_opt(1e21), rel=0.08)
@@ -48,4 +51,4 @@ def test_leave_largest_budget_out_reports_prediction_errors(sim):
 def test_leave_largest_budget_out_needs_two_budgets(sim):
     table = tidy_runs(sim.isoflop(budgets=(1e19,), noise=0.0), options=FitConfig())
     with pytest.raises(FitInputError, match="at least 2 budgets, found 1"):
-        leave_largest_budget_out(table.runs, methods=["parametric"], flops_per_nd=6.0, delta=1e-3)
+        leave_largest_budget_out(table.runs, methods=["parametric"], compute_for=lambda runs: SIX, delta=1e-3)

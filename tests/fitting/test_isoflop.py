@@ -6,13 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import fit_isoflop
+
+SIX = ComputeModel.constant(6.0)
 
 
 def _fit(df):
     return fit_isoflop(df["n_params"].to_numpy(), df["tokens"].to_numpy(), df["loss"].to_numpy(),
-                       budget=df["budget"].to_numpy())
+                       budget=df["budget"].to_numpy(), compute=SIX)
 
 
 def test_parabola_recovers_known_n_opt_and_exponent(sim):
@@ -75,7 +78,7 @@ def test_epoch_isoflop_exponent_is_about_one_half(epoch_csv):
     options = FitConfig(columns=ColumnMap(n_params="Model Size", flops="Training FLOP"), drop_highest=5)
     runs = tidy_runs(read_runs_csv(epoch_csv, columns=options.columns), options=options).runs
     fit = fit_isoflop(runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(),
-                      budget=runs["budget"].to_numpy())
+                      budget=runs["budget"].to_numpy(), compute=SIX)
     # Hoffmann et al. (2022) Table 2, approach 2: a = 0.49 (0.462, 0.534) on the same runs.
     assert len(fit.profiles) == 9 and 0.46 < fit.a < 0.54
     assert np.isfinite(fit.n_law.k)

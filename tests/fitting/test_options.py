@@ -10,7 +10,7 @@ from orchestrator.fitting.options import METHODS, ColumnMap, FitConfig
 def test_defaults_match_the_issue():
     cfg = FitConfig()
     assert cfg.huber_delta == 1e-3 and cfg.bootstrap == 1000 and cfg.ci == 0.95
-    assert cfg.target_budgets == [1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24]
+    assert cfg.target_budgets == [] and cfg.c_convention == "exact" and cfg.floor is None  # [] = automatic
     assert cfg.methods == list(METHODS)
     # A CSV with columns n_params, tokens, flops, loss needs no mapping.
     assert (cfg.columns.n_params, cfg.columns.tokens, cfg.columns.flops, cfg.columns.loss) == (

@@ -7,6 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 from orchestrator.fitting.errors import FitInputError
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.surface import fit_surface, hoffmann_grid
 
 
@@ -34,7 +35,7 @@ def test_reproduces_epoch_refit_of_chinchilla(epoch_fit):
     # A and B are weakly identified; still, the grid fit's 477.8 and 2143 are the same optimum.
     assert fit.A == pytest.approx(477.8, rel=0.02) and fit.B == pytest.approx(2143, rel=0.02)
     # About 17.9 tokens per parameter at C = 5.88e23 (6ND).
-    N_opt, D_opt = fit.frontier(5.88e23)
+    N_opt, D_opt = fit.frontier(5.88e23, compute=ComputeModel.constant(6.0))
     assert D_opt / N_opt == pytest.approx(17.9, rel=0.03)
 
 

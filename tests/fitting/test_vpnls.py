@@ -45,3 +45,21 @@ def test_batched_resamples_match_one_by_one_fits(sim):
     for r in range(3):
         one = fit_vpnls(N, D, L, weights=W[r])
         assert rows[r, 3] == pytest.approx(one.alpha, abs=1e-4) and rows[r, 4] == pytest.approx(one.beta, abs=1e-4)
+
+
+def test_batched_resample_refits_match_independent_fits(sim):
+    # The bootstrap refines every resample from the full-data optimum at once; each must land where a full
+    # variable-projection fit of that resample lands.
+    from orchestrator.fitting.bootstrap import resample_weights
+    from orchestrator.fitting.vpnls import bootstrap_vpnls
+
+    df = sim.isoflop(noise=0.01, seed=4)
+    N, D, L = (df[c].to_numpy(float) for c in ("n_params", "tokens", "loss"))
+    full = fit_vpnls(N, D, L)
+    W = resample_weights(len(L), resamples=3, seed=2)
+    rows = bootstrap_vpnls(N, D, L, weights=W, start=(full.alpha, full.beta))
+    for r in range(3):
+        idx = np.repeat(np.arange(len(L)), W[r].astype(int))
+        alone = fit_vpnls(N[idx], D[idx], L[idx])
+        assert rows[r, 3] == pytest.approx(alone.alpha, abs=1e-5) and rows[r, 4] == pytest.approx(alone.beta, abs=1e-5)
+        assert rows[r, 0] == pytest.approx(alone.E, rel=1e-4)

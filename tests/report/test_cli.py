@@ -28,7 +28,8 @@ def test_a_sweep_run_ends_with_its_report(surrogate_sweep, html_tables):
     assert f"report: {Path('reports') / 'report_sweep' / 'index.html'}" in surrogate_sweep.proc.stdout
     assert REPORT_FILES <= {p.name for p in folder.iterdir()}
     tables = html_tables((folder / "index.html").read_text())
-    assert len(tables["headline-table"]) == 1 + 8  # 7 default targets + the largest swept budget, 3e11
+    # Default targets: the 4 swept budgets (1e10..3e11) and 1 and 2 decades beyond the largest (3e12, 3e13).
+    assert [r[0] for r in tables["headline-table"][1:]] == ["1e10", "3e10", "1e11", "3e11", "3e12", "3e13"]
     # The 98.6k-parameter model at 3e11 is over oom_above_params=90000: a failure by kind, and excluded.
     failures = dict((r[0], int(r[1])) for r in tables["failures"][1:])
     assert failures["oom"] == 1
@@ -70,7 +71,7 @@ def test_epoch_csv_report(tmp_path, html_tables):
     excluded = tables["excluded-table"][1:]
     assert sum(r[2] == "all" and r[1].startswith("fit.drop_highest=5") for r in excluded) == 5
     assert all(r[2] == "isoflop" for r in excluded if r[1] == "not on an IsoFLOP profile")
-    # Chinchilla's budgets span 6e18..3e21; the headline's 1e21 row lies inside them.
-    rows = {r[0]: r for r in tables["headline-table"][1:]}
-    assert rows["1e21"][1] == "in swept range" and rows["1e24"][1] == "2.5 decades above"
+    # Chinchilla's budgets span 6e18..3e21: the 9 swept budgets are inside, the defaults stop 2 decades beyond.
+    rows = [r[1] for r in tables["headline-table"][1:]]
+    assert rows == ["in swept range"] * 9 + ["10x above", "2.0 decades above"]
     assert "no cost or failures recorded" in page

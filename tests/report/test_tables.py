@@ -63,10 +63,9 @@ def test_ci_band_interpolates_in_log_space_between_computed_budgets_only():
 
 def test_frontier_line_matches_the_fit_predictions(sim_report):
     result = sim_report.fit.result
-    k = result["conventions"]["flops_per_nd"]
     for method in ("parametric", "vpnls", "isoflop", "envelope"):
         pred = result[method]["predictions"]["1e+23"]
-        N, D, L = derived.frontier_line(method, result[method], np.array([1e23]), flops_per_nd=k)
+        N, D, L = derived.frontier_line(method, result[method], np.array([1e23]))
         assert (N[0], D[0], L[0]) == pytest.approx((pred["N_opt"], pred["D_opt"], pred["loss"]), rel=1e-9)
 
 

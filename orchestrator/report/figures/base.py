@@ -16,13 +16,14 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure as MplFigure
 
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.report import derived
 from orchestrator.report.text import count
 
 DPI = 110
-METHOD_COLOURS = {"parametric": "#1f77b4", "vpnls": "#17becf", "isoflop": "#d62728", "envelope": "#2ca02c",
+METHOD_COLOURS = {"parametric": "#1f77b4", "parametric_floor": "#ff7f0e", "vpnls": "#17becf", "isoflop": "#d62728", "envelope": "#2ca02c",
                   "powerlaw": "#9467bd"}
-FRONTIER_METHODS = ("parametric", "vpnls", "isoflop", "envelope")
+FRONTIER_METHODS = ("parametric", "parametric_floor", "vpnls", "isoflop", "envelope")
 C_LABEL = "training compute C (FLOPs)"
 LOSS_LABEL = "loss (nats/token)"
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
@@ -41,8 +42,9 @@ class Inputs:
     floors: dict[str, float]
 
     @property
-    def k(self) -> float:
-        return float(self.result["conventions"]["flops_per_nd"])
+    def compute(self) -> ComputeModel:
+        """The fit's C = k(N) N D (IsoFLOP lines are drawn with it)."""
+        return derived.compute_model(self.result)
 
     def c_grid(self) -> np.ndarray:
         """Budgets to draw frontiers on: the swept budgets and every target budget, with a margin."""

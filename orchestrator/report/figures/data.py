@@ -21,7 +21,8 @@ from orchestrator.report.text import sci
 def isoflop(inp: Inputs, *, out_dir: Path) -> Figure:
     title = "IsoFLOP profiles"
     caption = ("Final loss against model size at each budget, with the parabola in ln N fitted to each profile "
-               "and its minimum (star). A red ring marks a minimum at the edge of the sampled sizes (biased "
+               "and its minimum (star); where runs depart from the fit's compute model (exact FLOPs of discrete "
+               "shapes), their losses are shown as fitted, moved onto it (fitting/isoflop.py). A red ring marks a minimum at the edge of the sampled sizes (biased "
                "N_opt); dashed parabolas were not used by the IsoFLOP fit (reason in the warnings). Grey dotted: "
                "the surface fit's prediction along each budget.")
     if not inp.profiles:
@@ -38,7 +39,7 @@ def isoflop(inp: Inputs, *, out_dir: Path) -> Figure:
         if p.coef is not None:
             ax.plot(xs, p.parabola(xs), color=c, lw=1.5, ls="--" if p.skipped else "-")
         if sm is not None:
-            D = p.budget / (inp.k * xs)
+            D = inp.compute.tokens(p.budget, xs)
             ax.plot(xs, derived.surface_loss(inp.result[sm], xs, D), color="0.5", lw=0.8, ls=":")
         if p.N_opt is not None:
             ax.scatter([p.N_opt], [p.L_opt], marker="*", s=140, color=c, edgecolor="k", lw=0.6, zorder=5)
@@ -65,7 +66,7 @@ def surface(inp: Inputs, *, out_dir: Path) -> Figure:
         return Figure("surface", title, caption, missing="neither parametric nor vpnls was fitted")
     e = inp.result[sm]
     C = inp.c_grid()
-    Np, Dp, _ = derived.frontier_line(sm, e, C, flops_per_nd=inp.k)
+    Np, Dp, _ = derived.frontier_line(sm, e, C)
     N_run, D_run = inp.runs["N"].to_numpy(float), inp.runs["D"].to_numpy(float)
     n_lo, n_hi = min(N_run.min(), Np.min()) / 2, max(N_run.max(), Np.max()) * 2
     d_lo, d_hi = min(D_run.min(), Dp.min()) / 2, max(D_run.max(), Dp.max()) * 2
@@ -81,12 +82,12 @@ def surface(inp: Inputs, *, out_dir: Path) -> Figure:
     fig.colorbar(cs, ax=ax, label=f"fitted {LOSS_LABEL}", format="%.3g")
     xs = derived.grid(n_lo, n_hi, n=50)
     for b in sorted({p.budget for p in inp.profiles}):
-        ax.plot(xs, b / (inp.k * xs), color="0.35", lw=0.8, ls="--")
+        ax.plot(xs, inp.compute.tokens(b, xs), color="0.35", lw=0.8, ls="--")
     ax.scatter(N_run, D_run, s=9, color="k", zorder=4, label=f"fitted runs ({len(N_run)})")
     inside = inp.swept_mask(C)
     ax.plot(Np, Dp, color="red", lw=1.6, ls="--", label="extrapolated")
     ax.plot(Np[inside], Dp[inside], color="red", lw=2.2, label="compute-optimal path (swept budgets)")
-    tN, tD, _ = derived.frontier_line(sm, e, np.array(inp.result["target_budgets"]), flops_per_nd=inp.k)
+    tN, tD, _ = derived.frontier_line(sm, e, np.array(inp.result["target_budgets"]))
     ax.scatter(tN, tD, marker="D", s=30, color="red", edgecolor="white", zorder=5, label="target budgets")
     ax.set_xlim(n_lo, n_hi)
     ax.set_ylim(d_lo, d_hi)
@@ -131,7 +132,7 @@ def curves(inp: Inputs, *, out_dir: Path) -> Figure:
         pc, pl = np.array(env["points"]["C"]), np.array(env["points"]["loss"])
         ax.scatter(pc, pl, color="red", s=22, zorder=5, label=f"envelope points fitted ({len(pc)})")
         Cg = derived.grid(pc.min(), pc.max())
-        ax.plot(Cg, derived.frontier_line("envelope", env, Cg, flops_per_nd=inp.k)[2], color="red", lw=1.2,
+        ax.plot(Cg, derived.frontier_line("envelope", env, Cg)[2], color="red", lw=1.2,
                 label="approach 1 L_opt(C)")
     fig.colorbar(finals, ax=ax, label="parameters N")
     ax.set_xscale("log")

@@ -23,7 +23,7 @@ def _method_lines(ax: Axes, inp: Inputs, C: np.ndarray, quantity: str) -> list[n
     lines, primary = [], primary_method(inp.result)
     for m in [m for m in ok_methods(inp.result) if m in FRONTIER_METHODS]:
         e = inp.result[m]
-        N, D, L = derived.frontier_line(m, e, C, flops_per_nd=inp.k)
+        N, D, L = derived.frontier_line(m, e, C)
         y = {"N_opt": N, "D_opt": D, "loss": L, "tokens_per_param": D / N}[quantity]
         inside = inp.swept_mask(C)
         ax.plot(C, y, color=METHOD_COLOURS[m], lw=1.5, ls="--")
