@@ -1,17 +1,33 @@
-"""The plan as a table: what each trial trains, what it costs, and whether it is already done."""
+"""The plan as a table: what each trial trains, what it costs, and whether it is already done.
+
+A plan of more than MAX_ROWS trials shows its first and last rows and says so (a million-row table helps
+nobody and took minutes to print); the totals always cover every trial. An estimate beyond a year gets a
+plain warning: such budgets are almost always a typo (an exponent too many).
+"""
 
 from __future__ import annotations
 
 from orchestrator.config import ClusterConfig
 from orchestrator.planner import Trial, human
 
+MAX_ROWS = 60
+"""Plans with more trials show the first and last MAX_ROWS // 2 rows."""
+YEAR_S = 365.25 * 86400
+HEADER = ["trial_id", "budget C", "shape LxD/H", "N_total", "N_nonemb", "D", "C_exact", "D/N", "C/6ND", "lr",
+          "batch", "steps", "seed", "est", "status"]
+
 
 def duration(seconds: float) -> str:
+    """42s, 12.5m, 3.2h, 4.1d, 2.3e+04 years."""
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 5400:
         return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds < YEAR_S:
+        return f"{seconds / 86400:.1f}d"
+    return f"{seconds / YEAR_S:.3g} years"
 
 
 def slots(cluster: ClusterConfig, *, cpus: int) -> int:
@@ -20,40 +36,59 @@ def slots(cluster: ClusterConfig, *, cpus: int) -> int:
     return min(n, cluster.max_concurrent) if cluster.max_concurrent else n
 
 
+def _row(t: Trial, *, rate: float, status: str) -> list[str]:
+    return [
+        t.trial_id, f"{t.budget:.3g}" if t.budget is not None else "-", t.shape, human(t.cost.n_total),
+        human(t.cost.n_nonembed), human(t.tokens), f"{t.cost.c_exact:.3e}", f"{t.cost.tokens_per_param:.1f}",
+        f"{t.cost.c_ratio:.3f}", f"{t.config['trainer']['lr']:.3g}", str(t.config["trainer"]["batch_tokens"]),
+        str(t.steps), str(t.config["seed"]), duration(t.cost.c_exact / rate),
+        status if t.invalid is None else f"{status}, INVALID",
+    ]
+
+
 def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep: str,
                 statuses: dict[str, str] | None = None) -> str:
-    """One row per trial, then totals. Time assumes cluster.assumed_flops_per_s per trial."""
-    rate = cluster.assumed_flops_per_s
-    header = ["trial_id", "budget C", "shape LxD/H", "N_total", "N_nonemb", "D", "C_exact", "D/N", "C/6ND",
-              "lr", "seed", "est", "status"]
-    rows = []
-    for t in trials:
-        rows.append([
-            t.trial_id, f"{t.budget:.3g}" if t.budget is not None else "-", t.shape, human(t.cost.n_total),
-            human(t.cost.n_nonembed), human(t.tokens), f"{t.cost.c_exact:.3e}", f"{t.cost.tokens_per_param:.1f}",
-            f"{t.cost.c_ratio:.3f}", f"{t.config['trainer']['lr']:.3g}", str(t.config["seed"]),
-            duration(t.cost.c_exact / rate), (statuses or {}).get(t.trial_id, "pending"),
-        ])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    """One row per trial (or the first and last rows of a large plan), then totals. Time assumes
+    cluster.assumed_flops_per_s per trial."""
+    rate, statuses = cluster.assumed_flops_per_s, statuses or {}
+    half = MAX_ROWS // 2
+    shown = trials if len(trials) <= MAX_ROWS else [*trials[:half], *trials[-half:]]
+    rows = [_row(t, rate=rate, status=statuses.get(t.trial_id, "pending")) for t in shown]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADER)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)), "  ".join("-" * w for w in widths)]
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    if len(trials) > MAX_ROWS:
+        body.insert(half, f"... {len(trials) - MAX_ROWS} rows not shown: showing the first {half} and last {half} "
+                          f"of {len(trials)} trials ...")
+    lines += body
     total = sum(t.cost.c_exact for t in trials)
     serial = total / rate
     n_slots = slots(cluster, cpus=cpus)
-    pending = [t for t in trials if (statuses or {}).get(t.trial_id, "pending") != "finished"]
-    pending_flops = sum(t.cost.c_exact for t in pending)
     counts: dict[str, int] = {}
+    pending_flops, n_pending = 0.0, 0
     for t in trials:
-        s = (statuses or {}).get(t.trial_id, "pending")
-        counts[s] = counts.get(s, 0) + 1
+        status = statuses.get(t.trial_id, "pending")
+        counts[status] = counts.get(status, 0) + 1
+        if status != "finished":
+            pending_flops += t.cost.c_exact
+            n_pending += 1
+    wall = pending_flops / rate / n_slots
     lines.append("")
     lines.append(f"sweep {sweep}: {len(trials)} trials, {total:.3e} FLOPs "
                  f"(C_6ND {sum(t.cost.c_6nd for t in trials):.3e})")
     lines.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     lines.append(
-        f"estimated time: {duration(serial)} of trial time; about {duration(pending_flops / rate / n_slots)} "
-        f"wall for the {len(pending)} not finished on {n_slots} slot(s), at an assumed "
+        f"estimated time: {duration(serial)} of trial time; about {duration(wall)} "
+        f"wall for the {n_pending} not finished on {n_slots} slot(s), at an assumed "
         f"{rate:.2g} FLOP/s per trial (cluster.assumed_flops_per_s)"
     )
+    invalid = [t for t in trials if t.invalid is not None]
+    if invalid:
+        lines.append(f"invalid: {len(invalid)} trial(s) would not be valid scaling points, e.g. {invalid[0].trial_id} "
+                     f"({invalid[0].shape}, D={human(invalid[0].tokens)}): {invalid[0].invalid}; a run refuses them "
+                     "unless hparams.allow_invalid=true, and the fit leaves them out")
+    if wall > YEAR_S:
+        lines.append(f"warning: this plan would take about {duration(wall)} on {n_slots} slot(s); check sweep.budgets "
+                     f"and sweep.tokens for a mistyped exponent (the largest trial needs "
+                     f"{max(t.cost.c_exact for t in trials):.3g} FLOPs).")
     return "\n".join(lines)

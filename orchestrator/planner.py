@@ -7,27 +7,32 @@ same trial planned twice is one trial, and resuming or extending a sweep is a se
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, astuple, dataclass, replace
 from typing import Any
 
 from orchestrator.accounting import Cost, count_params, train_flops_per_token, training_cost
 from orchestrator.config import LIST_TRIAL_KEYS, SweepConfig
+from orchestrator.errors import UsageError
+from orchestrator.hparams import HParamsConfig, invalid_reason, steps, warmup_steps
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
+from trainers.schedule import WARMUP_DEFAULT_FRACTION
 
 # Keys of the trainer section that change how a trial is observed, never its result: they are left
 # out of the trial's identity so that, e.g., checkpointing more often does not make a new trial.
-NON_IDENTITY_TRAINER_KEYS = ("eval_interval_tokens", "checkpoint_interval_tokens")
-SHAPE_RULE_KEYS = ("aspect_ratio", "head_dim")
+NON_IDENTITY_TRAINER_KEYS = ("eval_interval_tokens", "evals_per_run", "checkpoint_interval_tokens")
+SHAPE_RULE_KEYS = ("aspect_ratio", "head_dim", "scale_depth")
 MAX_LAYERS = 128
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A sweep that cannot be planned; the message names the key, the value and what is allowed."""
 
 
@@ -35,7 +40,7 @@ class PlanWarning(UserWarning):
     """Something the user should know about a plan that still runs (e.g. collapsed duplicates)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trial:
     """One planned training run."""
 
@@ -49,10 +54,23 @@ class Trial:
     """The nominal FLOP budget C the trial was planned for (None when D was given directly)."""
     target_size: float | None = None
     """The target parameter count the shape was resolved from (None for explicit shapes)."""
+    invalid: str | None = None
+    """Why this trial would not be a valid scaling point (too few optimizer or warmup steps), else None."""
 
     @property
     def tokens(self) -> int:
         return self.config["tokens"]
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: D over the batch, the last one possibly partial."""
+        return steps(self.tokens, self.config["trainer"]["batch_tokens"])
+
+    @property
+    def warmup_steps(self) -> float:
+        t = self.config["trainer"]
+        return warmup_steps(tokens=self.tokens, batch_tokens=t["batch_tokens"], warmup_tokens=t["warmup_tokens"],
+                            default_fraction=WARMUP_DEFAULT_FRACTION)
 
     @property
     def shape(self) -> str:
@@ -81,6 +99,8 @@ class Trial:
             "C_6ND": self.cost.c_6nd,
             "C_ratio": self.cost.c_ratio,
             "tokens_per_param": self.cost.tokens_per_param,
+            "steps": self.steps,
+            "warmup_steps": self.warmup_steps,
         }
 
 
@@ -95,11 +115,84 @@ def human(x: float) -> str:
 
 def trial_id(config: dict[str, Any]) -> str:
     """Hash of the canonical trial config: sorted keys, observation-only keys removed."""
-    identity = json.loads(json.dumps(config))
-    for key in NON_IDENTITY_TRAINER_KEYS:
-        identity["trainer"].pop(key, None)
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    identity = {**config, "trainer": _trainer_identity(config["trainer"])}
+    return _digest(_canonical(identity))
+
+
+def _trainer_identity(trainer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in trainer.items() if k not in NON_IDENTITY_TRAINER_KEYS}
+
+
+def _canonical(value: Any) -> str:
+    """Sorted keys, no spaces, no NaN: the same config always gives the same string."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _digest(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class _Sections:
+    """A plan's config sections, each built and serialised once rather than once per trial.
+
+    A large grid repeats a few shapes, datasets and trainer settings over many trials: each trial shares
+    its section dicts (treat them as read-only; `with_lr` copies), and its id is the hash of the canonical
+    JSON assembled from the sections' cached strings, the same string `trial_id` builds (tested).
+    """
+
+    def __init__(self, hparams: HParamsConfig | None = None) -> None:
+        self._made: dict[int, tuple[object, dict[str, Any], str]] = {}
+        self._shapes: dict[tuple, ModelConfig] = {}
+        self._ruled: dict[tuple, TrainerConfig] = {}
+        self.hparams = hparams
+
+    def ruled(self, trainer: TrainerConfig, values: dict[str, Any]) -> TrainerConfig:
+        """`trainer` with the rules' `values`, one object per distinct result (so its section is built once)."""
+        key = (id(trainer), *sorted(values.items()))
+        if key not in self._ruled:
+            self._ruled[key] = replace(trainer, **values)
+        return self._ruled[key]
+
+    def _get(self, obj: object, make) -> tuple[dict[str, Any], str]:
+        hit = self._made.get(id(obj))
+        if hit is None or hit[0] is not obj:  # the object is kept alive in the entry, so its id is not reused
+            section, canonical = make(obj)
+            hit = self._made[id(obj)] = (obj, section, canonical)
+        return hit[1], hit[2]
+
+    def model(self, shape: ModelConfig) -> tuple[dict[str, Any], str]:
+        def make(m):
+            section = {k: v for k, v in asdict(m).items() if k not in SHAPE_RULE_KEYS}
+            return section, _canonical(section)
+        return self._get(shape, make)
+
+    def data(self, data: DataConfig) -> tuple[dict[str, Any], str]:
+        return self._get(data, lambda d: (asdict(d), _canonical(asdict(d))))
+
+    def trainer(self, trainer: TrainerConfig) -> tuple[dict[str, Any], str]:
+        return self._get(trainer, lambda t: (asdict(t), _canonical(_trainer_identity(asdict(t)))))
+
+    def shape(self, target: float, *, model: ModelConfig, vocab_size: int, convention: str) -> ModelConfig:
+        """resolve_shape, once per (target, model, vocab, convention) of the plan (a list sweep repeats sizes)."""
+        key = (float(target), astuple(model), vocab_size, convention)
+        if key not in self._shapes:
+            self._shapes[key] = _rule_shape(target, model=model, vocab_size=vocab_size, convention=convention)
+        return self._shapes[key]
+
+    def trial_id(self, config: dict[str, Any], *, parts: tuple[str, str, str]) -> str:
+        """trial_id(config) from the sections' canonical strings (model, data, trainer identity)."""
+        model, data, trainer = parts
+        seed, tokens = (str(v) if type(v) is int else _canonical(v) for v in (config["seed"], config["tokens"]))
+        return _digest(f'{{"data":{data},"model":{model},"seed":{seed},"tokens":{tokens},"trainer":{trainer}}}')
+
+
+def _rule_shape(target: float, *, model: ModelConfig, vocab_size: int, convention: str) -> ModelConfig:
+    """resolve_shape for a sweep: a shape the user's model.* keys make invalid is a PlanError (exit 2)."""
+    try:
+        return resolve_shape(target, model=model, vocab_size=vocab_size, convention=convention)
+    except ValueError as err:  # ModelConfig's own check of a shape the rule built, e.g. an odd rotary head
+        raise PlanError(f"the shape rule (model.aspect_ratio={model.aspect_ratio}, model.head_dim={model.head_dim}) "
+                        f"builds an invalid model for {human(target)} parameters: {err}") from None
 
 
 def resolve_shape(target: float, *, model: ModelConfig, vocab_size: int, convention: str = "total") -> ModelConfig:
@@ -110,11 +203,24 @@ def resolve_shape(target: float, *, model: ModelConfig, vocab_size: int, convent
     `model.aspect_ratio`. Depth alone moves N ~ L^3 in coarse steps at small scale, so both L and d
     move, and the shape minimising a weighted sum of squared log errors wins: a 15% miss in size
     costs as much as a factor-2 miss in aspect ratio. The planner uses the shape's exact count.
+    With `model.scale_depth` false only the width moves, in steps of `model.head_dim`, while the depth and the
+    head count stay as given (`model.n_layer`, `model.n_head`; the heads widen with the model): the nearest
+    width wins. On a CPU, attention's cost grows with the number of heads far more than with their width.
     """
     h = model.head_dim
     best: tuple[float, ModelConfig] | None = None
+    if not model.scale_depth:
+        for d_model in _widths_near(target, n_layer=model.n_layer, model=model, vocab_size=vocab_size,
+                                    convention=convention):
+            shape = replace(model, d_model=d_model, n_head=model.n_head)
+            score = abs(math.log(_count(shape, vocab_size=vocab_size, convention=convention) / target))
+            if best is None or score < best[0]:
+                best = (score, shape)
+        assert best is not None
+        return best[1]
     for n_layer in range(1, MAX_LAYERS + 1):
-        for d_model in _widths_near(target, n_layer=n_layer, model=model, vocab_size=vocab_size, convention=convention):
+        widths = _widths_near(target, n_layer=n_layer, model=model, vocab_size=vocab_size, convention=convention)
+        for d_model in widths:
             shape = replace(model, n_layer=n_layer, d_model=d_model, n_head=d_model // h)
             n = _count(shape, vocab_size=vocab_size, convention=convention)
             size_err = math.log(n / target) / math.log(1.15)
@@ -122,6 +228,12 @@ def resolve_shape(target: float, *, model: ModelConfig, vocab_size: int, convent
             score = size_err**2 + aspect_err**2
             if best is None or score < best[0]:
                 best = (score, shape)
+        # Deeper models at this size are narrower still (d/L only falls with L), so once even the widest
+        # candidate here is too narrow by more than the best score allows, no deeper one can win.
+        widest = max(widths) / n_layer
+        if best is not None and widest < model.aspect_ratio and \
+                (math.log(widest / model.aspect_ratio) / math.log(2.0)) ** 2 >= best[0]:
+            break
     assert best is not None
     return best[1]
 
@@ -132,14 +244,33 @@ def _count(shape: ModelConfig, *, vocab_size: int, convention: str) -> int:
 
 
 def _widths_near(target: float, *, n_layer: int, model: ModelConfig, vocab_size: int, convention: str) -> list[int]:
-    """The two head_dim multiples whose count at this depth brackets the target."""
+    """The two head_dim multiples whose count at this depth brackets the target (the smallest multiple d with
+    count >= target, searched no further than 2^16, and the one below it)."""
     h = model.head_dim
-    d = h
-    while True:
-        shape = replace(model, n_layer=n_layer, d_model=d, n_head=d // h)
-        if _count(shape, vocab_size=vocab_size, convention=convention) >= target or d > 1 << 16:
-            return [d - h, d] if d > h else [d]
+
+    heads = (lambda d: d // h) if model.scale_depth else (lambda d: model.n_head)
+
+    def count(d: int) -> int:
+        return _count(replace(model, n_layer=n_layer, d_model=d, n_head=heads(d)), vocab_size=vocab_size,
+                      convention=convention)
+
+    # At a fixed depth the count is a quadratic in d (blocks ~ d^2, norms and embeddings ~ d): through three
+    # widths it is exact, so its root lands on the answer or next to it; the loops below make it exact.
+    c1, c2, c3 = count(h), count(2 * h), count(3 * h)
+    qa = (c3 - 2 * c2 + c1) / (2 * h * h)
+    qb = (c2 - c1) / h - 3 * h * qa
+    qc = c1 - qa * h * h - qb * h - target
+    if qa > 0:
+        root = (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa)
+    else:
+        root = -qc / qb if qb > 0 else h
+    cap = (1 << 16) // h * h + h  # the first multiple of h beyond 2^16, where the scan used to stop
+    d = min(max(h, math.ceil(root / h) * h), cap)
+    while d < cap and count(d) < target:
         d += h
+    while d > h and count(d - h) >= target:
+        d -= h
+    return [d - h, d] if d > h else [d]
 
 
 def plan(
@@ -148,26 +279,65 @@ def plan(
     model: ModelConfig,
     trainer: TrainerConfig,
     datasets: dict[str, DataConfig],
-    lr_law: Callable[[float], float] | None = None,
+    lr_law: Callable[..., float] | None = None,
+    hparams: HParamsConfig | None = None,
 ) -> list[Trial]:
     """All trials of `sweep`, deterministic and deduplicated (duplicates warn with PlanWarning).
 
     `model` and `trainer` are the base configs the sweep's axes override; `datasets` maps each name
-    on the data axis to its config (the CLI composes them from conf/data/). `lr_law`, when given
-    (sweep.lr_from), sets each trial's trainer.lr from its exact N_total, so the id reflects it.
+    on the data axis to its config (the CLI composes them from conf/data/). `lr_law(N=, D=, C=)`, when given
+    (sweep.lr_from), sets each trial's trainer.lr from its exact N_total, tokens or compute, so the id reflects it.
     kind=lr_search plans its points (size x tokens/budget) at the base learning rate; the search
-    varies the rate.
+    varies the rate. `hparams` (group hparams/) sets each trial's lr, batch, warmup and beta2 from its scale
+    where the sweep gives no axis for them, and marks trials that would not be valid scaling points
+    (`Trial.invalid`; orchestrator/hparams.py).
     """
-    if sweep.kind == "list":
-        trials = [_list_trial(i, spec, sweep=sweep, model=model, trainer=trainer, datasets=datasets)
-                  for i, spec in enumerate(sweep.trials)]
-        if not trials:
-            raise PlanError(f"sweep.trials is empty: sweep {sweep.name!r} of kind=list plans no trials.")
-    else:
-        trials = list(_axis_trials(sweep, model=model, trainer=trainer, datasets=datasets))
+    sections = _Sections(hparams)
+    with _collector_paused():
+        if sweep.kind == "list":
+            trials = [_list_trial(i, spec, sweep=sweep, model=model, trainer=trainer, datasets=datasets,
+                                  sections=sections) for i, spec in enumerate(sweep.trials)]
+            if not trials:
+                raise PlanError(f"sweep.trials is empty: sweep {sweep.name!r} of kind=list plans no trials.")
+        else:
+            trials = list(_axis_trials(sweep, model=model, trainer=trainer, datasets=datasets, sections=sections))
     if lr_law is not None:
-        trials = [with_lr(t, lr_law(t.cost.n_total)) for t in trials]
+        trials = [with_lr(t, lr_law(N=t.cost.n_total, D=t.tokens,
+                                    C=t.budget if t.budget is not None else t.cost.c_exact)) for t in trials]
     return _deduplicate(trials)
+
+
+def _ruled(trainer: TrainerConfig, *, sections: _Sections, explicit: frozenset[str], budget: float | None,
+           cost: Cost, seq_len: int) -> TrainerConfig:
+    """The trainer with the hparams rules' values for every key the sweep does not set explicitly."""
+    rules = sections.hparams
+    if rules is None:
+        return trainer
+    C, N, D = budget if budget is not None else cost.c_exact, cost.n_total, cost.tokens
+    values = {}
+    if rules.lr.on and "lr" not in explicit:
+        values["lr"] = float(rules.lr(C=C, N=N, D=D))
+    if "batch_tokens" not in explicit and (batch := rules.batch(C=C, N=N, D=D, seq_len=seq_len)) is not None:
+        values["batch_tokens"] = batch
+    if rules.warmup_tokens.on and "warmup_tokens" not in explicit:
+        values["warmup_tokens"] = int(round(rules.warmup_tokens(C=C, N=N, D=D)))
+    if (beta2 := rules.beta2(values.get("batch_tokens", trainer.batch_tokens))) is not None:
+        values["beta2"] = beta2
+    return sections.ruled(trainer, values) if values else trainer
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while trials are built: allocating a million objects sets off full
+    collections over every object again and again (a 1e6-trial plan took twice as long), and nothing
+    built here forms a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def with_lr(trial: Trial, lr: float, **trainer_keys: Any) -> Trial:
@@ -177,7 +347,7 @@ def with_lr(trial: Trial, lr: float, **trainer_keys: Any) -> Trial:
 
 
 def _axis_trials(sweep: SweepConfig, *, model: ModelConfig, trainer: TrainerConfig,
-                 datasets: dict[str, DataConfig]):
+                 datasets: dict[str, DataConfig], sections: _Sections):
     if sweep.kind in ("grid", "lr_search") and not (sweep.tokens or sweep.budgets):
         raise PlanError(
             f"sweep.tokens and sweep.budgets are both empty: the grid of sweep {sweep.name!r} has no data "
@@ -193,6 +363,10 @@ def _axis_trials(sweep: SweepConfig, *, model: ModelConfig, trainer: TrainerConf
     ))
     if not hparams:
         raise PlanError(f"sweep.seeds is empty: sweep {sweep.name!r} plans no trials; give at least one seed.")
+    trainers = {key: replace(trainer, lr=key[0], batch_tokens=key[1], warmup_tokens=key[2])
+                for key in dict.fromkeys(h[:3] for h in hparams)}
+    explicit = frozenset(k for k, axis in (("lr", sweep.lr), ("batch_tokens", sweep.batch_tokens),
+                                           ("warmup_tokens", sweep.warmup_tokens)) if axis)
     for name, data in datasets.items():
         if sweep.kind == "isoflop":
             points = [(c, shape, size) for c in sweep.budgets
@@ -208,9 +382,9 @@ def _axis_trials(sweep: SweepConfig, *, model: ModelConfig, trainer: TrainerConf
             for tokens in token_axis:
                 for lr, batch, warmup, seed in hparams:
                     yield _make_trial(
-                        shape=shape, data=data, dataset=name, seed=seed,
-                        trainer=replace(trainer, lr=lr, batch_tokens=batch, warmup_tokens=warmup),
-                        tokens=tokens, budget=budget, target_size=size, sweep=sweep,
+                        shape=shape, data=data, dataset=name, seed=seed, trainer=trainers[lr, batch, warmup],
+                        tokens=tokens, budget=budget, target_size=size, sweep=sweep, sections=sections,
+                        explicit=explicit,
                     )
 
 
@@ -218,7 +392,7 @@ def _model_axis(sweep: SweepConfig, *, model: ModelConfig, vocab_size: int) -> l
     if sweep.shapes:
         return [(_explicit_shape(model, s.n_layer, s.d_model, s.n_head, key="sweep.shapes"), None) for s in sweep.shapes]
     if sweep.sizes:
-        return [(resolve_shape(n, model=model, vocab_size=vocab_size, convention=sweep.size_convention), n)
+        return [(_rule_shape(n, model=model, vocab_size=vocab_size, convention=sweep.size_convention), n)
                 for n in sweep.sizes]
     return [(model, None)]
 
@@ -239,12 +413,13 @@ def _isoflop_shapes(budget: float, *, sweep: SweepConfig, model: ModelConfig, vo
     k = sweep.sizes_per_budget
     exponents = [0.0] if k == 1 else [-0.5 + i / (k - 1) for i in range(k)]
     targets = [centre * sweep.span ** e for e in exponents]
-    return [(resolve_shape(n, model=model, vocab_size=vocab_size, convention=sweep.size_convention), n)
+    return [(_rule_shape(n, model=model, vocab_size=vocab_size, convention=sweep.size_convention), n)
             for n in targets]
 
 
 def _make_trial(*, shape: ModelConfig, data: DataConfig, dataset: str, trainer: TrainerConfig, seed: int,
-                tokens: float | None, budget: float | None, target_size: float | None, sweep: SweepConfig) -> Trial:
+                tokens: float | None, budget: float | None, target_size: float | None, sweep: SweepConfig,
+                sections: _Sections, explicit: frozenset[str] = frozenset()) -> Trial:
     seq = shape.seq_len
     if budget is not None:
         # Solve D so that the exact training FLOPs hit the budget; D is whole sequences.
@@ -254,6 +429,26 @@ def _make_trial(*, shape: ModelConfig, data: DataConfig, dataset: str, trainer: 
         assert tokens is not None
         d = max(seq, round(tokens / seq) * seq)
     cost = training_cost(shape, vocab_size=data.vocab_size, tokens=d)
+    trainer = _ruled(trainer, sections=sections, explicit=explicit, budget=budget, cost=cost, seq_len=seq)
+    if d < trainer.batch_tokens or cost.tokens_per_param < sweep.min_tokens_per_param or (
+            budget is not None and abs(cost.c_exact - budget) / budget > sweep.budget_tolerance):
+        _reject(shape=shape, cost=cost, d=d, tokens=tokens, budget=budget, trainer=trainer, sweep=sweep)
+    (model_section, model_json), (data_section, data_json) = sections.model(shape), sections.data(data)
+    trainer_section, trainer_json = sections.trainer(trainer)
+    config = {"model": model_section, "data": data_section, "trainer": trainer_section, "tokens": d, "seed": seed}
+    invalid = None
+    if sections.hparams is not None:
+        invalid = invalid_reason(
+            n_steps=steps(d, trainer.batch_tokens), rules=sections.hparams,
+            n_warmup_steps=warmup_steps(tokens=d, batch_tokens=trainer.batch_tokens,
+                                        warmup_tokens=trainer.warmup_tokens, default_fraction=WARMUP_DEFAULT_FRACTION))
+    return Trial(trial_id=sections.trial_id(config, parts=(model_json, data_json, trainer_json)), config=config,
+                 cost=cost, dataset=dataset, budget=budget, target_size=target_size, invalid=invalid)
+
+
+def _reject(*, shape: ModelConfig, cost: Cost, d: int, tokens: float | None, budget: float | None,
+            trainer: TrainerConfig, sweep: SweepConfig) -> None:
+    """The PlanError of a trial that breaks one of _make_trial's rules (kept off the per-trial path)."""
     where = f"C={budget:.3g}" if budget is not None else f"D={tokens:.3g}"
     desc = f"{where} with model {shape.n_layer}x{shape.d_model} (N={human(cost.n_total)})"
     if d < trainer.batch_tokens:
@@ -274,14 +469,10 @@ def _make_trial(*, shape: ModelConfig, data: DataConfig, dataset: str, trainer: 
             f"sweep.min_tokens_per_param={sweep.min_tokens_per_param}; raise the budget, narrow sweep.span, "
             f"or set sweep.min_tokens_per_param=0 to allow it."
         )
-    model_section = {k: v for k, v in asdict(shape).items() if k not in SHAPE_RULE_KEYS}
-    config = {"model": model_section, "data": asdict(data), "trainer": asdict(trainer), "tokens": d, "seed": seed}
-    return Trial(trial_id=trial_id(config), config=config, cost=cost, dataset=dataset, budget=budget,
-                 target_size=target_size)
 
 
 def _list_trial(index: int, spec: dict[str, Any], *, sweep: SweepConfig, model: ModelConfig,
-                trainer: TrainerConfig, datasets: dict[str, DataConfig]) -> Trial:
+                trainer: TrainerConfig, datasets: dict[str, DataConfig], sections: _Sections) -> Trial:
     key = f"sweep.trials[{index}]"
     for name in LIST_TRIAL_KEYS:
         value = spec.get(name)
@@ -294,8 +485,8 @@ def _list_trial(index: int, spec: dict[str, Any], *, sweep: SweepConfig, model: 
         raise PlanError(f"{key}.dataset={dataset!r} is not on the sweep's data axis: allowed are {', '.join(datasets)}.")
     data = datasets[dataset]
     if "size" in spec:
-        shape = resolve_shape(float(spec["size"]), model=model, vocab_size=data.vocab_size,
-                              convention=sweep.size_convention)
+        shape = sections.shape(float(spec["size"]), model=model, vocab_size=data.vocab_size,
+                               convention=sweep.size_convention)
     else:
         shape = _explicit_shape(model, int(spec.get("n_layer", model.n_layer)), int(spec.get("d_model", model.d_model)),
                                 int(spec.get("n_head", model.n_head)), key=key)
@@ -305,7 +496,9 @@ def _list_trial(index: int, spec: dict[str, Any], *, sweep: SweepConfig, model: 
                       batch_tokens=int(spec.get("batch_tokens", trainer.batch_tokens)),
                       warmup_tokens=int(spec.get("warmup_tokens", trainer.warmup_tokens)))
     return _make_trial(shape=shape, data=data, dataset=dataset, trainer=trainer, seed=int(spec.get("seed", 0)),
-                       tokens=spec.get("tokens"), budget=spec.get("budget"), target_size=spec.get("size"), sweep=sweep)
+                       tokens=spec.get("tokens"), budget=spec.get("budget"), target_size=spec.get("size"), sweep=sweep,
+                       sections=sections, explicit=frozenset(k for k in ("lr", "batch_tokens", "warmup_tokens")
+                                                             if k in spec))
 
 
 def _deduplicate(trials: list[Trial]) -> list[Trial]:
@@ -320,3 +513,25 @@ def _deduplicate(trials: list[Trial]) -> list[Trial]:
             PlanWarning, stacklevel=3,
         )
     return list(seen.values())
+
+
+def shape_rule_samples(model: ModelConfig, *, vocab_size: int, n_lo: float, n_hi: float, convention: str = "total",
+                       size_convention: str = "total", per_decade: int = 96) -> tuple[list[float], list[float]]:
+    """(N, C_exact / (N D)) of the shapes the shape rule gives target sizes log-spaced over [n_lo, n_hi].
+
+    One sample per target, so a shape chosen over a wider range of targets weighs more (a smooth of these
+    samples is the cost per token a size can expect from the rule, not an average over distinct shapes).
+    N counts parameters by `convention` (the fit's: total or nonembed); targets are resolved as the sweep
+    resolves them (`size_convention`). The fitting stage smooths these samples into its compute model
+    (fitting/compute.py).
+    """
+    sizes, ks = [], []
+    # Targets on a fixed lattice (10^(i / per_decade)), so that overlapping ranges give the same samples.
+    for i in range(math.ceil(math.log10(n_lo) * per_decade), math.floor(math.log10(n_hi) * per_decade) + 1):
+        shape = resolve_shape(10 ** (i / per_decade), model=model, vocab_size=vocab_size, convention=size_convention)
+        params = count_params(shape, vocab_size=vocab_size)
+        n = params.total if convention == "total" else params.nonembed
+        if n > 0:
+            sizes.append(float(n))
+            ks.append(train_flops_per_token(shape, vocab_size=vocab_size) / n)
+    return sizes, ks

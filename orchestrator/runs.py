@@ -2,7 +2,8 @@
 
 `runs_table`: one row per trial (its finished run when it has one, else its newest run), with the
 canonical columns trial_id, sweep, status, seed, budget, dataset, N_total, N_nonembed, D, C_exact,
-C_6ND, final_eval_loss, final_train_loss, eval_loss_se, wall_s, entropy_floor, lr, schedule, run_id,
+C_6ND, final_eval_loss, final_train_loss, eval_loss_se, wall_s, entropy_floor, lr, batch_tokens, steps,
+warmup_steps (as planned, orchestrator/hparams.py), schedule, run_id,
 attempt, device, reason (the failure reason of a run that did not finish).
 `curves_table`: the per-step metrics of the given runs (trial_id, step, tokens, flops, train_loss,
 eval_loss, lr) for the envelope of training curves.
@@ -16,10 +17,12 @@ from orchestrator.tracking import Tracker
 
 NUMERIC_PARAMS = {"budget": "budget", "N_total": "N_total", "N_nonembed": "N_nonembed", "D": "D",
                   "C_exact": "C_exact", "C_6ND": "C_6ND", "seed": "seed", "trainer.lr": "lr",
+                  "trainer.batch_tokens": "batch_tokens", "steps": "steps", "warmup_steps": "warmup_steps",
                   "trainer.schedule": "schedule"}
 METRICS = ("final_eval_loss", "final_train_loss", "eval_loss_se", "wall_s", "entropy_floor")
 COLUMNS = ["trial_id", "sweep", "status", "seed", "budget", "dataset", "N_total", "N_nonembed", "D", "C_exact",
-           "C_6ND", *METRICS, "lr", "schedule", "run_id", "attempt", "device", "reason"]
+           "C_6ND", *METRICS, "lr", "batch_tokens", "steps", "warmup_steps", "schedule", "run_id", "attempt", "device",
+           "reason"]
 
 
 def runs_table(tracker: Tracker) -> pd.DataFrame:
@@ -46,7 +49,8 @@ def runs_table(tracker: Tracker) -> pd.DataFrame:
         if not token:
             break
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("seed", "budget", "N_total", "N_nonembed", "D", "C_exact", "C_6ND", "lr"):
+    for column in ("seed", "budget", "N_total", "N_nonembed", "D", "C_exact", "C_6ND", "lr", "batch_tokens", "steps",
+                   "warmup_steps"):
         frame[column] = pd.to_numeric(frame[column].replace({"None": None}), errors="coerce")
     # A trial's row is its finished run if any, else its newest attempt (rows are newest first).
     frame["_rank"] = (frame["status"] != "finished").astype(int)

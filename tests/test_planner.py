@@ -132,3 +132,46 @@ def test_shapes_in_plan_match_model_schema():
     trials = plan(isoflop(), model=MODEL, trainer=TRAINER, datasets=DATA)
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"aspect_ratio", "head_dim"}
     assert set(trials[0].config["model"]) == fields
+
+
+def test_planned_ids_are_the_hash_of_the_canonical_config():
+    # The planner hashes config sections it serialised once per plan (planner._Sections) instead of once per
+    # trial; each id must still be the hash of the whole trial config, computed here the plain way.
+    import hashlib
+    import json
+
+    def reference_id(config):
+        identity = json.loads(json.dumps(config))
+        for key in ("eval_interval_tokens", "checkpoint_interval_tokens"):
+            identity["trainer"].pop(key, None)
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+    grid = SweepConfig(name="g", kind="grid", sizes=[2e4, 5e4], tokens=[5e5, 1e6], lr=[1e-3, 3e-3],
+                       batch_tokens=[1024, 2048], seeds=[0, 1])
+    listed = SweepConfig(name="l", kind="list", trials=[{"size": 2e4, "tokens": 5e5}, {"size": 2e4, "tokens": 5e5,
+                                                                                       "seed": 3, "lr": 1e-3}])
+    for sweep in (grid, listed, isoflop()):
+        trials = plan(sweep, model=MODEL, trainer=TRAINER, datasets=DATA)
+        assert trials and all(t.trial_id == reference_id(t.config) == trial_id(t.config) for t in trials)
+    assert len(plan(grid, model=MODEL, trainer=TRAINER, datasets=DATA)) == 32
+
+
+def test_a_one_depth_shape_rule_moves_only_the_width():
+    # model.scale_depth=false: depth and head count as given, the width in steps of head_dim (the demo's family).
+    from orchestrator.planner import resolve_shape
+    from trainers.config import ModelConfig
+
+    base = ModelConfig(n_layer=2, d_model=16, n_head=2, seq_len=64, head_dim=2, scale_depth=False)
+    shapes = [resolve_shape(n, model=base, vocab_size=256) for n in (3e3, 1e4, 3e4, 1e5)]
+    assert {s.n_layer for s in shapes} == {2} and {s.n_head for s in shapes} == {2}
+    assert [s.d_model for s in shapes] == sorted(s.d_model for s in shapes) and all(s.d_model % 2 == 0 for s in shapes)
+    # The width whose count is nearest the target: its neighbours one step either side are farther.
+    from orchestrator.accounting import count_params
+    from dataclasses import replace
+    for target, s in zip((3e3, 1e4, 3e4, 1e5), shapes):
+        err = abs(count_params(s, vocab_size=256).total / target - 1)
+        for d in (s.d_model - 2, s.d_model + 2):
+            other = count_params(replace(s, d_model=d), vocab_size=256).total
+            assert abs(other / target - 1) >= err
+    with pytest.raises(ValueError, match="model.head_dim=3 is not divisible by model.n_head=2"):
+        ModelConfig(n_layer=2, d_model=16, n_head=2, head_dim=3, scale_depth=False)

@@ -5,7 +5,8 @@ with a first wave (the planned `sizes_per_budget` sizes), and after each of its 
 `decide` policy fits the parabola L = c0 + c1 ln N + c2 (ln N)^2 (Hoffmann et al. 2022, approach 2;
 fitting/isoflop.fit_parabola) and either
 - extends the grid one wave step past an edge when the lowest loss sits at the smallest or largest
-  size (the minimum is unbracketed), or
+  size (the minimum is unbracketed), or when the parabola's vertex has fewer than 2 sampled sizes on a
+  side (the IsoFLOP fit's edge rule), or
 - stops, when the relative uncertainty of N_opt is below `sweep.adaptive_tolerance`. The uncertainty
   in ln N is the larger of twice the vertex's standard error from the loss noise (delta method on the
   parabola's covariance, sigma = the trials' eval_loss_se or the residual scatter) and the vertex's
@@ -134,6 +135,16 @@ class AdaptiveIsoFLOP:
                              f"minimum unbracketed: the lowest loss is at the {edge} size N={math.exp(x[best]):.3g}; "
                              f"adding N={target:.3g} one step beyond")
         x_opt, noise, shift = vertex_uncertainty(x, y, se=se)
+        # The IsoFLOP fit calls a vertex with fewer than 2 sampled sizes on a side an edge (fitting/isoflop.py):
+        # one more size on that side brackets it as the fit and the report's checks require.
+        sizes = np.unique(np.round(x, 9))
+        below, above = int(np.sum(sizes < x_opt)), int(np.sum(sizes > x_opt))
+        if min(below, above) < 2 and np.isfinite(x_opt):
+            low = below < above
+            target = math.exp((sizes[0] if low else sizes[-1]) + (-1 if low else 1) * profile.step)
+            return self._add(profile, target, "extend",
+                             f"minimum thinly bracketed: the vertex N={math.exp(x_opt):.3g} has {min(below, above)} "
+                             f"sampled size(s) {'below' if low else 'above'} it (2 needed); adding N={target:.3g}")
         width = max(noise, shift)
         numbers = {"N_opt": math.exp(local_vertex(x, y) or x_opt), "rel_uncertainty": math.expm1(width),
                    "noise_rel": math.expm1(noise), "shift_rel": math.expm1(shift) if math.isfinite(shift) else None}
@@ -150,8 +161,12 @@ class AdaptiveIsoFLOP:
                                 (xs[i], xs[i + 1]) if i + 1 < len(xs) else None) if g is not None]
             a, b = max(gaps, key=lambda g: g[1] - g[0])
             target, where = math.exp((a + b) / 2), "in the widest gap beside the vertex"
-        why = "unknown (4 sizes needed to test the parabola's locality)" if not math.isfinite(shift) else \
-            f"{100 * math.expm1(width):.1f}%"
+        if math.isfinite(shift):
+            why = f"{100 * math.expm1(width):.1f}%"
+        elif len(x) < 4:
+            why = "unknown (4 sizes needed to test the parabola's locality)"
+        else:
+            why = "unknown (without its farthest size the parabola has no minimum: the profile is not parabolic)"
         return self._add(profile, target, "refine", f"N_opt={numbers['N_opt']:.3g} uncertain by {why}; "
                                                       f"adding N={target:.3g} {where}", **numbers)
 
@@ -183,7 +198,9 @@ class AdaptiveIsoFLOP:
     # -- TrialSource -------------------------------------------------------------------------------
     def next_trials(self, free_slots: int) -> list[Trial]:
         out: list[Trial] = []
-        for profile in self.profiles.values():
+        # Largest budgets first: their trials are the longest, so starting them first lets the short ones fill
+        # the slots at the end instead of one long trial running alone (longest-processing-time-first).
+        for profile in sorted(self.profiles.values(), key=lambda p: -p.budget):
             if not profile.stopped and not profile.pending and not profile.running:
                 self.decide(profile)
             while profile.pending and len(out) < free_slots:
@@ -238,6 +255,8 @@ def run_adaptive(config: Config, *, first_wave: list[Trial]) -> int:
                         datasets=[], adaptive=False)
         one = replace(config, sweep=sweep)
         (trial,) = plan_trials(one, datasets={profile.key[1]: datasets[profile.key[1]]})
+        if trial.invalid is not None and not config.hparams.allow_invalid:
+            raise PlanError(f"it would not be a valid scaling point ({trial.invalid})")
         return trial
 
     source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=plan_point, previous=previous_results(config))

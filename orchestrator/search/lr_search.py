@@ -67,6 +67,7 @@ class LRSearch:
             study.set_user_attr("N_total", point.cost.n_total)
             study.set_user_attr("budget", point.budget)
             study.set_user_attr("tokens", point.tokens)
+            study.set_user_attr("C_exact", point.cost.c_exact)
             for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 study.tell(stale.number, state=TrialState.FAIL)  # left by a dead driver: re-asked below
             self.studies.append(study)
@@ -180,7 +181,7 @@ def summary(config: Config) -> dict[str, Any]:
                                                                                   tracking_uri=config.tracking.uri),
                            "sizes": [asdict(b) for b in best]}
     if best:
-        out["law"] = asdict(fit_lr_law(best))
+        out["law"] = asdict(fit_lr_law(best, of=config.search.lr_law_of))
     return out
 
 
@@ -194,7 +195,8 @@ def format_summary(data: dict[str, Any]) -> str:
     law = data.get("law")
     if law:
         ci = "" if math.isnan(law["p_lo"]) else f" (95% CI {law['p_lo']:.3f} .. {law['p_hi']:.3f})"
-        lines.append(f"  lr_opt(N) = {law['k']:.4g} * N^{law['p']:.3f}{ci}; use it with sweep.lr_from={data['sweep']}")
+        lines.append(f"  lr_opt({law['of']}) = {law['k']:.4g} * {law['of']}^{law['p']:.3f}{ci}; use it with "
+                     f"sweep.lr_from={data['sweep']}")
     return "\n".join(lines)
 
 
@@ -229,4 +231,4 @@ def tuned_lr_law(config: Config):
         raise ValueError(f"sweep.lr_from={config.sweep.lr_from} has no finished search results in "
                          f"{storage_label(config.search, tracking_uri=config.tracking.uri)}: run "
                          f"sweep={config.sweep.lr_from} (a kind=lr_search sweep) first.")
-    return fit_lr_law(best)
+    return fit_lr_law(best, of=config.search.lr_law_of)

@@ -37,20 +37,30 @@ class SizeBest:
     n_pruned: int
     flops: float
     """Training FLOPs the study spent (pruned trials up to the pruning point)."""
+    tokens: float = math.nan
+    """D of the study's point."""
+    compute: float = math.nan
+    """C of the study's point: its budget, else its exact FLOPs."""
+
+    def of(self, variable: str) -> float:
+        return {"N": self.N_total, "D": self.tokens, "C": self.compute}[variable]
 
 
 @dataclass(frozen=True)
 class LRLaw:
-    """lr_opt(N) = k N^p; p_lo, p_hi the 95% interval of p (NaN with fewer than 3 sizes)."""
+    """lr_opt = k x^p with x the trial's N (N_total), D (tokens) or C (its budget, else C_exact): `of`; p_lo, p_hi
+    the 95% interval of p (NaN with fewer than 3 points). The best rate falls with model size (Porian et al.
+    2024, Fig. 3) and, at fixed size, with the training horizon (DeepSeek LLM 2024 fit eta_opt(C))."""
 
     k: float
     p: float
     p_lo: float
     p_hi: float
     n: int
+    of: str = "N"
 
-    def __call__(self, n_params: float) -> float:
-        return float(self.k * n_params ** self.p)
+    def __call__(self, *, N: float, D: float, C: float) -> float:
+        return float(self.k * {"N": N, "D": D, "C": C}[self.of] ** self.p)
 
 
 def size_best(study: optuna.study.Study) -> SizeBest | None:
@@ -80,9 +90,12 @@ def size_best(study: optuna.study.Study) -> SizeBest | None:
             if c2 > 0 and x.min() <= -c1 / (2 * c2) <= x.max():
                 lr_opt, how = float(math.exp(-c1 / (2 * c2))), label
                 break
-    return SizeBest(study=study.study_name, N_total=float(study.user_attrs["N_total"]), lr_opt=lr_opt,
+    attrs = study.user_attrs
+    budget = attrs.get("budget")
+    return SizeBest(study=study.study_name, N_total=float(attrs["N_total"]), lr_opt=lr_opt,
                     lr_best_trial=lr_best, loss_best_trial=float(best.value), how=how, n_finished=len(done),
-                    n_pruned=len(pruned), flops=flops)
+                    n_pruned=len(pruned), flops=flops, tokens=float(attrs.get("tokens") or math.nan),
+                    compute=float(budget if budget is not None else attrs.get("C_exact") or math.nan))
 
 
 def search_results(storage: optuna.storages.BaseStorage, sweep: str) -> list[SizeBest]:
@@ -92,18 +105,20 @@ def search_results(storage: optuna.storages.BaseStorage, sweep: str) -> list[Siz
     return sorted((b for b in found if b is not None), key=lambda b: b.N_total)
 
 
-def fit_lr_law(best: list[SizeBest]) -> LRLaw:
-    """lr_opt = k N^p through the per-size rates (one size: p = 0, the rate itself)."""
-    if len({b.N_total for b in best}) == 1:
-        return LRLaw(k=best[0].lr_opt, p=0.0, p_lo=math.nan, p_hi=math.nan, n=1)
-    N = np.array([b.N_total for b in best])
+def fit_lr_law(best: list[SizeBest], *, of: str = "N") -> LRLaw:
+    """lr_opt = k x^p through the per-point rates, x = N, D or C (`of`); one distinct x: p = 0, the rate itself."""
+    x = np.array([b.of(of) for b in best], dtype=float)
     lr = np.array([b.lr_opt for b in best])
-    law = fit_power_law(N, lr, what="lr_opt(N)")
+    if not np.isfinite(x).all():
+        raise ValueError(f"search.lr_law_of={of}: the search's points do not record {of} (rerun the search).")
+    if len(np.unique(x)) == 1:
+        return LRLaw(k=float(np.exp(np.mean(np.log(lr)))), p=0.0, p_lo=math.nan, p_hi=math.nan, n=len(x), of=of)
+    law = fit_power_law(x, lr, what=f"lr_opt({of})")
     lo = hi = math.nan
-    if len(N) >= 3:
-        lx, ly = np.log(N), np.log(lr)
+    if len(np.unique(x)) >= 3:
+        lx, ly = np.log(x), np.log(lr)
         resid = ly - math.log(law.k) - law.p * lx
-        se = math.sqrt(np.sum(resid ** 2) / (len(N) - 2) / np.sum((lx - lx.mean()) ** 2))
-        half = stats.t.ppf(0.975, len(N) - 2) * se
+        se = math.sqrt(np.sum(resid ** 2) / (len(x) - 2) / np.sum((lx - lx.mean()) ** 2))
+        half = stats.t.ppf(0.975, len(x) - 2) * se
         lo, hi = law.p - half, law.p + half
-    return LRLaw(k=law.k, p=law.p, p_lo=lo, p_hi=hi, n=len(N))
+    return LRLaw(k=law.k, p=law.p, p_lo=lo, p_hi=hi, n=len(x), of=of)
