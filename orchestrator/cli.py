@@ -8,9 +8,11 @@ written (no `outputs/` folder, no log files) until an action decides to write.
 
 from __future__ import annotations
 
+import difflib
 import sys
+import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from orchestrator.config import GROUP_SCHEMAS, Config
+from orchestrator.errors import EXIT_FAILURE, EXIT_USAGE, RunFailure, UsageError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-EXIT_USAGE = 2
 
 USAGE = """\
 usage: python -m orchestrator [GROUP=OPTION ...] [KEY=VALUE ...] [--cfg job|all] [--help]
@@ -41,10 +43,6 @@ examples:
   python -m orchestrator sweep=tiny sweep.budgets=[1e10,3e10] model.head_dim=8
   python -m orchestrator sweep=tiny --cfg job
 """
-
-
-class UsageError(ValueError):
-    """Bad input on the command line or in the composed config."""
 
 
 def register_schemas() -> None:
@@ -96,8 +94,50 @@ def _check_group_choices(overrides: list[str]) -> None:
             raise UsageError(f"{key}={value} is unknown: available {key} configs are {', '.join(available(key))}.")
 
 
+def _override_key(override: str) -> str:
+    """`+trainer.lr=1` -> `trainer.lr`; `sweep=tiny` -> `sweep`."""
+    return override.lstrip("+~").partition("=")[0].strip()
+
+
+def _check_given_once(overrides: list[str]) -> None:
+    """`action=plan action=run` is a conflict, not "the last one wins": one sentence naming both."""
+    seen: dict[str, str] = {}
+    for override in overrides:
+        key = _override_key(override)
+        if key in seen:
+            raise UsageError(f"{key} is given twice ({seen[key]} and {override}): give each key once.")
+        seen[key] = override
+
+
+def _check_additions(overrides: list[str]) -> None:
+    """`+key=value` may only add what a schema allows: a key under a free-form mapping (such as
+    trainer.surrogate.<knob>) or a user's config group (a folder in conf/). Hydra's `+` otherwise adds any
+    key at all, so `+acton=plan` would be accepted and ignored while a full sweep runs."""
+    schema = OmegaConf.structured(Config)
+    for override in overrides:
+        if not override.startswith("+"):
+            continue
+        key = _override_key(override)
+        if "@" in key or ("." not in key and (CONF_DIR / key).is_dir()):
+            continue  # a config group (Hydra's `+group=option` / `+group@package=option`)
+        node, path = schema, []
+        for part in key.split("."):
+            if not (OmegaConf.is_dict(node) and is_dataclass(OmegaConf.get_type(node))):
+                break  # a free-form mapping or list: anything may be added below it
+            if part not in node:
+                name = ".".join([*path, part])
+                close = difflib.get_close_matches(part, list(node.keys()), n=1)
+                if close:
+                    raise UsageError(f"{name} is not a config key; did you mean {'.'.join([*path, close[0]])}?")
+                raise UsageError(f"{name} is not a config key: {'.'.join(path) or 'the root'} has "
+                                 f"{', '.join(node.keys())}.")
+            node, path = node[part], [*path, part]
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """Compose conf/ with Hydra; composition or type errors become one-sentence UsageErrors."""
+    _check_given_once(overrides)
+    _check_additions(overrides)
     _check_group_choices(overrides)
     register_schemas()
     GlobalHydra.instance().clear()
@@ -142,6 +182,8 @@ def to_typed(cfg: DictConfig) -> Config:
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         raise UsageError(_explain(err)) from None
+    except ValueError as err:  # a schema's __post_init__ check: one sentence about the user's value
+        raise UsageError(str(err)) from None
     assert isinstance(config, Config)
     return config
 
@@ -176,12 +218,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = to_typed(cfg)
         return dispatch(config, overrides=inv.overrides)
-    except ValueError as err:  # UsageError, PlanError, FitInputError, and every __post_init__ check
+    except UsageError as err:  # bad input (PlanError, TrackingError, PreflightError, FitInputError, ...)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RunFailure as err:  # valid input, but the work could not be done (e.g. the sweep is busy)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001  (a bug, not the user's input: keep the traceback)
+        traceback.print_exc()
+        print(f"error: internal failure ({type(err).__name__}: {err}); this is a bug, not bad input.",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def dispatch(config: Config, *, overrides: list[str]) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 from orchestrator.config import Config
+from orchestrator.errors import RunFailure, UsageError
+from orchestrator.fitting.errors import FitError
 from orchestrator.plan_view import format_plan
 from orchestrator.planner import Trial, plan
 from trainers.config import DataConfig
@@ -17,8 +21,12 @@ def plan_trials(config: Config, *, datasets: dict[str, DataConfig]) -> list[Tria
     if config.sweep.lr_from:
         from orchestrator.search.lr_search import tuned_lr_law  # noqa: PLC0415
 
-        lr_law = tuned_lr_law(config)
-    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law)
+        try:
+            lr_law = tuned_lr_law(config)
+        except ValueError as err:  # the named search has no results yet: the user's sweep.lr_from
+            raise UsageError(str(err)) from None
+    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law,
+                hparams=config.hparams)
 
 
 def local_cpus(config: Config) -> int:
@@ -43,8 +51,17 @@ def action_run(config: Config, *, trials: list[Trial]) -> int:
     kind=lr_search runs the Optuna search over the planned points instead (no frontier report);
     sweep.adaptive=true runs the planned sizes as a first wave and places more (search/adaptive.py).
     """
+    from orchestrator.preflight import check_run  # noqa: PLC0415
     from orchestrator.runner import run_sweep  # noqa: PLC0415
 
+    check_run(config, trials=trials)  # trainer, its options, data, CPUs: before the store is touched
+    invalid = [t for t in trials if t.invalid is not None]
+    if invalid and not config.hparams.allow_invalid:
+        first = invalid[0]
+        raise UsageError(f"{len(invalid)} of {len(trials)} planned trials would not be valid scaling points (e.g. "
+                         f"{first.name}: {first.invalid}); give them more steps (a smaller batch, hparams=cpu or "
+                         f"hparams.batch_tokens rules, or larger budgets), or set hparams.allow_invalid=true to run "
+                         f"them anyway (the fit leaves them out).")
     if config.sweep.kind == "lr_search":
         from orchestrator.search.lr_search import run_lr_search  # noqa: PLC0415
 
@@ -58,7 +75,7 @@ def action_run(config: Config, *, trials: list[Trial]) -> int:
     if code in (0, 1):  # finished, possibly with failed trials: report what there is
         try:
             action_report(config, trials=trials)
-        except (ValueError, RuntimeError) as err:  # too few runs to fit, a fit that failed: the sweep succeeded
+        except (UsageError, RunFailure) as err:  # too few runs to fit, a failed fit: the sweep itself ran
             print(f"report skipped: {err}")
     return code
 
@@ -71,7 +88,7 @@ def sweep_runs(config: Config):
     experiment = config.tracking.experiment or config.sweep.name
     tracker = open_store(config.tracking.uri, experiment=experiment, timeout_s=config.tracking.timeout_s, create=False)
     if tracker is None or tracker.experiment_id is None:
-        raise ValueError(f"sweep={config.sweep.name} has no runs in the tracking store yet: run the sweep first, "
+        raise UsageError(f"sweep={config.sweep.name} has no runs in the tracking store yet: run the sweep first, "
                          f"or fit a CSV with fit.runs_csv=PATH.")
     runs = runs_table(tracker)
     finished = runs[runs["status"] == "finished"]
@@ -79,16 +96,35 @@ def sweep_runs(config: Config):
 
 
 def fit_sweep_or_csv(config: Config):
-    """Fit fit.runs_csv when given, else the sweep's runs; returns (fit report, runs, curves, tracker)."""
-    from orchestrator.fitting.run import run_fit  # noqa: PLC0415
-
+    """Fit fit.runs_csv when given, else the sweep's runs; returns (fit report, runs, curves, tracker).
+    A fit that fails on valid input is a RunFailure (exit 1, one sentence), not a traceback."""
     if config.fit.runs_csv:
-        return run_fit(config.fit), None, None, None
+        return _fit(config.fit), None, None, None
+    from orchestrator.shape_rule import for_sweep  # noqa: PLC0415
+
     tracker, runs, curves = sweep_runs(config)
-    report = run_fit(config.fit, table=runs, curves=curves, name=config.sweep.name)
+    # One compute definition from plan to frontier: the frontier's C = k(N) N D uses the cost per token of the
+    # shapes this sweep's shape rule gives each N (fitting/compute.py, orchestrator/shape_rule.py).
+    rule = for_sweep(config.model, vocab_size=config.data.vocab_size, n_convention=config.fit.n_convention)
+    # Runs that break the sweep's validity rules are left out of the fit, with the reason (orchestrator/hparams.py).
+    options = replace(config.fit,
+                      min_steps=config.hparams.min_steps if config.fit.min_steps is None else config.fit.min_steps,
+                      min_warmup_steps=config.hparams.min_warmup_steps if config.fit.min_warmup_steps is None
+                      else config.fit.min_warmup_steps)
+    report = _fit(options, table=runs, curves=curves, name=config.sweep.name, shape_rule=rule,
+                  command=f"python -m orchestrator sweep={config.sweep.name}")
     if report.json_path is not None:
         tracker.log_to_latest_sweep_run(report.json_path)
     return report, runs, curves, tracker
+
+
+def _fit(options, **kw):
+    from orchestrator.fitting.run import run_fit  # noqa: PLC0415
+
+    try:
+        return run_fit(options, **kw)
+    except FitError as err:
+        raise RunFailure(f"the fit failed: {err}") from None
 
 
 def action_fit(config: Config, *, trials: list[Trial]) -> int:
@@ -97,7 +133,7 @@ def action_fit(config: Config, *, trials: list[Trial]) -> int:
 
     report = fit_sweep_or_csv(config)[0]
     print(format_summary(report))
-    return report.exit_code
+    return _exit(report)
 
 
 def action_report(config: Config, *, trials: list[Trial]) -> int:
@@ -112,7 +148,16 @@ def action_report(config: Config, *, trials: list[Trial]) -> int:
         for path in files:
             tracker.log_to_latest_sweep_run(path, artifact_path="report")
     print(f"report: {out_dir / 'index.html'}")
-    return fit.exit_code
+    return _exit(fit)
+
+
+def _exit(fit) -> int:
+    """The fit's exit code (fitting/run.py decides: 0 written, 1 failed, 2 bad input), never without a sentence."""
+    code = fit.exit_code
+    if code:
+        reasons = "; ".join(f"{method}: {reason}" for method, reason in fit.skipped.items()) or "see the summary above"
+        print(f"error: the fit of {fit.name} did not succeed ({reasons}).", file=sys.stderr)
+    return code
 
 
 ACTIONS: dict[str, Callable[..., int]] = {

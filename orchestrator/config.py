@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.fitting.options import FitConfig
+from orchestrator.hparams import HParamsConfig
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
 SWEEP_KINDS = ("grid", "isoflop", "list", "lr_search")
@@ -22,6 +23,7 @@ PRUNERS = ("median", "successive_halving", "none")
 SIZE_CONVENTIONS = ("total", "nonembed")
 ACTIONS = ("run", "plan", "fit", "report")
 ORDERS = ("budget", "cost", "plan")
+MAX_NAME_LENGTH = 100
 LIST_TRIAL_KEYS = (
     "size", "n_layer", "d_model", "n_head", "tokens", "budget", "lr", "batch_tokens", "warmup_tokens",
     "seed", "dataset",
@@ -117,6 +119,14 @@ class SweepConfig:
                 f"sweep.name={self.name!r} is invalid: it names the MLflow experiment and the report folder, so "
                 f"use letters, digits, '_', '.' and '-'."
             )
+        if len(self.name) > MAX_NAME_LENGTH:
+            # It becomes a folder name (reports/<name>/, checkpoints/<name>/), and file names stop at 255 bytes.
+            raise ValueError(f"sweep.name is {len(self.name)} characters long: the limit is {MAX_NAME_LENGTH}, "
+                             f"since it names the MLflow experiment and the report folder.")
+        bad_seeds = [s for s in self.seeds if not (isinstance(s, int) and s >= 0)]
+        if bad_seeds:
+            raise ValueError(f"sweep.seeds contains {bad_seeds[0]}: seeds must be integers >= 0 (numpy and torch "
+                             f"generators reject negative seeds).")
         if self.kind not in SWEEP_KINDS:
             raise ValueError(f"sweep.kind={self.kind!r} is unknown: allowed are {', '.join(SWEEP_KINDS)}.")
         if self.size_convention not in SIZE_CONVENTIONS:
@@ -191,6 +201,9 @@ class SearchConfig:
     working folder for a server); else an RDB URL (sqlite:///..., postgresql://...)."""
     seed: int = 0
     """Sampler seed (per size it is offset by the size's index), for reproducible searches."""
+    lr_law_of: str = "N"
+    """What the tuned law lr_opt = k x^p is a function of when a sweep uses it (sweep.lr_from): N (model size),
+    D (tokens) or C (compute)."""
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -207,6 +220,10 @@ class SearchConfig:
         if self.lr_min >= self.lr_max:
             raise ValueError(f"search.lr_min={self.lr_min} must be below search.lr_max={self.lr_max}.")
         _check_positive_finite("search.batch_tokens", self.batch_tokens)
+        if self.seed < 0:
+            raise ValueError(f"search.seed={self.seed} is invalid: it must be >= 0.")
+        if self.lr_law_of not in ("N", "D", "C"):
+            raise ValueError(f"search.lr_law_of={self.lr_law_of!r} is unknown: allowed are N, D, C.")
         if self.storage and "://" not in self.storage:
             raise ValueError(f"search.storage={self.storage!r} is not a URL: give an RDB URL such as "
                              f"sqlite:///ABSOLUTE/PATH.db, or leave it empty for the journal file.")
@@ -255,10 +272,17 @@ class ClusterConfig:
     parameter models, evaluation included, reach about 3e10 FLOP/s per 1-thread trial)."""
 
     def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ValueError(f"cluster.num_cpus={self.num_cpus} is invalid: it must be >= 1 (or null: all cores).")
         if self.cpus_per_trial < 1:
             raise ValueError(f"cluster.cpus_per_trial={self.cpus_per_trial} is invalid: it must be >= 1.")
-        if self.gpus_per_trial < 0:
-            raise ValueError(f"cluster.gpus_per_trial={self.gpus_per_trial} is invalid: it must be >= 0.")
+        for key in ("gpus_per_trial", "memory_per_trial_gb"):  # NaN compares false with everything: test it
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"cluster.{key}={value} is invalid: it must be a finite number >= 0.")
+        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
+            raise ValueError(f"cluster.gpus_per_trial={self.gpus_per_trial} is invalid: above 1 it must be a whole "
+                             f"number of GPUs (Ray packs fractions onto one GPU only).")
         if self.max_concurrent < 0 or self.max_retries < 0:
             raise ValueError("cluster.max_concurrent and cluster.max_retries must be >= 0.")
         if self.order not in ORDERS:
@@ -283,6 +307,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    hparams: HParamsConfig = field(default_factory=HParamsConfig)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -297,4 +322,5 @@ GROUP_SCHEMAS = {
     "tracking": TrackingConfig,
     "cluster": ClusterConfig,
     "search": SearchConfig,
+    "hparams": HParamsConfig,
 }

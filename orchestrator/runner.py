@@ -16,23 +16,29 @@ A new invocation reaps runs left RUNNING by a dead driver, then runs only what i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import ray
+from ray._private import ray_constants
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import Config
+from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
+from orchestrator.preflight import check_resources
 from orchestrator.progress import Display, SweepProgress
-from orchestrator.tracking import Tracker, TrackingError, open_store
+from orchestrator.tracking import Tracker, open_store
+from trainers.api import check_result
 
 RESULT_STATUSES = ("finished", "diverged", "oom", "pruned")
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
@@ -69,9 +75,18 @@ class _Reporter:
 
 
 def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
-                  run_dir: str | None, threads: int, device: str) -> dict[str, Any]:
-    """Body of one Ray task: announce, train; returns {"result", "reports" (the tail), "meta"}."""
+                  run_dir: str | None, threads: int, device: str, gpu_fraction: float = 0.0) -> dict[str, Any]:
+    """Body of one Ray task: announce, train; returns {"result", "reports" (the tail), "meta"}.
+
+    A trial holding a fraction of a GPU is limited to that share of its memory (trainers/device.py);
+    GPU tasks run in a fresh worker each, so the setting dies with the trial.
+    """
     from trainers.api import load_trainer  # noqa: PLC0415
+
+    if 0.0 < gpu_fraction < 1.0:
+        from trainers.device import GPU_MEMORY_FRACTION_ENV  # noqa: PLC0415
+
+        os.environ[GPU_MEMORY_FRACTION_ENV] = str(gpu_fraction)
 
     reporter = _Reporter(queue, key)
     meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id()}
@@ -162,7 +177,8 @@ def order_trials(trials: list[Trial], order: str) -> list[Trial]:
 
 
 def connect_ray(config: Config) -> None:
-    """A quiet local instance (dashboard off), or an existing cluster at cluster.address."""
+    """A quiet local instance (dashboard off) listening on loopback only, or an existing cluster at
+    cluster.address."""
     cluster = config.cluster
     pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
@@ -171,7 +187,37 @@ def connect_ray(config: Config) -> None:
     if cluster.address:
         ray.init(address=cluster.address, **kwargs)
     else:
-        ray.init(num_cpus=cluster.num_cpus or os.cpu_count(), **kwargs)
+        # address="local": always a new instance of our own. Without it, ray.init joins whatever cluster another
+        # process on this machine started (found via /tmp/ray/ray_current_cluster), and then refuses num_cpus.
+        with _loopback_node():
+            ray.init(address="local", num_cpus=cluster.num_cpus or os.cpu_count(), **kwargs)
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """Start the local instance with node IP 127.0.0.1, so that nothing it starts listens beyond this machine.
+
+    Ray binds its gRPC servers (GCS, raylet, object manager, workers), the runtime-env and dashboard agents
+    and its Prometheus metrics endpoints (dashboard agent, dashboard head, autoscaler monitor) to loopback
+    exactly when the node IP is loopback, and to the node IP or all interfaces otherwise (ray 2.60:
+    dashboard/head.py, autoscaler/_private/monitor.py, ray-project/ray#55484). `ray.init(_node_ip_address=
+    "127.0.0.1")` does not get there: ray.init rewrites a loopback address to the routable one
+    (services.resolve_ip_for_localhost). Ray's own loopback mode does: with ray_constants.ENABLE_RAY_CLUSTER
+    off (the RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setting, read once at import), get_node_ip_address()
+    answers 127.0.0.1. It is switched on for this call only: joining an existing cluster needs the routable
+    address. tests/test_network.py checks the socket table.
+    """
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Each alive node's resource totals (CPU, GPU, memory in bytes, ...)."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
 def slot_count(config: Config) -> int:
@@ -189,49 +235,87 @@ def slot_count(config: Config) -> int:
 
 def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None = None,
               source: TrialSource | None = None) -> int:
-    """Plan -> reap -> run pending -> record. Returns 0 when every trial reached a result.
+    """Plan -> check -> lease -> reap -> run pending -> record. Returns 0 when every trial reached a result.
 
     With a `source`, trials come from it as it decides (`trials` is ignored and the source skips what
-    is already done); without one, the pending `trials` run in cluster.order.
+    is already done); without one, the pending `trials` run in cluster.order. Nothing is written to the
+    store until Ray is up and the cluster can run a trial at all (preflight.check_resources), and then
+    only under the sweep's lease (lease.py): a second driver of the same sweep refuses instead of
+    running every trial again.
     """
     sweep = config.sweep.name
+    experiment = config.tracking.experiment or sweep
+    timeout_s = config.tracking.timeout_s
+    reader = open_store(config.tracking.uri, experiment=experiment, timeout_s=timeout_s, create=False)
+    if reader is not None:
+        SweepLease(reader, sweep=sweep).check()  # a driver of this sweep is running: say so before starting Ray
+    if source is None and not _pending(config, trials, reader.statuses() if reader is not None else {}):
+        print(f"sweep {sweep}: {len(trials)} trials, {len(trials)} already done, 0 to run; tracking "
+              f"{reader.uri if reader is not None else config.tracking.uri}", flush=True)
+        return 0
+    connect_ray(config)
     try:
-        tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or sweep,
-                             timeout_s=config.tracking.timeout_s, create=True)
-    except TrackingError:
-        raise
-    except Exception as err:  # noqa: BLE001  (an MLflow store that cannot be opened is a usage error)
-        raise TrackingError(f"tracking.uri={config.tracking.uri}: the store cannot be opened ({err}).") from None
-    assert tracker is not None
-    reaped = tracker.reap_stale()
-    statuses = tracker.statuses()
+        check_resources(config.cluster, node_resources())
+        tracker = open_store(config.tracking.uri, experiment=experiment, timeout_s=timeout_s, create=True)
+        assert tracker is not None
+        lease = SweepLease(tracker, sweep=sweep)
+        taken = lease.acquire()
+        try:
+            return _run_leased(config, trials, tracker=tracker, lease=lease, source=source, taken=taken,
+                               display_live=display_live)
+        finally:
+            try:
+                lease.release()
+            except Exception as err:  # noqa: BLE001  (the store went away: the lease goes stale by itself)
+                print(f"warning: the sweep lease could not be released ({type(err).__name__}: {err}); the next "
+                      f"driver takes it over once it is stale.", file=sys.stderr)
+    finally:
+        ray.shutdown()
+
+
+def _pending(config: Config, trials: list[Trial], statuses: dict[str, str]) -> list[Trial]:
+    """The trials without a result yet, in cluster.order (diverged and oom count as results unless
+    cluster.retry_results)."""
     skip = set(RESULT_STATUSES) - ({"diverged", "oom"} if config.cluster.retry_results else set())
-    todo = order_trials([t for t in trials if statuses.get(t.trial_id) not in skip], config.cluster.order)
+    return order_trials([t for t in trials if statuses.get(t.trial_id) not in skip], config.cluster.order)
+
+
+def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease: SweepLease,
+                source: TrialSource | None, taken, display_live: bool | None) -> int:
+    """The part of run_sweep that holds the lease: reap, re-read what is done, run, record."""
+    sweep = config.sweep.name
+    reaped = tracker.reap_stale()
+    todo = _pending(config, trials, tracker.statuses())  # again: another driver may have finished some meanwhile
     if source is not None:
         trials, todo = [], []
     progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
                              skipped=len(trials) - len(todo))
+    took = f"; took over the lease of {taken.host} pid {taken.pid} (gone)" if taken is not None else ""
     print(f"sweep {sweep}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
-          + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + f"; tracking {tracker.uri}", flush=True)
+          + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + took + f"; tracking {tracker.uri}",
+          flush=True)
     if not todo and source is None:
         return 0
     parent = tracker.start_parent(sweep=sweep, config=asdict(config), n_trials=len(trials))
-    connect_ray(config)
     progress.started = time.monotonic()  # time trials, not Ray's start
     display = Display(progress, live=display_live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        ok = TrialLoop(config, tracker=tracker, parent=parent, display=display).run(todo, source=source)
+        loop = TrialLoop(config, tracker=tracker, parent=parent, display=display, lease=lease)
+        ok = loop.run(todo, source=source)
         tracker.end_parent(parent, status="FINISHED" if ok else "FAILED", summary=_summary(progress))
         return 0 if ok else 1
     except KeyboardInterrupt:
         tracker.end_parent(parent, status="KILLED", summary=_summary(progress))
         print("interrupted: running trials were marked killed; rerun the same command to resume.", flush=True)
         return 130
+    except BaseException:  # a lost lease, a store that went away, a bug: the parent is never left RUNNING
+        with contextlib.suppress(Exception):
+            tracker.end_parent(parent, status="FAILED", summary=_summary(progress))
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         display.close()
-        ray.shutdown()
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001
@@ -246,15 +330,20 @@ def _summary(progress: SweepProgress) -> dict[str, float]:
 class TrialLoop:
     """The driver's event loop: submit into free slots, stream reports into runs, handle results."""
 
-    def __init__(self, config: Config, *, tracker: Tracker, parent: str, display: Display) -> None:
-        self.config, self.tracker, self.parent, self.display = config, tracker, parent, display
+    def __init__(self, config: Config, *, tracker: Tracker, parent: str, display: Display,
+                 lease: SweepLease | None = None) -> None:
+        self.config, self.tracker, self.parent, self.display, self.lease = config, tracker, parent, display, lease
         self.progress = display.progress
         # The report queue lives on the driver's node: if a worker node dies, no report is lost with it.
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         cluster = config.cluster
         self.device = "cuda" if cluster.gpus_per_trial > 0 else "cpu"
-        self.task = ray.remote(execute_trial).options(
+        # A GPU trial gets a fresh worker process (max_calls=1, Ray's own default for
+        # @ray.remote(num_gpus>0), which .options() does not apply): a reused worker would keep the
+        # CUDA context of the GPU Ray gave its previous task (ray-project/ray#29624) and the memory
+        # torch's caching allocator still holds.
+        self.task = ray.remote(max_calls=1 if cluster.gpus_per_trial > 0 else 0)(execute_trial).options(
             num_cpus=cluster.cpus_per_trial, num_gpus=cluster.gpus_per_trial,
             memory=int(cluster.memory_per_trial_gb * 2**30) or None, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
@@ -271,6 +360,8 @@ class TrialLoop:
                 if time.monotonic() - checked > 5:
                     slots, checked = slot_count(self.config), time.monotonic()
                     self.tracker.heartbeat(self.parent)
+                    if self.lease is not None:
+                        self.lease.renew()  # LeaseLost when another driver took the sweep over
                 while waiting and len(self.inflight) < 2 * slots:
                     self._submit(waiting.pop(0))
                 free = 2 * slots - len(self.inflight)
@@ -294,7 +385,11 @@ class TrialLoop:
                         waiting.insert(0, retry)
                 self.display.refresh()
         except KeyboardInterrupt:
-            self._kill_all()
+            self._kill_all("the driver was interrupted")
+            raise
+        except BaseException as err:  # nothing is left RUNNING: the next invocation reruns these trials
+            with contextlib.suppress(Exception):
+                self._kill_all(f"the driver stopped: {type(err).__name__}: {err}")
             raise
         return self.all_results
 
@@ -303,7 +398,8 @@ class TrialLoop:
         key = (trial.trial_id, attempt.attempt)
         run_dir = str(Path.cwd() / "checkpoints" / self.config.sweep.name / trial.trial_id)
         ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
-                               run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device)
+                               run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
+                               gpu_fraction=cluster.gpus_per_trial)
         attempt.ref = ref
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
@@ -381,7 +477,12 @@ class TrialLoop:
         if attempt.pruned is not None:
             return self._end_pruned(attempt)
         result = payload["result"]
-        return self._end(attempt, result.get("status", "finished"), result=result, reason=result.get("reason"))
+        broken = check_result(result)
+        if broken is not None:  # a plug-in trainer broke the contract: the same would happen again, so no retry
+            target = trial.config["trainer"]["target"]
+            return self._end(attempt, "crashed", reason=f"trainer.target={target} broke the trainer contract "
+                                                        f"(trainers/api.py): {broken}")
+        return self._end(attempt, result["status"], result=result, reason=result.get("reason"))
 
     def _end_pruned(self, attempt: _Attempt) -> None:
         step = attempt.pruned.get("step")
@@ -419,8 +520,9 @@ class TrialLoop:
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
 
-    def _kill_all(self) -> None:
-        """Ctrl-C: cancel running tasks, mark every open run killed; nothing is left RUNNING."""
+    def _kill_all(self, reason: str) -> None:
+        """Ctrl-C (or the driver stopping): cancel running tasks, mark every open run killed; nothing is left
+        RUNNING."""
         for ref in self.inflight:
             ray.cancel(ref, force=True)
         try:
@@ -429,7 +531,6 @@ class TrialLoop:
             pass
         for attempt in self.inflight.values():
             if attempt.run_id is not None:
-                self.tracker.end_trial(attempt.run_id, status="killed", reason="the driver was interrupted",
-                                       reports=attempt.reports)
+                self.tracker.end_trial(attempt.run_id, status="killed", reason=reason, reports=attempt.reports)
         self.inflight.clear()
 

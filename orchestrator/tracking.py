@@ -8,15 +8,21 @@ oom, diverged, killed, lost (with `failure_reason`) or pruned (stopped early by 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import math
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +33,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
 
 from mlflow.entities import Metric, Param, RunTag, ViewType  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
+
+from orchestrator.errors import UsageError  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
 
@@ -46,10 +56,20 @@ MAX_PARAMS_PER_BATCH = 100
 MLFLOW_STATUS = {"finished": "FINISHED", "pruned": "FINISHED", "diverged": "FAILED", "oom": "FAILED", "crashed": "FAILED",
                  "lost": "FAILED", "killed": "KILLED"}
 HEARTBEAT_S = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+MLFLOW_TABLES = ("experiments", "runs", "params", "tags", "metrics", "alembic_version")
+CREATE_LOCK_WAIT_S = 120.0
+"""How long a driver waits for another process that is creating the same SQLite store's schema."""
+QUICK_CHECK_S = 1.0
+"""Most time spent on SQLite's quick_check of an existing store (a large store is only partly checked)."""
 
 
-class TrackingError(ValueError):
-    """The tracking store is unreachable or misconfigured (one sentence)."""
+_CHECKED: set[Path] = set()
+"""SQLite stores this process has checked (or created)."""
+
+
+class TrackingError(UsageError):
+    """The tracking store is unreachable or misconfigured (one sentence naming the resolved URI)."""
 
 
 def resolve_uri(uri: str | None, *, cwd: Path | None = None) -> str:
@@ -63,22 +83,122 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").replace("sqlite:////", "/")) if uri.startswith("sqlite:///") else None
 
 
-def check_store(uri: str, *, timeout_s: float) -> None:
-    """Fail within `timeout_s` with one sentence when the store cannot be used; touches nothing."""
+def check_store(uri: str, *, timeout_s: float, create: bool = True) -> None:
+    """Fail within `timeout_s` with one sentence when the store cannot be used; writes nothing.
+
+    A server must answer as an MLflow server (/health and /version), not merely answer. A SQLite file
+    that exists must be an MLflow store: not empty, a SQLite database, not truncated or damaged, with
+    MLflow's tables (MLflow would otherwise write its schema into someone else's database, or retry a
+    damaged one for minutes). With create=False (plan, fit, report) a missing file is fine: nothing to read.
+    """
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise TrackingError(f"tracking.uri={uri} answered HTTP {response.status} at /health: is it an mlflow server?")
-        except (urllib.error.URLError, OSError) as err:
-            raise TrackingError(f"tracking.uri={uri} is unreachable within {timeout_s:g}s ({getattr(err, 'reason', err)}); "
-                                f"start the server or fix the address.") from None
+        _check_server(uri, timeout_s=timeout_s)
         return
     path = sqlite_path(uri)
     if path is None:
         raise TrackingError(f"tracking.uri={uri} is not supported: use sqlite:///ABSOLUTE/PATH.db or http://host:port.")
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+    if not path.parent.is_dir() or (create and not os.access(path.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={uri}: folder {path.parent} does not exist or is not writable.")
+    if path.is_dir():
+        raise TrackingError(f"tracking.uri={uri} is a folder: give the path of a SQLite file (e.g. .../mlflow.db).")
+    if path.exists() and path not in _CHECKED:
+        with _schema_lock(path, exclusive=False, create=False):  # wait while another driver creates the schema
+            _check_sqlite(path, uri=uri, timeout_s=timeout_s)
+        # Once per process: a read-only connection beside this process's own open store fails in WAL mode
+        # ("disk I/O error": the shared-memory index is already mapped read-write here).
+        _CHECKED.add(path)
+
+
+def _check_server(uri: str, *, timeout_s: float) -> None:
+    """/health answers "OK" and /version a version number, as `mlflow server` does (mlflow/server/__init__.py)."""
+    deadline = time.monotonic() + timeout_s
+    # Later MLflow requests get the same bound (MLflow reads the variable per request).
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout_s)))
+    bodies = {}
+    for route in ("/health", "/version"):
+        url = uri.rstrip("/") + route
+        try:
+            with urllib.request.urlopen(url, timeout=max(deadline - time.monotonic(), 0.1)) as response:
+                bodies[route] = response.read(200).decode("utf-8", "replace").strip()
+        except urllib.error.HTTPError as err:  # it answered, but not as MLflow does
+            raise TrackingError(f"tracking.uri={uri} is not an MLflow server: it answered HTTP {err.code} at {route}; "
+                                f"check the address and port.") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(f"tracking.uri={uri} is unreachable within {timeout_s:g}s ({reason}); "
+                                f"start the server or fix the address.") from None
+    if bodies["/health"] != "OK" or not re.match(r"\d+\.\d+", bodies["/version"]):
+        raise TrackingError(f"tracking.uri={uri} is not an MLflow server: its /health and /version answers are not "
+                            f"MLflow's; check the address and port.")
+
+
+def _check_sqlite(path: Path, *, uri: str, timeout_s: float) -> None:
+    """An existing SQLite file is an intact MLflow store (read-only checks, bounded by timeout_s)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise TrackingError(f"tracking.uri={uri} is an empty file (0 bytes), not an MLflow store: delete it to start "
+                            f"a new store there, or point tracking.uri at an existing store.")
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise TrackingError(f"tracking.uri={uri} is not a SQLite database (its first bytes are not SQLite's header): "
+                            f"point tracking.uri at an MLflow store, or at a file that does not exist yet.")
+    deadline = time.monotonic() + timeout_s
+    db = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=timeout_s)
+    try:
+        db.set_progress_handler(lambda: time.monotonic() > deadline, 1000)  # a nonzero return aborts the query
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in MLFLOW_TABLES if t not in tables]
+        if missing:
+            what = "holds no tables" if not tables else f"has no {missing[0]!r} table"
+            raise TrackingError(f"tracking.uri={uri} is a SQLite database but not an MLflow store (it {what}); MLflow "
+                                f"would write its schema into it: point tracking.uri at an MLflow store or a new file.")
+        check_until = min(deadline, time.monotonic() + QUICK_CHECK_S)
+        db.set_progress_handler(lambda: time.monotonic() > check_until, 1000)
+        try:
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.OperationalError as err:  # interrupted: a large store, checked as far as time allowed
+            verdict = "ok" if "interrupt" in str(err) else str(err)
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(verdict)
+    except sqlite3.OperationalError as err:
+        if "interrupt" in str(err):
+            raise TrackingError(f"tracking.uri={uri} could not be read within tracking.timeout_s={timeout_s:g}s.") from None
+        raise TrackingError(f"tracking.uri={uri} cannot be read ({err}).") from None
+    except sqlite3.DatabaseError as err:
+        raise TrackingError(f"tracking.uri={uri} is damaged or truncated ({err}): restore it from a backup, or move it "
+                            f"away to start a new store.") from None
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _schema_lock(path: Path, *, exclusive: bool, create: bool) -> Iterator[None]:
+    """An flock on `<db>-lock` around MLflow's first touch of a SQLite store.
+
+    Two processes creating a fresh store at once crash in MLflow's migrations ("duplicate column name"):
+    the creator holds the lock exclusively while MLflow creates the schema; readers take it shared, so they
+    never see half a schema. A reader (create=False) never creates the lock file, so plan writes nothing.
+    """
+    lock = path.with_name(path.name + "-lock")
+    if not create and not lock.exists():
+        yield
+        return
+    fd = os.open(lock, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
+    try:
+        deadline = time.monotonic() + CREATE_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"the store {path} has been locked by another process (its schema being "
+                                        f"created) for {CREATE_LOCK_WAIT_S:.0f}s; is that process stuck?") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _git_commit() -> str:
@@ -117,24 +237,32 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, *, create: bool) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment = experiment
         self.commit = _git_commit()
         self.host = socket.gethostname()
-        found = self.client.get_experiment_by_name(experiment)
+        path = sqlite_path(uri)
+        with _schema_lock(path, exclusive=create, create=create) if path else contextlib.nullcontext():
+            self.client = MlflowClient(tracking_uri=uri)  # MLflow creates a new store's schema here, or below
+            found = self.client.get_experiment_by_name(experiment)
+            if path is not None and create:
+                _use_wal(path)
+                _CHECKED.add(path)
+        if found is not None and found.lifecycle_stage != "active":
+            raise TrackingError(f"the experiment {experiment!r} in {uri} is deleted: restore it (mlflow experiments "
+                                f"restore --experiment-id {found.experiment_id}) or set tracking.experiment to another name.")
         if found is None and not create:
             self.experiment_id = None
             return
         if found is None:
-            path = sqlite_path(uri)
             location = (path.parent / "mlruns").as_uri() if path else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            except MlflowException as err:  # another driver created it a moment ago: use theirs
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         else:
             self.experiment_id = found.experiment_id
-        path = sqlite_path(uri)
-        if path is not None and create:
-            # WAL: readers (mlflow ui, action=plan) never block the driver's writes.
-            with sqlite3.connect(path) as db:
-                db.execute("PRAGMA journal_mode=WAL")
 
     # -- reading ---------------------------------------------------------------------------------
     def trial_runs(self) -> list[TrialRecord]:
@@ -276,6 +404,48 @@ class Tracker:
             self.client.log_text(run_id, traceback, "traceback.txt")
         self.client.set_terminated(run_id, status=MLFLOW_STATUS[status])
 
+    # -- the sweep lease (orchestrator/lease.py): a run tagged kind=lease, write-once params as its claims --
+    def lease_runs(self) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+        """(run_id, params, tags) of the experiment's lease runs."""
+        runs = self.client.search_runs([self.experiment_id], filter_string="tags.kind = 'lease'",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=100)
+        return [(r.info.run_id, dict(r.data.params), dict(r.data.tags)) for r in runs]
+
+    def create_lease_run(self) -> str:
+        """A lease run: terminated at once (params and tags can still be logged to it), never reaped."""
+        run = self.client.create_run(self.experiment_id, tags={"kind": "lease"}, run_name="sweep lease")
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        return run.info.run_id
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    def read_run(self, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(params, tags) of a run."""
+        data = self.client.get_run(run_id).data
+        return dict(data.params), dict(data.tags)
+
+    def claim(self, run_id: str, key: str, value: str) -> str:
+        """Write `key`=`value` once; returns the value stored, which is `value` only if this call won.
+
+        MLflow params are write-once, checked by the database's primary key inside the insert's transaction
+        (SqlAlchemyStore.log_param), in SQLite and behind a server alike: of two drivers claiming one key at
+        once, exactly one wins, and the other gets INVALID_PARAMETER_VALUE.
+        """
+        try:
+            self.client.log_param(run_id, key, value)
+            return value
+        except MlflowException as err:
+            if err.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            stored = self.client.get_run(run_id).data.params.get(key)
+            if stored is None:
+                raise
+            return stored
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+
     def log_to_latest_sweep_run(self, path: Path, *, artifact_path: str | None = None) -> None:
         """Attach a file (fit.json, a report) to the newest sweep invocation's parent run."""
         runs = self.client.search_runs([self.experiment_id], filter_string="tags.kind = 'sweep'", max_results=1,
@@ -290,11 +460,29 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
 
+def _use_wal(path: Path) -> None:
+    """WAL: readers (mlflow ui, action=plan) never block the driver's writes. Persistent once set; a store that
+    another process holds open cannot switch now, which only costs speed."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass
+
+
 def open_store(uri: str | None, *, experiment: str, timeout_s: float, create: bool) -> Tracker | None:
-    """Check, then open, the store. With create=False a missing SQLite file is not created (None)."""
+    """Check, then open, the store. With create=False a missing SQLite file is not created (None), and nothing
+    is written. Every failure is one sentence naming the resolved URI (TrackingError, exit 2)."""
     resolved = resolve_uri(uri)
-    check_store(resolved, timeout_s=timeout_s)
+    check_store(resolved, timeout_s=timeout_s, create=create)
     path = sqlite_path(resolved)
     if not create and path is not None and not path.exists():
         return None
-    return Tracker(resolved, experiment, create=create)
+    try:
+        return Tracker(resolved, experiment, create=create)
+    except TrackingError:
+        raise
+    except (MlflowException, SQLAlchemyError, sqlite3.Error, OSError) as err:  # the store's fault, not our code's
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise TrackingError(f"tracking.uri={resolved}: the store cannot be opened ({first}).") from None

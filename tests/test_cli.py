@@ -72,6 +72,19 @@ def test_cfg_job_prints_the_composed_config(cli):
     (["sweep=tiny", "action=dance"], "action='dance' is unknown"),
     (["sweep=tiny", "sweep.name='<script>x/y'"], "sweep.name='<script>x/y' is invalid"),
     (["sweep=tiny", "sweep.name=<script>"], "'sweep.name=<script>' is not a valid override"),
+    # A typo'd `+key` used to be accepted and ignored while a full sweep ran; a key given twice kept the last.
+    (["sweep=tiny", "+acton=plan"], "acton is not a config key; did you mean action?"),
+    (["sweep=tiny", "+trainer.surogate.noise=1"], "trainer.surogate is not a config key; did you mean "
+                                                  "trainer.surrogate?"),
+    (["sweep=tiny", "+foo=1"], "foo is not a config key: the root has action, sweep, model"),
+    (["sweep=tiny", "action=plan", "action=run"], "action is given twice (action=plan and action=run): give each "
+                                                  "key once."),
+    (["sweep=tiny", "sweep=cpu_small"], "sweep is given twice (sweep=tiny and sweep=cpu_small)"),
+    (["sweep=tiny", "model.n_head=2", "+model.n_head=4"], "model.n_head is given twice"),
+    (["sweep=tiny", f"sweep.name={'a' * 300}"], "sweep.name is 300 characters long: the limit is 100"),
+    (["sweep=tiny", "sweep.seeds=[0,-1]"], "sweep.seeds contains -1: seeds must be integers >= 0"),
+    (["sweep=tiny", "model.positions=rotary", "model.head_dim=7"], "the shape rule (model.aspect_ratio=16, "
+                                                                   "model.head_dim=7) builds an invalid model"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(cli, tmp_path, args, phrase):
     result = cli(*args, "action=plan") if not any(a.startswith("action=") for a in args) else cli(*args)
@@ -94,3 +107,27 @@ def test_help_lists_groups_and_options(cli):
     result = cli("--help")
     assert result.returncode == 0
     assert "cpu_small" in result.stdout and "action" in result.stdout
+
+
+def test_a_huge_plan_prints_its_first_and_last_rows_and_says_so(cli):
+    # 3 sizes x 40 token counts x 20 seeds = 2400 trials: a table of 60 rows and a line saying what is left out
+    # (a 1e6-trial plan printed 117 MB).
+    tokens = "[" + ",".join(str(500_000 + 4096 * i) for i in range(40)) + "]"
+    seeds = "[" + ",".join(str(i) for i in range(20)) + "]"
+    result = cli("sweep=grid_example", f"sweep.tokens={tokens}", f"sweep.seeds={seeds}", "action=plan")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if re.fullmatch(r"[0-9a-f]{16}", line.split(" ", 1)[0])]
+    assert len(rows) == 60
+    assert "... 2340 rows not shown: showing the first 30 and last 30 of 2400 trials ..." in result.stdout
+    assert "sweep grid_example: 2400 trials" in result.stdout and "status: pending 2400" in result.stdout
+
+
+def test_an_absurd_plan_gets_a_plain_warning(cli):
+    # Budgets of 1e40 used to plan to "9e25 h" without a word.
+    result = cli("sweep=grid_example", "sweep.tokens=[1e30]", "action=plan")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and re.search(r"about [0-9.e+]+ years on \d+ slot", warning[0])
+    assert "mistyped exponent" in warning[0]
+    normal = cli("sweep=grid_example", "action=plan")
+    assert "warning:" not in normal.stdout

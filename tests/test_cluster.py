@@ -36,7 +36,8 @@ def trials(seeds, tokens=1e5) -> str:
 
 def orchestrator(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
-                           *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+                           "hparams.allow_invalid=true", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture
@@ -127,22 +128,28 @@ def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_
     address, worker = two_node_cluster
     seeds = list(range(5, 15))
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
-                             trials(seeds), "+trainer.surrogate.sleep_s=2.0", f"cluster.address={address}"],
+                             trials(seeds), "+trainer.surrogate.sleep_s=2.0", f"cluster.address={address}",
+                             "hparams.allow_invalid=true"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     db = tmp_path / "mlflow.db"
     hosts_seen: set[str] = set()
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # wait until both nodes have finished work
+    # Wait until both nodes have finished work and both are running a trial right now (a trial sleeps 2 s
+    # after its run opens): killing the worker node between two of its trials would lose nothing.
+    busy_query = ("SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'worker_node' "
+                  "WHERE r.status = 'RUNNING'")
+    while time.monotonic() < deadline:
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 done = con.execute("SELECT count(*) FROM tags WHERE key='status' AND value='finished'").fetchone()[0]
                 pids = {r[0] for r in con.execute("SELECT value FROM tags WHERE key='worker_node'")}
+                busy = {r[0] for r in con.execute(busy_query)}
         except sqlite3.Error:
-            done, pids = 0, set()
+            done, pids, busy = 0, set(), set()
         hosts_seen = pids
-        if done >= 3 and len(pids) >= 2:
+        if done >= 2 and len(pids) >= 2 and len(busy) >= 2:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert len(hosts_seen) >= 2, "trials did not run on both nodes"
     kill_worker_node(worker)  # lose the worker node mid-sweep
     out, _ = proc.communicate(timeout=600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from mlflow.tracking import MlflowClient
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "tests" / "plugins"
 ENV = {"PYTHONPATH": f"{REPO}{os.pathsep}{PLUGINS}"}
-SCRIPTED = ["sweep=list_example", "trainer.target=behaviours:train", "cluster.num_cpus=2"]
+# Trials of a few steps on purpose (scripted behaviours, not scaling points): hparams.allow_invalid.
+SCRIPTED = ["sweep=list_example", "trainer.target=behaviours:train", "cluster.num_cpus=2", "hparams.allow_invalid=true"]
 
 
 def trials_spec(seeds: list[int], tokens: float = 1e5) -> str:
@@ -62,6 +64,29 @@ def test_failure_kinds_follow_their_policies(cli, tmp_path):
     # A rerun reruns only the crashed trial (diverged and oom are results).
     again = cli_env(cli)(*SCRIPTED, trials_spec([0, 1, 2, 3, 4]), "cluster.max_retries=0")
     assert "4 already done, 1 to run" in again.stdout
+
+
+def test_a_trainer_that_breaks_the_contract_is_a_crashed_trial_not_a_dead_driver(cli, tmp_path):
+    # Before: a plug-in returning None (or an unknown status) killed the driver, leaving a child run and the
+    # parent RUNNING. Now each is a recorded crash with the reason, not retried (it would break again).
+    result = cli_env(cli)("sweep=list_example", "trainer.target=contract:train", "cluster.num_cpus=2",
+                          "hparams.allow_invalid=true", trials_spec([0, 1, 2, 3]))
+    assert result.returncode == 1, result.stderr  # finished, but some trials failed
+    assert "Traceback" not in result.stderr
+    by_seed = {int(r.data.params["seed"]): r for r in trial_runs(tmp_path)}
+    assert len(by_seed) == 4 and len(trial_runs(tmp_path)) == 4  # one attempt each: no retries
+    prefix = "trainer.target=contract:train broke the trainer contract (trainers/api.py): "
+    reasons = {0: "it returned None, not a TrialResult dict",
+               1: "it returned status 'great': allowed are finished, diverged, oom",
+               2: "its final_eval_loss is '3.0', not a number"}
+    for seed, reason in reasons.items():
+        run = by_seed[seed]
+        assert (run.data.tags["status"], run.info.status) == ("crashed", "FAILED")
+        assert run.data.tags["failure_reason"] == prefix + reason
+    assert by_seed[3].data.tags["status"] == "finished"
+    (parent,) = [r for r in runs(tmp_path) if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert not any(r.info.status == "RUNNING" for r in runs(tmp_path))
 
 
 def test_mlflow_holds_nested_runs_with_params_metrics_and_config(cli, tmp_path):
@@ -142,6 +167,7 @@ def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_p
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out
     assert "reaped" in out
+    assert f"took over the lease of {socket.gethostname()} pid {driver.pid} (gone)" in out  # no 120 s wait
     all_runs = runs(tmp_path)
     assert not any(r.info.status == "RUNNING" for r in all_runs)
     finished = Counter(r.data.tags["trial_id"] for r in all_runs

@@ -44,6 +44,10 @@ class ModelConfig:
     """Biases in linear layers and LayerNorms."""
     aspect_ratio: int = 16
     """Shape rule: d_model / n_layer when a sweep resolves a target parameter count to a shape."""
+    scale_depth: bool = True
+    """Shape rule: false keeps n_layer and n_head as given and scales only the width, in steps of head_dim (a
+    one-depth family: at tiny scale, models one layer deeper or shallower at the same size differ in loss by
+    more than the noise)."""
     head_dim: int = 32
     """Shape rule: width of one attention head; d_model is rounded to a multiple of it."""
 
@@ -52,6 +56,10 @@ class ModelConfig:
             value = getattr(self, key)
             if value < 1:
                 raise ValueError(f"model.{key}={value} is invalid: it must be a positive integer.")
+        if not self.scale_depth and self.head_dim % self.n_head:
+            raise ValueError(
+                f"model.head_dim={self.head_dim} is not divisible by model.n_head={self.n_head}: with "
+                f"model.scale_depth=false every width (a multiple of head_dim) must split into n_head heads.")
         if self.d_model % self.n_head:
             raise ValueError(
                 f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
@@ -177,7 +185,10 @@ class TrainerConfig:
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
     eval_interval_tokens: int = 0
-    """Evaluate every this many training tokens; 0 means 10 evaluations per run."""
+    """Evaluate every this many training tokens; 0 means `evals_per_run` evaluations per run."""
+    evals_per_run: int = 10
+    """With eval_interval_tokens = 0: evaluations per run, evenly spaced, the last at D (only the last is a
+    valid point of a decayed run; the others draw its curve)."""
     eval_tokens: int = 65536
     """Held-out tokens per evaluation."""
     spike_factor: float = 4.0
@@ -196,6 +207,8 @@ class TrainerConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"trainer.{key}={value} is invalid: it must be a positive finite number.")
+        if self.evals_per_run < 1:
+            raise ValueError(f"trainer.evals_per_run={self.evals_per_run} is invalid: it must be >= 1 (the last is at D).")
         for key in ("micro_batch_tokens", "warmup_tokens", "eval_interval_tokens", "checkpoint_interval_tokens"):
             if getattr(self, key) < 0:
                 raise ValueError(f"trainer.{key}={getattr(self, key)} is invalid: it must be >= 0.")

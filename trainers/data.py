@@ -75,28 +75,9 @@ class CorpusSource(Source):
     def __init__(self, train: np.ndarray, val: np.ndarray, *, vocab_size: int, seq_len: int, seed: int,
                  n_val: int, tokens: int, allow_repeat: bool, name: str) -> None:
         self.train_arr, self.val_arr, self.seed = train, val, seed
-        # Windows start at offset + j*T and span T + 1 tokens; with offset < T that leaves
-        # len // T - 1 whole windows per epoch.
-        self.windows = len(train) // seq_len - 1
-        if self.windows < 1:
-            raise DataError(
-                f"data.path={name}: the training split has {len(train)} tokens, fewer than the "
-                f"{2 * seq_len} needed for one sequence of model.seq_len={seq_len}."
-            )
-        val_windows = (len(val) - 1) // seq_len
-        if val_windows < 1:
-            raise DataError(
-                f"data.path={name}: the validation split has {len(val)} tokens, fewer than the "
-                f"{seq_len + 1} needed for one sequence of model.seq_len={seq_len}."
-            )
+        self.windows, val_windows, epochs = corpus_windows(len(train), len(val), seq_len=seq_len, tokens=tokens,
+                                                           allow_repeat=allow_repeat, name=name)
         per_epoch = self.windows * seq_len
-        epochs = tokens / per_epoch
-        if epochs > 1 and not allow_repeat:
-            raise DataError(
-                f"data.path={name}: the training split holds {per_epoch} tokens of whole sequences but the "
-                f"trial needs tokens={tokens} ({epochs:.2f} epochs); set data.allow_repeat=true to train on "
-                f"repeated data, or lower the tokens."
-            )
         self.n_val = min(n_val, val_windows)
         info = {"train_tokens_per_epoch": per_epoch, "val_tokens": self.n_val * seq_len}
         super().__init__(seq_len=seq_len, vocab_size=vocab_size, epochs=epochs, info=info)
@@ -125,6 +106,78 @@ class CorpusSource(Source):
         return torch.from_numpy(np.stack(rows))
 
 
+def corpus_windows(train_len: int, val_len: int, *, seq_len: int, tokens: int, allow_repeat: bool,
+                   name: str) -> tuple[int, int, float]:
+    """(training windows per epoch, validation windows, epochs the trial's tokens need) of a corpus whose
+    splits hold `train_len` and `val_len` tokens; DataError when it cannot serve the trial."""
+    # Windows start at offset + j*T and span T + 1 tokens; with offset < T that leaves
+    # len // T - 1 whole windows per epoch.
+    windows = train_len // seq_len - 1
+    if windows < 1:
+        raise DataError(
+            f"data.path={name}: the training split has {train_len} tokens, fewer than the "
+            f"{2 * seq_len} needed for one sequence of model.seq_len={seq_len}."
+        )
+    val_windows = (val_len - 1) // seq_len
+    if val_windows < 1:
+        raise DataError(
+            f"data.path={name}: the validation split has {val_len} tokens, fewer than the "
+            f"{seq_len + 1} needed for one sequence of model.seq_len={seq_len}."
+        )
+    per_epoch = windows * seq_len
+    epochs = tokens / per_epoch
+    if epochs > 1 and not allow_repeat:
+        raise DataError(
+            f"data.path={name}: the training split holds {per_epoch} tokens of whole sequences but the "
+            f"trial needs tokens={tokens} ({epochs:.2f} epochs); set data.allow_repeat=true to train on "
+            f"repeated data, or lower the tokens."
+        )
+    return windows, val_windows, epochs
+
+
+def check_data(cfg: DataConfig, *, seq_len: int, tokens: int) -> None:
+    """Can `cfg` serve a trial of `tokens` tokens at `seq_len`? From file sizes only (nothing is read), so the
+    pre-flight can ask it of every dataset before a run; DataError with the same sentence a trial would raise."""
+    if cfg.name == "synthetic":
+        return
+    path = Path(cfg.path).expanduser()
+    common = dict(seq_len=seq_len, tokens=tokens, allow_repeat=cfg.allow_repeat, name=cfg.path)
+    if cfg.name == "bytes":
+        if not path.exists():
+            raise DataError(f"data.path={cfg.path} does not exist.")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        total = sum(os.path.getsize(f) for f in files)
+        if total == 0:
+            raise DataError(f"data.path={cfg.path} holds no bytes: the corpus is empty.")
+        n_val = max(round(cfg.val_fraction * total), 1)
+        corpus_windows(total - n_val, n_val, **common)
+        return
+    sizes = [_token_count(file, cfg.dtype) for file in _token_files(cfg, path)]
+    corpus_windows(sizes[0], sizes[1], **common)
+
+
+def _token_files(cfg: DataConfig, path: Path) -> list[Path]:
+    """train.bin and val.bin of a nanoGPT-layout folder."""
+    if not path.exists():
+        raise DataError(f"data.path={cfg.path} does not exist.")
+    files = [path / f"{split}.bin" if path.is_dir() else None for split in ("train", "val")]
+    for split, file in zip(("train", "val"), files):
+        if file is None or not file.is_file():
+            raise DataError(f"data.path={cfg.path} must be a folder holding train.bin and val.bin (nanoGPT layout); "
+                            f"{split}.bin is missing.")
+    return files
+
+
+def _token_count(file: Path, dtype: str) -> int:
+    itemsize = np.dtype(dtype).itemsize
+    size = os.path.getsize(file)
+    if size == 0:
+        raise DataError(f"data.path: {file} is empty.")
+    if size % itemsize:
+        raise DataError(f"data.path: {file} has {size} bytes, not a whole number of data.dtype={dtype} tokens.")
+    return size // itemsize
+
+
 def _read_bytes(path: Path) -> np.ndarray:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return np.frombuffer(b"".join(p.read_bytes() for p in files), dtype=np.uint8)
@@ -141,12 +194,7 @@ def _check_vocab(arr: np.ndarray, *, vocab_size: int, name: str) -> None:
 
 
 def _memmap(file: Path, dtype: str) -> np.ndarray:
-    itemsize = np.dtype(dtype).itemsize
-    size = os.path.getsize(file)
-    if size == 0:
-        raise DataError(f"data.path: {file} is empty.")
-    if size % itemsize:
-        raise DataError(f"data.path: {file} has {size} bytes, not a whole number of data.dtype={dtype} tokens.")
+    _token_count(file, dtype)
     return np.memmap(file, dtype=dtype, mode="r")
 
 
@@ -168,12 +216,8 @@ def build_source(cfg: DataConfig, *, seq_len: int, seed: int, tokens: int, eval_
         n_val_bytes = max(round(cfg.val_fraction * len(corpus)), 1)
         # The held-out split is a contiguous tail, so no training window overlaps it.
         return CorpusSource(corpus[:-n_val_bytes], corpus[-n_val_bytes:], **common)
-    files = {split: (path / f"{split}.bin" if path.is_dir() else None) for split in ("train", "val")}
-    for split, file in files.items():
-        if file is None or not file.is_file():
-            raise DataError(f"data.path={cfg.path} must be a folder holding train.bin and val.bin (nanoGPT layout); "
-                            f"{split}.bin is missing.")
-    train, val = _memmap(files["train"], cfg.dtype), _memmap(files["val"], cfg.dtype)
-    _check_vocab(train, vocab_size=cfg.vocab_size, name=str(files["train"]))
-    _check_vocab(val, vocab_size=cfg.vocab_size, name=str(files["val"]))
+    train_file, val_file = _token_files(cfg, path)
+    train, val = _memmap(train_file, cfg.dtype), _memmap(val_file, cfg.dtype)
+    _check_vocab(train, vocab_size=cfg.vocab_size, name=str(train_file))
+    _check_vocab(val, vocab_size=cfg.vocab_size, name=str(val_file))
     return CorpusSource(train, val, **common)

@@ -98,22 +98,39 @@ def _config_seed(config: dict[str, Any]) -> list[int]:
     return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
 
 
-def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
-          threads: int = 1) -> dict[str, Any]:
-    """A trial of the surrogate (same contract as `trainers.gpt.train`); returns a TrialResult dict."""
-    start = time.perf_counter()
+def _law(config: dict[str, Any]) -> SurrogateLaw:
+    """The trial's law and knobs from `trainer.surrogate`; ValueError (one sentence) for a bad knob."""
     known = {f.name for f in dataclasses.fields(SurrogateLaw)}
     knobs = dict(TrainerConfig(**config.get("trainer", {})).surrogate)
     unknown = sorted(set(knobs) - known)
     if unknown:
         raise ValueError(f"trainer.surrogate has unknown keys {unknown}: allowed are {sorted(known)}.")
-    law = SurrogateLaw(**knobs)
-    model = ModelConfig(**config["model"])
-    vocab = DataConfig(**config["data"]).vocab_size
-    n = count_params(model, vocab_size=vocab).total
+    return SurrogateLaw(**knobs)
+
+
+def _tokens(config: dict[str, Any]) -> int:
     tokens = int(config["tokens"])
     if tokens < 1:
         raise ValueError(f"tokens={tokens} is invalid: a trial needs at least one token.")
+    return tokens
+
+
+def validate(config: dict[str, Any]) -> None:
+    """The pre-flight hook of the trainer contract (trainers/api.py): the `trainer.surrogate` knobs and the
+    token count, checked in the driver without training."""
+    _law(config)
+    _tokens(config)
+
+
+def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
+          threads: int = 1) -> dict[str, Any]:
+    """A trial of the surrogate (same contract as `trainers.gpt.train`); returns a TrialResult dict."""
+    start = time.perf_counter()
+    law = _law(config)
+    model = ModelConfig(**config["model"])
+    vocab = DataConfig(**config["data"]).vocab_size
+    n = count_params(model, vocab_size=vocab).total
+    tokens = _tokens(config)
     fpt = train_flops_per_token(model, vocab_size=vocab)
     rng = np.random.default_rng(_config_seed(config))
     fails, diverges = rng.random() < law.fail_prob, rng.random() < law.diverge_prob

@@ -102,3 +102,37 @@ def test_bytes_need_vocab_256_and_a_path():
         DataConfig(name="bytes", path="x", vocab_size=100)
     with pytest.raises(ValueError, match="data.path is required"):
         DataConfig(name="tokens")
+
+
+@pytest.mark.parametrize("kind", ["bytes", "tokens"])
+def test_the_size_only_check_agrees_with_building_the_source(tmp_path, kind):
+    # The pre-flight's check_data reads file sizes only; it must reject exactly what build_source rejects,
+    # with the same sentence, and accept exactly what it accepts.
+    from trainers.data import check_data
+
+    seq_len, cases = 8, 0
+    for n in (0, 5, 9, 17, 18, 40, 100, 400):
+        for tokens in (8, 64, 256):
+            for allow_repeat in (False, True):
+                folder = tmp_path / f"{kind}-{n}-{tokens}-{allow_repeat}"
+                folder.mkdir()
+                if kind == "bytes":
+                    (folder / "a.txt").write_bytes(bytes(i % 256 for i in range(n)))
+                    cfg = DataConfig(name="bytes", path=str(folder / "a.txt"), allow_repeat=allow_repeat,
+                                     val_fraction=0.1)
+                else:
+                    _write_tokens(folder, np.arange(n) % 50, np.arange(max(n // 4, 1)) % 50)
+                    cfg = DataConfig(name="tokens", path=str(folder), vocab_size=64, allow_repeat=allow_repeat)
+                try:
+                    build_source(cfg, seq_len=seq_len, seed=0, tokens=tokens, eval_tokens=16)
+                    built = None
+                except DataError as err:
+                    built = str(err)
+                try:
+                    check_data(cfg, seq_len=seq_len, tokens=tokens)
+                    checked = None
+                except DataError as err:
+                    checked = str(err)
+                assert checked == built, (n, tokens, allow_repeat)
+                cases += built is not None
+    assert 0 < cases < 48  # both outcomes occur
