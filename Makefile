@@ -5,37 +5,46 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup setup-browser demo test test-fast bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
-	@# Debian's chromium for the report's headless-browser test (skipped when it cannot be installed).
+	touch $@
+
+# Debian's chromium for the report's headless-browser test (skipped when it cannot be installed); the demo
+# does not need it.
+$(BIN)/.browser: $(BIN)/.installed
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "chromium not installed: the browser test will be skipped"
 	touch $@
 
 setup: $(BIN)/.installed
 
+setup-browser: $(BIN)/.browser
+
 demo: setup
 	$(BIN)/python -m orchestrator sweep=cpu_small
 
-test: setup
+test: setup setup-browser
 	$(BIN)/python -m pytest -q tests
 
-test-fast: setup
+test-fast: setup setup-browser
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: setup
 	$(BIN)/python benchmarks/fit_speed.py
+	$(BIN)/python benchmarks/fit_memory.py
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/scheduling_overhead.py
 	$(BIN)/python benchmarks/report_speed.py
 	$(BIN)/python benchmarks/lr_search.py
 	$(BIN)/python benchmarks/adaptive_isoflop.py
+	$(BIN)/python benchmarks/plan_scale.py
+	$(BIN)/python benchmarks/cpu_rules.py
 	$(BIN)/python benchmarks/scale.py
 
 clean:
-	rm -rf reports outputs mlruns mlflow.db mlflow.db-* checkpoints
+	rm -rf reports outputs mlruns mlflow.db mlflow.db-* checkpoints optuna.journal

@@ -56,28 +56,35 @@ def matmul_peak(dtype: torch.dtype, *, device: str, n: int, seconds: float) -> f
 
 
 def trainer_throughput(n_layer: int, d_model: int, *, seq_len: int, batch_tokens: int, steps: int, warmup: int,
-                       device: str, threads: int, dtype: str, compile: bool) -> dict:
-    """Run the trainer for `steps` optimizer steps; median throughput of the steps after `warmup`."""
+                       device: str, threads: int, dtype: str, compile: bool, data: dict | None = None,
+                       trainer: dict | None = None) -> dict:
+    """Run the trainer for `steps` optimizer steps; median throughput of the steps after `warmup`.
+    `data` is the trial's data section (default: the synthetic language); `trainer` adds trainer keys."""
     model = {"n_layer": n_layer, "d_model": d_model, "n_head": max(d_model // 64, 1), "seq_len": seq_len}
+    data = data or {}
     config = {
         "model": model,
-        "data": {},
+        "data": data,
         "trainer": {"batch_tokens": batch_tokens, "eval_tokens": seq_len, "eval_interval_tokens": 1 << 62,
-                    "dtype": dtype, "compile": compile},
+                    "dtype": dtype, "compile": compile, **(trainer or {})},
         "tokens": batch_tokens * steps,
         "seed": 0,
     }
     reports: list[dict] = []
     result = train(config, reports.append, device=device, threads=threads)
+    if result["status"] != "finished":
+        raise RuntimeError(f"L={n_layer} d={d_model} ended {result['status']}: {result['reason']}")
     timed = [r for r in reports if r["step"] > warmup]
     assert len(timed) == steps - warmup, "the trainer reports every step of a run this short"
     return {
         "n_layer": n_layer, "d_model": d_model, "seq_len": seq_len, "batch_tokens": batch_tokens,
-        "n_params": count_params(ModelConfig(**model), vocab_size=256).total,
+        "n_params": count_params(ModelConfig(**model), vocab_size=data.get("vocab_size", 256)).total,
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed),
         "flops_per_s": statistics.median(r["flops_per_s"] for r in timed),
         "best_flops_per_s": max(r["flops_per_s"] for r in timed),
-        "device": result["device"], "dtype": result["dtype"],
+        "device": result["device"], "dtype": result["dtype"], "compile": compile, "status": result["status"],
+        "peak_flops_source": result["extra"].get("peak_flops_source"), "gpu_name": result["extra"].get("gpu_name"),
+        "max_memory_gb": result["extra"].get("gpu_max_memory_allocated_gb"),
     }
 
 

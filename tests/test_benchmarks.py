@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
     ("scale.py", "read back into pandas: 100 rows (100 finished)"),
     ("lr_search.py", "pruning saves"),
     ("adaptive_isoflop.py", "adaptive uses"),
+    ("plan_scale.py", "rows not shown: showing the first 30 and last 30 of 20040 trials"),
+    ("fit_memory.py", "floor: 1,000 runs in under 2 GB: ok"),
 ])
 def test_benchmark_smoke_mode(tmp_path, script, expected):
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -12,12 +12,17 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
   `orchestrator/accounting.py`), train_loss, lr, tokens_per_s, flops_per_s, mfu, and on evaluation
   steps eval_loss, eval_loss_se;
 - divergence (a non-finite loss, or one above `trainer.spike_factor` x its running minimum) and
-  out-of-memory end the trial as results (`diverged`, `oom`) with the reason;
+  out-of-memory end the trial as results (`diverged`, `oom`) with the reason; out of memory is a
+  result wherever it strikes (building the model, a step, the optimizer's state, evaluation), so a
+  size that cannot fit is recorded as `oom` and not retried as a crash;
 - checkpoints to `run_dir` every `trainer.checkpoint_interval_tokens`; a restarted trial resumes there
   and reaches the same final loss as an uninterrupted one (the data stream is indexed by sequence, and
   init and data order are functions of the seed);
-- CPU by default with `threads` intra-op threads; CUDA with bf16 autocast and optional torch.compile;
-  the device, precision and MFU peak used are recorded in the result.
+- CPU by default with `threads` intra-op threads; CUDA with bf16 autocast and optional torch.compile
+  (its cache is inductor's: set TORCHINDUCTOR_CACHE_DIR to keep it somewhere shared); on CUDA the
+  model is built on the GPU (no host-side initialisation of a large model) and batches are staged in
+  pinned memory by the loader thread; the device, precision, MFU peak and (on CUDA) the GPU's
+  physical index, memory share and peak memory used are recorded in the result.
 
 D, `trainer.batch_tokens` and `trainer.micro_batch_tokens` must be multiples of `model.seq_len`: a
 training sequence is seq_len tokens (inputs x_0..x_{T-1}, targets x_1..x_T).
@@ -46,8 +51,6 @@ __all__ = ["GPT", "train"]
 
 LOG_POINTS = 100
 """About this many train-loss reports per trial (plus one per evaluation)."""
-DEFAULT_EVALS = 10
-"""eval_interval_tokens = 0 means this many evaluations per trial, the last at D."""
 
 
 @dataclasses.dataclass
@@ -104,8 +107,9 @@ class GPTTrial:
         self.source: Source = build_source(self.data_cfg, seq_len=self.seq_len, seed=self.seed, tokens=self.total,
                                            eval_tokens=self.cfg.eval_tokens)
         vocab = self.data_cfg.vocab_size
-        torch.manual_seed(self.seed)
-        self.model = GPT(self.model_cfg, vocab_size=vocab).to(self.rt.device)
+        torch.manual_seed(self.seed)  # seeds the CUDA generators too
+        with self.rt.device:  # parameters are allocated and initialised where they will train
+            self.model = GPT(self.model_cfg, vocab_size=vocab)
         self.params = count_params(self.model_cfg, vocab_size=vocab)
         assert self.model.n_params() == self.params.total, "model and accounting disagree"
         self.flops_per_token = train_flops_per_token(self.model_cfg, vocab_size=vocab)
@@ -119,7 +123,7 @@ class GPTTrial:
             min_ratio=self.cfg.min_lr_ratio, decay_fraction=self.cfg.decay_fraction,
         )
         self.batch_seqs = self.cfg.batch_tokens // self.seq_len
-        self.eval_interval = self.cfg.eval_interval_tokens or max(self.total // DEFAULT_EVALS, 1)
+        self.eval_interval = self.cfg.eval_interval_tokens or max(self.total // self.cfg.evals_per_run, 1)
         self.log_every = max(math.ceil(self.total / self.cfg.batch_tokens) // LOG_POINTS, 1)
         self.c = Counters(micro_seqs=(self.cfg.micro_batch_tokens or self.cfg.batch_tokens) // self.seq_len)
         self.resumed_from = 0
@@ -260,6 +264,12 @@ class GPTTrial:
                 eval_loss, eval_se = self.evaluate()
         except Stop as stop:
             return self._result(stop.status, start, train_s, reason=stop.reason)
+        except Exception as err:
+            if not devices.is_oom(err):
+                raise
+            # Outside the forward/backward pass (the optimizer's first step allocates its state): the
+            # micro-batch cannot help, the trial does not fit.
+            return self._result(OOM, start, train_s, reason=f"out of memory: {_first_line(err)}")
         finally:
             loader.shutdown(cancel_futures=True)
         return self._result(FINISHED, start, train_s, eval_loss=eval_loss, eval_se=eval_se)
@@ -284,8 +294,10 @@ class GPTTrial:
             "peak_flops_source": self.rt.peak_source, "tokens_per_s": tokens_per_s,
             "mfu": tokens_per_s * self.flops_per_token / self.rt.peak_flops,
             "micro_batch_tokens": self.c.micro_seqs * self.seq_len, "resumed_from_tokens": self.resumed_from,
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, **self.rt.gpu_numbers(),
         }
+        if self.rt.device.type == "cuda":
+            extra["gpu_name"] = self.rt.name
         last = self.c.last_loss
         return TrialResult(
             status=status, final_train_loss=last if last is not None and math.isfinite(last) else None,
@@ -300,4 +312,12 @@ class GPTTrial:
 def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
           threads: int = 1) -> dict[str, Any]:
     """Train one GPT trial (see the module docstring); returns a TrialResult as a dict."""
-    return dataclasses.asdict(GPTTrial(config, report, run_dir=run_dir, device=device, threads=threads).run())
+    try:
+        trial = GPTTrial(config, report, run_dir=run_dir, device=device, threads=threads)
+    except Exception as err:
+        if not devices.is_oom(err):
+            raise
+        # The model (or its data) cannot even be allocated: the same result as an OOM in a step.
+        return dataclasses.asdict(TrialResult(status=OOM, reason=f"out of memory building the trial: "
+                                                                 f"{_first_line(err)}", device=device))
+    return dataclasses.asdict(trial.run())

@@ -47,3 +47,34 @@ def test_out_of_memory_is_recognised_in_its_forms():
     assert device.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"))
     assert device.is_oom(MemoryError())
     assert not device.is_oom(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize("name, bf16", [
+    ("NVIDIA H100 80GB HBM3", 989e12),  # SXM5
+    ("NVIDIA H100 PCIe", 756e12),
+    ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12),
+    ("NVIDIA H200 NVL", 835e12),
+    ("NVIDIA A100-SXM4-80GB", 312e12),
+    ("NVIDIA A100 80GB PCIe", 312e12),
+    ("NVIDIA L40S", 362e12),
+    ("NVIDIA L40", 181e12),
+    ("NVIDIA L4", 121e12),
+])
+def test_datasheet_peaks_are_dense_and_match_the_most_specific_name(name, bf16):
+    assert device.datasheet_peak(name, "bf16")[0] == bf16
+    assert device.datasheet_peak(name, "fp32")[0] == bf16 / 2  # TF32
+    peak, source = device.datasheet_peak("Some Future GPU", "bf16")
+    assert peak == device.UNKNOWN_GPU_PEAK and "unknown GPU" in source
+
+
+def test_gpu_memory_share_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(device.GPU_MEMORY_FRACTION_ENV, raising=False)
+    assert device.memory_fraction() == 1.0
+    monkeypatch.setenv(device.GPU_MEMORY_FRACTION_ENV, "0.25")
+    assert device.memory_fraction() == 0.25
+    for bad in ("0", "1.5", "quarter"):
+        monkeypatch.setenv(device.GPU_MEMORY_FRACTION_ENV, bad)
+        with pytest.raises(ValueError, match="ORCH_GPU_MEMORY_FRACTION"):
+            device.memory_fraction()
+    assert device.is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)"))

@@ -136,6 +136,24 @@ def test_out_of_memory_halves_the_micro_batch_then_reports_oom(monkeypatch, tiny
     assert result["status"] == OOM and "can't allocate memory" in result["reason"]
 
 
+def test_out_of_memory_outside_the_step_is_an_oom_result_too(monkeypatch, tiny_config):
+    # A size that cannot fit fails where its memory is first needed: the optimizer's state (first
+    # step) or building the model. Either way it is a result, not a crash to retry.
+    def no_room_for_state(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", no_room_for_state)
+        result = train(tiny_config(), lambda m: None, threads=1)
+    assert result["status"] == OOM and result["reason"].startswith("out of memory: CUDA out of memory")
+    assert result["steps"] == 0 and result["extra"]["n_params"] > 0
+
+    def no_room_for_weights(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 16777216 bytes")
+    monkeypatch.setattr("trainers.gpt.GPT", no_room_for_weights)
+    result = train(tiny_config(), lambda m: None, threads=1)
+    assert result["status"] == OOM and "building the trial" in result["reason"] and result["steps"] == 0
+
+
 def test_other_errors_are_raised_not_swallowed(monkeypatch, tiny_config):
     def broken(self, idx, targets):
         raise RuntimeError("shape mismatch")
