@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/adaptive_isoflop.py
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/cpu_rules.py
+	$(BIN)/python benchmarks/forks.py
 	$(BIN)/python benchmarks/scale.py
 
 clean:

@@ -1,7 +1,7 @@
 """Adaptive IsoFLOP placement vs a fixed 8-size IsoFLOP grid, side by side, on the surrogate trainer
 (whose N_opt per budget is known: the minimum of its noiseless law along the IsoFLOP curve, see true_n_opt).
 
-  fixed     sweep=isoflop_adaptive_tiny sweep.adaptive=false, 8 sizes per budget over a span of 16;
+  fixed     sweep=isoflop_adaptive_tiny adaptive.enabled=false, 8 sizes per budget over a span of 16;
   adaptive  sweep=isoflop_adaptive_tiny: a first wave of 3 sizes (span 4), then sizes where they inform N_opt.
 Prints the largest relative N_opt error over the budgets and the FLOPs of each. Target: adaptive at
 least as accurate with <= 50% of the fixed grid's FLOPs.
@@ -31,8 +31,8 @@ from orchestrator.fitting.isoflop import fit_parabola  # noqa: E402
 from orchestrator.planner import plan  # noqa: E402
 from orchestrator.runs import runs_table  # noqa: E402
 from orchestrator.tracking import open_store  # noqa: E402
-from trainers.config import DataConfig, ModelConfig, TrainerConfig  # noqa: E402
-from trainers.surrogate import SurrogateLaw  # noqa: E402
+from trainers.config import DataConfig, ModelConfig, SurrogateConfig, TrainerConfig  # noqa: E402
+from trainers.surrogate import law_loss  # noqa: E402
 
 
 def cli(*args: str, cwd: Path) -> str:
@@ -63,8 +63,8 @@ def true_n_opt(budget: float) -> float:
     fpt = np.array([t.cost.flops_per_token for t in trials], float)
     trend = np.polyfit(np.log(n), np.log(fpt), 2)
     grid = np.exp(np.linspace(np.log(n.min()), np.log(n.max()), 20_000))
-    law = SurrogateLaw()
-    losses = np.array([law.loss(x, budget / math.exp(np.polyval(trend, math.log(x)))) for x in grid])
+    law = SurrogateConfig()
+    losses = np.array([law_loss(law, x, budget / math.exp(np.polyval(trend, math.log(x)))) for x in grid])
     return float(grid[np.argmin(losses)])
 
 
@@ -83,7 +83,7 @@ def main() -> None:
     truth = {b: true_n_opt(b) for b in budgets}
 
     fixed_dir = Path(tempfile.mkdtemp(prefix="iso-fixed-"))
-    cli("sweep=isoflop_adaptive_tiny", "sweep.adaptive=false", "sweep.name=fixed8", "sweep.sizes_per_budget=8",
+    cli("sweep=isoflop_adaptive_tiny", "adaptive.enabled=false", "sweep.name=fixed8", "sweep.sizes_per_budget=8",
         "sweep.span=16", *common, cwd=fixed_dir)
     runs = finished(fixed_dir, "fixed8")
     fixed_err, fixed_flops = 0.0, float(runs["C_exact"].sum())

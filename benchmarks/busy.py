@@ -1,4 +1,4 @@
-"""A plug-in trainer that keeps one CPU busy for `trainer.surrogate.busy_s` seconds (benchmarks only)."""
+"""A plug-in trainer that keeps one CPU busy for `trainer.options.busy_s` seconds (benchmarks only)."""
 
 import time
 
@@ -12,7 +12,7 @@ def busy(seconds: float) -> float:
 
 
 def train(config, report, *, run_dir=None, device="cpu", threads=1):
-    spent = busy(float(config["trainer"]["surrogate"].get("busy_s", 0.5)))
+    spent = busy(float(config["trainer"].get("options", {}).get("busy_s", 0.5)))
     report({"step": 1, "tokens": config["tokens"], "train_loss": 1.0})
     return {"status": "finished", "final_train_loss": 1.0, "final_eval_loss": 1.0, "tokens": config["tokens"],
             "steps": 1, "wall_s": spent}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.accounting import train_flops_per_token  # noqa: E402
+from trainers.accounting import train_flops_per_token  # noqa: E402
 from orchestrator.planner import resolve_shape  # noqa: E402
 from trainers.config import DataConfig, ModelConfig  # noqa: E402
 

@@ -28,7 +28,7 @@ inside one time budget (`--budget-s`, default 420 s) that shortens steps rather 
      backward pass raises CUDA's OutOfMemoryError, the trainer halves its micro-batch down to one
      sequence (trainers/gpt.py), then ends the trial as `oom`.
    - CPU: a trial's memory share is an address-space limit (RLIMIT_AS) set by a thin wrapper around
-     the same trainer (`benchmarks/memory_limited.py`: `trainer.surrogate.memory_limit_mb` MiB above
+     the same trainer (`benchmarks/memory_limited.py`: `trainer.options.memory_limit_mb` MiB above
      what the worker already maps, restored afterwards since CPU workers are reused). The big model's
      weights take 1.5 times the limit, so allocating them fails inside torch's CPU allocator with its
      real "can't allocate memory" error, which the trainer records as `oom` (trainers/gpt.py, through
@@ -489,7 +489,7 @@ def oom_design(ctx: Context) -> dict[str, Any]:
         small = {"n_layer": 2, "d_model": 128, "n_head": 2, "tokens": 102400}
         return {"trials": [{**big, "seed": 0}] + [{**small, "seed": s} for s in range(1, n_small + 1)],
                 "seq_len": 256, "batch_tokens": 1024, "eval_tokens": 1024, "target": "trainers.gpt:train",
-                "surrogate": {}, "limit": {"kind": f"GPU memory share ({GPU_FRACTION} of the GPU)", "bytes": share}}
+                "options": {}, "limit": {"kind": f"GPU memory share ({GPU_FRACTION} of the GPU)", "bytes": share}}
     # On the CPU the weights alone exceed the limit: the failing allocation is then always a parameter
     # in torch's allocator. Were the weights to fit, the first allocation past the limit could fall
     # inside oneDNN, whose error ("could not create a primitive") does not say that memory ran out.
@@ -499,7 +499,7 @@ def oom_design(ctx: Context) -> dict[str, Any]:
     small = {"n_layer": 1, "d_model": 32, "n_head": 2, "tokens": 4096}
     return {"trials": [{**big, "seed": 0}] + [{**small, "seed": s} for s in (1, 2)], "seq_len": 32,
             "batch_tokens": 128, "eval_tokens": 256, "target": "memory_limited:train",
-            "surrogate": {"memory_limit_mb": limit_mb},
+            "options": {"memory_limit_mb": limit_mb},
             "limit": {"kind": "RLIMIT_AS above the worker's mapped size", "bytes": limit_mb * 2**20}}
 
 
@@ -508,7 +508,7 @@ def oom_args(ctx: Context, design: dict[str, Any]) -> list[str]:
     trials = ",".join("{" + ",".join(f"{k}:{v}" for k, v in t.items()) + "}" for t in design["trials"])
     args = [f"model.seq_len={design['seq_len']}", f"trainer.batch_tokens={design['batch_tokens']}",
             f"trainer.eval_tokens={design['eval_tokens']}", f"trainer.target={design['target']}",
-            *(f"+trainer.surrogate.{k}={v}" for k, v in design["surrogate"].items())]
+            *(f"+trainer.options.{k}={v}" for k, v in design["options"].items())]
     args += ([f"cluster.gpus_per_trial={GPU_FRACTION}", "cluster.cpus_per_trial=2"] if ctx.cuda else
              ["cluster.num_cpus=2", "cluster.cpus_per_trial=1"])
     return ["sweep=list_example", f"sweep.name={OOM_EXPERIMENT}", f"sweep.trials=[{trials}]",
@@ -536,7 +536,7 @@ def run_direct(ctx: Context, design: dict[str, Any], *, timeout: float) -> list[
     for i, trial in enumerate(design["trials"]):
         config = {"model": {k: trial[k] for k in ("n_layer", "d_model", "n_head")} | {"seq_len": design["seq_len"]},
                   "data": {}, "trainer": {"batch_tokens": design["batch_tokens"], "eval_tokens": design["eval_tokens"],
-                                          "surrogate": design["surrogate"]},
+                                          "options": design["options"]},
                   "tokens": int(trial["tokens"]), "seed": trial["seed"]}
         (folder / f"trial{i}.json").write_text(json.dumps(config))
         log = open(folder / f"trial{i}.log", "w")  # noqa: SIM115  (closed when the process ends)

@@ -1,6 +1,6 @@
 """A plug-in trainer: the GPT trainer under a per-trial memory limit on the CPU (benchmarks only).
 
-`trainer.surrogate.memory_limit_mb` MiB of address space above what the worker process already maps
+`trainer.options.memory_limit_mb` MiB of address space above what the worker process already maps
 (RLIMIT_AS): an allocation that crosses it fails inside torch's CPU allocator with its real "can't
 allocate memory" error, so a model too big for the limit ends as `oom` through the trainer's own
 out-of-memory path (`gpu_check.py` step 3). The previous limit is restored afterwards, since Ray
@@ -27,7 +27,7 @@ def train(config: dict[str, Any], report, *, run_dir: str | None = None, device:
           threads: int = 1) -> dict[str, Any]:
     from trainers.gpt import train as gpt_train  # noqa: PLC0415
 
-    limit_mb = float((config["trainer"].get("surrogate") or {}).get("memory_limit_mb", 0))
+    limit_mb = float(config["trainer"].get("options", {}).get("memory_limit_mb", 0))
     if device != "cpu" or limit_mb <= 0:
         return gpt_train(config, report, run_dir=run_dir, device=device, threads=threads)
     previous = resource.getrlimit(resource.RLIMIT_AS)

@@ -35,7 +35,7 @@ def ours(n: int, busy_s: float, slots: int, workdir: Path) -> float:
     trials_spec = [{"n_layer": 1, "d_model": 16, "n_head": 1, "tokens": 16384, "seed": i} for i in range(n)]
     config = Config(action="run", sweep=SweepConfig(name="sched", kind="list", trials=trials_spec),
                     model=ModelConfig(seq_len=64), data=DataConfig(),
-                    trainer=TrainerConfig(target="busy:train", batch_tokens=1024, surrogate={"busy_s": busy_s}),
+                    trainer=TrainerConfig(target="busy:train", batch_tokens=1024, options={"busy_s": busy_s}),
                     cluster=ClusterConfig(cpus_per_trial=1, num_cpus=slots))
     trials = plan(config.sweep, model=config.model, trainer=config.trainer, datasets={"synthetic": config.data})
     os.chdir(workdir)
@@ -44,7 +44,7 @@ def ours(n: int, busy_s: float, slots: int, workdir: Path) -> float:
     display = Display(SweepProgress(sweep="sched", total=n, planned_flops=1.0), live=False)
     loop = TrialLoop(config, tracker=tracker, parent=parent, display=display)
     # Ray start excluded: every slot's worker process is started and has imported the trainer.
-    ray.get([loop.task.remote({"trainer": {"surrogate": {"busy_s": 0.2}}, "tokens": 1}, key=("warm", i),
+    ray.get([loop.task.remote({"trainer": {"options": {"busy_s": 0.2}}, "tokens": 1}, key=("warm", i),
                               target="busy:train", queue=loop.queue, run_dir=None, threads=1, device="cpu")
              for i in range(slots)])
     loop.queue.get_nowait_batch(loop.queue.size())

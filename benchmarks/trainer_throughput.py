@@ -7,7 +7,7 @@
 In one process, on one machine: (1) the dense matmul peak in fp32 and bf16 (best of repeated square
 matmuls, 2 n^3 FLOPs each), (2) the trainer's tokens/s and model FLOP/s for several model sizes,
 running the real `trainers.gpt.train` on the synthetic language and reading the per-step numbers it
-reports. Model FLOPs are the exact training count of `orchestrator/accounting.py` (Chinchilla App. F:
+reports. Model FLOPs are the exact training count of `trainers/accounting.py` (Chinchilla App. F:
 attention scores at the full context, backward = 2 x forward), so MFU = achieved / measured peak
 follows PaLM's definition (Chowdhery et al. 2022, App. B). The first steps (allocation, warm caches)
 are dropped and the median of the rest is reported, since a shared machine makes single steps noisy.
@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from orchestrator.accounting import count_params  # noqa: E402
+from trainers.accounting import count_params  # noqa: E402
 from trainers.config import ModelConfig  # noqa: E402
 from trainers.gpt import train  # noqa: E402
 

@@ -12,8 +12,7 @@ import difflib
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass, is_dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, is_dataclass
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -22,26 +21,31 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from orchestrator.conf_dirs import ConfigDirs, builtin_conf_dir, parse_searchpath
 from orchestrator.config import GROUP_SCHEMAS, Config
 from orchestrator.errors import EXIT_FAILURE, EXIT_USAGE, RunFailure, UsageError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = builtin_conf_dir()
+"""Our conf/: the wheel's package data or the source tree's (orchestrator/conf_dirs.py)."""
 
 USAGE = """\
-usage: python -m orchestrator [GROUP=OPTION ...] [KEY=VALUE ...] [--cfg job|all] [--help]
+usage: python -m orchestrator [GROUP=OPTION ...] [KEY=VALUE ...] [--config-dir DIR] [--cfg job|all] [--help]
+       (the `orchestrator` command is the same)
 
 actions (action=...):
   run      plan the sweep and run every pending trial (default)
   plan     print the plan (trials, cost, status); runs and writes nothing
   fit      fit scaling laws to a sweep's runs (or fit.runs_csv=PATH)
   report   write the frontier report
+  prepare  tokenize a folder of text, JSONL or Parquet files for data=tokens (prepare.input=DIR prepare.output=DIR)
 
-groups:
+groups (* marks yours, from --config-dir DIR or hydra.searchpath=[DIR]):
 {groups}
 examples:
   python -m orchestrator sweep=cpu_small action=plan
   python -m orchestrator sweep=tiny sweep.budgets=[1e10,3e10] model.head_dim=8
   python -m orchestrator sweep=tiny --cfg job
+  python -m orchestrator --config-dir conf sweep=mine model=gpt     # your conf/sweep/mine.yaml
 """
 
 
@@ -53,9 +57,9 @@ def register_schemas() -> None:
         cs.store(group=group, name=f"{group}_schema", node=schema)
 
 
-def available(group: str) -> list[str]:
-    """The options of a config group: the YAML files in conf/<group>/."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def available(group: str, dirs: ConfigDirs | None = None) -> list[str]:
+    """The options of a config group: the YAML files in conf/<group>/ and in the user's folders' <group>/."""
+    return (dirs or ConfigDirs()).options(group)
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Invocation:
     overrides: list[str]
     cfg: str | None = None
     help: bool = False
+    config_dirs: list[str] = field(default_factory=list)
+    """The user's config folders (--config-dir DIR, hydra.searchpath=[DIR, ...]), in order."""
 
 
 def parse_argv(argv: list[str]) -> Invocation:
@@ -79,19 +85,34 @@ def parse_argv(argv: list[str]) -> Invocation:
             inv.cfg = arg.split("=", 1)[1]
             if inv.cfg not in ("job", "all"):
                 raise UsageError(f"--cfg takes job or all, not {inv.cfg!r}.")
+        elif arg in ("--config-dir", "-cd"):
+            folder = next(args, None)
+            if folder is None:
+                raise UsageError(f"{arg} needs a folder: {arg} DIR.")
+            inv.config_dirs.append(folder)
+        elif arg.startswith("--config-dir="):
+            inv.config_dirs.append(arg.split("=", 1)[1])
         elif arg.startswith("-"):
-            raise UsageError(f"unknown flag {arg!r}: allowed are --cfg job|all and --help; configure with KEY=VALUE.")
+            raise UsageError(f"unknown flag {arg!r}: allowed are --config-dir DIR, --cfg job|all and --help; configure "
+                             f"with KEY=VALUE.")
+        elif _override_key(arg) == "hydra.searchpath":
+            inv.config_dirs.extend(str(p) for p in parse_searchpath(arg.partition("=")[2]))
         else:
             inv.overrides.append(arg)
     return inv
 
 
-def _check_group_choices(overrides: list[str]) -> None:
+def _check_group_choices(overrides: list[str], dirs: ConfigDirs) -> None:
     """Unknown option of a config group -> one sentence listing the available options."""
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
-        if sep and key in GROUP_SCHEMAS and value not in available(key):
-            raise UsageError(f"{key}={value} is unknown: available {key} configs are {', '.join(available(key))}.")
+        if sep and key in GROUP_SCHEMAS and value not in available(key, dirs):
+            raise UsageError(f"{key}={value} is unknown: available {key} configs are "
+                             f"{', '.join(available(key, dirs))}{_where(dirs)}.")
+
+
+def _where(dirs: ConfigDirs) -> str:
+    return f" (from {', '.join(str(d) for d in dirs.all)})" if dirs.user else " (add your own with --config-dir DIR)"
 
 
 def _override_key(override: str) -> str:
@@ -109,16 +130,16 @@ def _check_given_once(overrides: list[str]) -> None:
         seen[key] = override
 
 
-def _check_additions(overrides: list[str]) -> None:
-    """`+key=value` may only add what a schema allows: a key under a free-form mapping (such as
-    trainer.surrogate.<knob>) or a user's config group (a folder in conf/). Hydra's `+` otherwise adds any
-    key at all, so `+acton=plan` would be accepted and ignored while a full sweep runs."""
+def _check_additions(overrides: list[str], dirs: ConfigDirs) -> None:
+    """`+key=value` may only add what a schema allows: a key under a free-form mapping (such as a plug-in
+    trainer's trainer.options.<knob>) or a user's config group (a folder in conf/). Hydra's `+` otherwise adds
+    any key at all, so `+acton=plan` would be accepted and ignored while a full sweep runs."""
     schema = OmegaConf.structured(Config)
     for override in overrides:
         if not override.startswith("+"):
             continue
         key = _override_key(override)
-        if "@" in key or ("." not in key and (CONF_DIR / key).is_dir()):
+        if "@" in key or ("." not in key and dirs.is_group(key)):
             continue  # a config group (Hydra's `+group=option` / `+group@package=option`)
         node, path = schema, []
         for part in key.split("."):
@@ -134,16 +155,18 @@ def _check_additions(overrides: list[str]) -> None:
             node, path = node[part], [*path, part]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose conf/ with Hydra; composition or type errors become one-sentence UsageErrors."""
+def compose_config(overrides: list[str], dirs: ConfigDirs | None = None) -> DictConfig:
+    """Compose conf/ (and the user's config folders) with Hydra; composition or type errors become one-sentence
+    UsageErrors, the same for a user's YAML as for ours."""
+    dirs = dirs or ConfigDirs()
     _check_given_once(overrides)
-    _check_additions(overrides)
-    _check_group_choices(overrides)
+    _check_additions(overrides, dirs)
+    _check_group_choices(overrides, dirs)
     register_schemas()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
+        with initialize_config_dir(config_dir=str(dirs.builtin), version_base="1.3"):
+            return compose(config_name="config", overrides=[*overrides, *dirs.searchpath_override()])
     except MissingConfigException as err:
         raise UsageError(str(err).splitlines()[0]) from None
     except OverrideParseException as err:
@@ -151,22 +174,33 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise UsageError(f"{bad!r} is not a valid override: write KEY=VALUE, and quote values with special "
                          f"characters (KEY='a value'); see Hydra's override grammar.") from None
     except (HydraException, OmegaConfBaseException) as err:
-        raise UsageError(_explain(err)) from None
+        raise UsageError(_explain(err, dirs)) from None
 
 
-def _explain(err: BaseException) -> str:
-    """Turn Hydra/OmegaConf's multi-line errors into one sentence naming the key."""
+def _explain(err: BaseException, dirs: ConfigDirs | None = None) -> str:
+    """Turn Hydra/OmegaConf's multi-line errors into one sentence naming the key (and the YAML file it is in,
+    ours or the user's, when Hydra says which)."""
     cause: BaseException = err
-    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
-        cause = cause.__cause__
+    while not isinstance(cause, OmegaConfBaseException) and (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__  # Hydra re-raises a YAML's error as the context, not the cause
+    where = _yaml_of(str(err), dirs) if dirs is not None else ""
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None) or "?"
         msg = str(getattr(cause, "msg", cause)).splitlines()[0]
         if "not in struct" in msg or "Key '" in msg and "not" in msg:
             parent = key.rsplit(".", 1)[0] if "." in key else ""
-            return f"{key} is not a config key{_known_keys(parent)}."
-        return f"{key}: {msg.rstrip('.')}."
+            return f"{key} is not a config key{where}{_known_keys(parent)}."
+        return f"{key}{where}: {msg.rstrip('.')}."
     return str(err).splitlines()[0]
+
+
+def _yaml_of(message: str, dirs: ConfigDirs) -> str:
+    """" (in FILE)" for Hydra's "In 'group/option': ..." prefix, else ""."""
+    if not message.startswith("In '"):
+        return ""
+    name = message[4:].split("'", 1)[0]
+    files = [folder / f"{name}.yaml" for folder in dirs.all if (folder / f"{name}.yaml").is_file()]
+    return f" (in {files[0]})" if files else ""
 
 
 def _known_keys(parent: str) -> str:
@@ -188,18 +222,18 @@ def to_typed(cfg: DictConfig) -> Config:
     return config
 
 
-def data_axis(config: Config, overrides: list[str]) -> dict:
+def data_axis(config: Config, overrides: list[str], dirs: ConfigDirs | None = None) -> dict:
     """The sweep's datasets: {name: DataConfig}; the selected `data` group when the axis is empty."""
     if not config.sweep.datasets:
         return {config.data.name: config.data}
     datasets = {}
     for name in config.sweep.datasets:
-        if name not in available("data"):
+        if name not in available("data", dirs):
             raise UsageError(
                 f"sweep.datasets contains {name!r}, which is unknown: available data configs are "
-                f"{', '.join(available('data'))}."
+                f"{', '.join(available('data', dirs))}."
             )
-        cfg = compose_config([o for o in overrides if not o.startswith("data=")] + [f"data={name}"])
+        cfg = compose_config([o for o in overrides if not o.startswith("data=")] + [f"data={name}"], dirs)
         datasets[name] = to_typed(cfg).data
     return datasets
 
@@ -208,16 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         inv = parse_argv(argv)
+        dirs = ConfigDirs.of(inv.config_dirs)
         if inv.help:
-            groups = "\n".join(f"  {g:9s} {', '.join(available(g))}" for g in GROUP_SCHEMAS)
-            print(USAGE.format(groups=groups))
+            print(USAGE.format(groups=_group_lines(dirs)))
             return 0
-        cfg = compose_config(inv.overrides)
+        cfg = compose_config(inv.overrides, dirs)
         if inv.cfg:
             print(OmegaConf.to_yaml(cfg), end="")
             return 0
         config = to_typed(cfg)
-        return dispatch(config, overrides=inv.overrides)
+        return dispatch(config, overrides=inv.overrides, dirs=dirs)
     except UsageError as err:  # bad input (PlanError, TrackingError, PreflightError, FitInputError, ...)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -234,13 +268,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def dispatch(config: Config, *, overrides: list[str]) -> int:
+def _group_lines(dirs: ConfigDirs) -> str:
+    """One line per group: its options, the user's marked with *."""
+    lines = []
+    for group in GROUP_SCHEMAS:
+        mine = set(dirs.user_options(group))
+        lines.append(f"  {group:9s} " + ", ".join(o + ("*" if o in mine else "") for o in available(group, dirs)))
+    return "\n".join(lines) + ("\n  yours from: " + ", ".join(str(d) for d in dirs.user) if dirs.user else "")
+
+
+def dispatch(config: Config, *, overrides: list[str], dirs: ConfigDirs | None = None) -> int:
     from orchestrator import commands  # noqa: PLC0415  (heavy imports only once the config is valid)
+    from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        datasets = data_axis(config, overrides) if config.action in ("run", "plan") else {}
-        trials = commands.plan_trials(config, datasets=datasets) if datasets else []
+        datasets = data_axis(config, overrides, dirs) if config.action in ("run", "plan") else {}
+        trials = plan_trials(config, datasets=datasets) if datasets else []
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    return commands.ACTIONS[config.action](config, trials=trials)
+    return commands.ACTIONS[config.action](config, trials=trials, datasets=datasets)

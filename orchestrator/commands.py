@@ -11,50 +11,57 @@ from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
 from orchestrator.plan_view import format_plan
-from orchestrator.planner import Trial, plan
+from orchestrator.planner import Trial
+from trainers.api import RESULTS, Status
 from trainers.config import DataConfig
 
-
-def plan_trials(config: Config, *, datasets: dict[str, DataConfig]) -> list[Trial]:
-    """The sweep's trials; with sweep.lr_from, each at the rate the named search's power law gives."""
-    lr_law = None
-    if config.sweep.lr_from:
-        from orchestrator.search.lr_search import tuned_lr_law  # noqa: PLC0415
-
-        try:
-            lr_law = tuned_lr_law(config)
-        except ValueError as err:  # the named search has no results yet: the user's sweep.lr_from
-            raise UsageError(str(err)) from None
-    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law,
-                hparams=config.hparams)
+Datasets = dict[str, DataConfig]
 
 
 def local_cpus(config: Config) -> int:
     return config.cluster.num_cpus or os.cpu_count() or 1
 
 
-def action_plan(config: Config, *, trials: list[Trial]) -> int:
+def action_plan(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
     """Print the plan with each trial's status in the store; run nothing, write nothing."""
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.preflight import check_data  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
-    tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or config.sweep.name,
-                         timeout_s=config.tracking.timeout_s, create=False)
+    check_data(trials)  # a corpus smaller than a trial's D (without data.allow_repeat) is refused here as in a run
+    forks = fork_plan(config, trials) if config.sweep.forks else None
+    tracker = open_sweep_store(config, create=False)
     statuses = tracker.statuses() if tracker is not None else {}
     print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name,
                       statuses=statuses))
+    if forks is not None:
+        from orchestrator.forks import format_forks  # noqa: PLC0415
+
+        print(format_forks(forks))
     return 0
 
 
-def action_run(config: Config, *, trials: list[Trial]) -> int:
+def fork_plan(config: Config, trials: list[Trial]):
+    """The sweep's trunks and forks (sweep.forks=true; orchestrator/forks.py)."""
+    from orchestrator.forks import checkpoint_root, plan_forks  # noqa: PLC0415
+
+    if config.adaptive.enabled:
+        raise UsageError("sweep.forks=true and adaptive.enabled=true are both set: adaptive placement adds sizes one "
+                         "at a time, which a trunk cannot fork for; use one of them.")
+    return plan_forks(trials, root=checkpoint_root(config))
+
+
+def action_run(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:
     """Run every pending trial, then write the sweep's frontier report.
 
     kind=lr_search runs the Optuna search over the planned points instead (no frontier report);
-    sweep.adaptive=true runs the planned sizes as a first wave and places more (search/adaptive.py).
+    adaptive.enabled=true runs the planned sizes as a first wave and places more (search/adaptive.py).
     """
     from orchestrator.preflight import check_run  # noqa: PLC0415
     from orchestrator.runner import run_sweep  # noqa: PLC0415
 
     check_run(config, trials=trials)  # trainer, its options, data, CPUs: before the store is touched
+    if config.sweep.forks:
+        fork_plan(config, trials)  # a sweep that cannot fork: one sentence before anything starts
     invalid = [t for t in trials if t.invalid is not None]
     if invalid and not config.hparams.allow_invalid:
         first = invalid[0]
@@ -66,32 +73,57 @@ def action_run(config: Config, *, trials: list[Trial]) -> int:
         from orchestrator.search.lr_search import run_lr_search  # noqa: PLC0415
 
         return run_lr_search(config, points=trials)
-    if config.sweep.adaptive:
+    if config.adaptive.enabled:
         from orchestrator.search.adaptive import run_adaptive  # noqa: PLC0415
 
-        code = run_adaptive(config, first_wave=trials)
+        code = run_adaptive(config, first_wave=trials, datasets=datasets)
+    elif config.sweep.forks:
+        from orchestrator.forks import ForkSource  # noqa: PLC0415
+        from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
+
+        reader = open_sweep_store(config, create=False)
+        done = {t for t, s in (reader.statuses() if reader is not None else {}).items()
+                if s in RESULTS and not (config.cluster.retry_results and s in (Status.DIVERGED, Status.OOM))}
+        code = run_sweep(config, trials=trials, source=ForkSource(fork_plan(config, trials), done_ids=done))
     else:
         code = run_sweep(config, trials=trials)
     if code in (0, 1):  # finished, possibly with failed trials: report what there is
         try:
-            action_report(config, trials=trials)
+            action_report(config, trials=trials, datasets=datasets)
         except (UsageError, RunFailure) as err:  # too few runs to fit, a failed fit: the sweep itself ran
             print(f"report skipped: {err}")
+        print_runs_url(config)
     return code
+
+
+def print_runs_url(config: Config) -> None:
+    """The last line of a sweep: where its runs table is in the MLflow UI."""
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
+
+    tracker = open_sweep_store(config, create=False)
+    if tracker is not None and tracker.experiment_id is not None:
+        print(f"runs: {tracker.runs_url()}")
+
+
+def action_prepare(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
+    """Tokenize prepare.input into prepare.output for data=tokens (orchestrator/prepare)."""
+    from orchestrator.prepare.run import prepare, summary  # noqa: PLC0415
+
+    print(summary(prepare(config.prepare)))
+    return 0
 
 
 def sweep_runs(config: Config):
     """(tracker, runs table, per-step curves of the finished runs) of the sweep, read from MLflow."""
     from orchestrator.runs import curves_table, runs_table  # noqa: PLC0415
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
-    experiment = config.tracking.experiment or config.sweep.name
-    tracker = open_store(config.tracking.uri, experiment=experiment, timeout_s=config.tracking.timeout_s, create=False)
+    tracker = open_sweep_store(config, create=False)
     if tracker is None or tracker.experiment_id is None:
         raise UsageError(f"sweep={config.sweep.name} has no runs in the tracking store yet: run the sweep first, "
                          f"or fit a CSV with fit.runs_csv=PATH.")
     runs = runs_table(tracker)
-    finished = runs[runs["status"] == "finished"]
+    finished = runs[runs["status"] == Status.FINISHED]
     return tracker, runs, curves_table(tracker, list(finished["run_id"]))
 
 
@@ -127,7 +159,7 @@ def _fit(options, **kw):
         raise RunFailure(f"the fit failed: {err}") from None
 
 
-def action_fit(config: Config, *, trials: list[Trial]) -> int:
+def action_fit(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
     """Fit scaling laws; print the summary; write fit.json (and log it to the sweep's parent run)."""
     from orchestrator.fitting.run import format_summary  # noqa: PLC0415
 
@@ -136,7 +168,7 @@ def action_fit(config: Config, *, trials: list[Trial]) -> int:
     return _exit(report)
 
 
-def action_report(config: Config, *, trials: list[Trial]) -> int:
+def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
     """Fit, then write reports/<name>/ (index.html, report.md, frontier.csv, runs.csv, fit.json, PNGs);
     for a sweep, log the same files to its newest parent run."""
     from orchestrator.report import write_report  # noqa: PLC0415
@@ -149,6 +181,14 @@ def action_report(config: Config, *, trials: list[Trial]) -> int:
             tracker.log_to_latest_sweep_run(path, artifact_path="report")
     print(f"report: {out_dir / 'index.html'}")
     return _exit(fit)
+
+
+def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
+    """M(C) of compare.variants over compare.baseline with intervals; the report; a run in MLflow (orchestrator/compare)."""
+    from orchestrator.compare.run import format_summary, run_compare  # noqa: PLC0415
+
+    print(format_summary(run_compare(config)))
+    return 0
 
 
 def _exit(fit) -> int:
@@ -165,4 +205,6 @@ ACTIONS: dict[str, Callable[..., int]] = {
     "run": action_run,
     "fit": action_fit,
     "report": action_report,
+    "compare": action_compare,
+    "prepare": action_prepare,
 }

@@ -13,15 +13,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.compare.options import CompareConfig
 from orchestrator.fitting.options import FitConfig
 from orchestrator.hparams import HParamsConfig
+from orchestrator.prepare.options import PrepareConfig
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
 SWEEP_KINDS = ("grid", "isoflop", "list", "lr_search")
 SAMPLERS = ("tpe", "gp")
 PRUNERS = ("median", "successive_halving", "none")
 SIZE_CONVENTIONS = ("total", "nonembed")
-ACTIONS = ("run", "plan", "fit", "report")
+ACTIONS = ("run", "plan", "fit", "report", "compare", "prepare")
 ORDERS = ("budget", "cost", "plan")
 MAX_NAME_LENGTH = 100
 LIST_TRIAL_KEYS = (
@@ -60,7 +62,7 @@ class SweepConfig:
                   search of the learning rate (group `search/`); see orchestrator/search/lr_search.py.
 
     Any kind can take its learning rates from a finished search (`lr_from`), and kind=isoflop can
-    place its sizes adaptively (`adaptive`, see orchestrator/search/adaptive.py).
+    place its sizes adaptively (group `adaptive/`, see orchestrator/search/adaptive.py).
     """
 
     name: str = "sweep"
@@ -103,15 +105,9 @@ class SweepConfig:
     lr_from: str = ""
     """Name of a finished kind=lr_search sweep: each trial's trainer.lr is that search's power law
     lr_opt(N) = k N^p at the trial's N_total (the `hyperparameters.lr=tuned` handoff); empty: off."""
-    adaptive: bool = False
-    """kind=isoflop: run `sizes_per_budget` sizes per budget as a first wave, then add sizes where each
-    budget's minimum is unbracketed or least certain until N_opt is within `adaptive_tolerance`."""
-    adaptive_tolerance: float = 0.1
-    """adaptive: stop a budget when the relative uncertainty of its N_opt is below this."""
-    adaptive_max_flops: float = 0.0
-    """adaptive: stop adding sizes once the sweep has spent this many FLOPs (0: no cap)."""
-    adaptive_max_sizes: int = 10
-    """adaptive: most sizes per budget."""
+    forks: bool = False
+    """Trials that differ only in D share one constant-rate WSD trunk, forked into a cooldown at each D
+    (trainer.schedule=wsd; Hägele et al. 2024; orchestrator/forks.py). grid and isoflop sweeps."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -155,23 +151,45 @@ class SweepConfig:
             )
         if self.kind == "isoflop" and self.tokens:
             raise ValueError("sweep.tokens is set for kind=isoflop: an IsoFLOP sweep solves D from sweep.budgets.")
+        if self.forks and self.kind not in ("grid", "isoflop"):
+            raise ValueError(f"sweep.forks=true with sweep.kind={self.kind}: forks are for grid and isoflop sweeps.")
         if self.lr_from and self.lr:
             raise ValueError("sweep.lr_from and sweep.lr are both set: take learning rates from a search or give an "
                              "axis, not both.")
-        if self.adaptive and self.kind != "isoflop":
-            raise ValueError(f"sweep.adaptive=true needs sweep.kind=isoflop, not {self.kind!r}.")
-        if not (math.isfinite(self.adaptive_tolerance) and self.adaptive_tolerance > 0):
-            raise ValueError(f"sweep.adaptive_tolerance={self.adaptive_tolerance} is invalid: it must be > 0.")
-        if not (math.isfinite(self.adaptive_max_flops) and self.adaptive_max_flops >= 0):
-            raise ValueError(f"sweep.adaptive_max_flops={self.adaptive_max_flops} is invalid: it must be >= 0.")
-        if self.adaptive_max_sizes < 3:
-            raise ValueError(f"sweep.adaptive_max_sizes={self.adaptive_max_sizes} is invalid: it must be >= 3.")
         for index, trial in enumerate(self.trials):
             unknown = sorted(set(trial) - set(LIST_TRIAL_KEYS))
             if unknown:
                 raise ValueError(
                     f"sweep.trials[{index}] has unknown key {unknown[0]!r}: allowed are {', '.join(LIST_TRIAL_KEYS)}."
                 )
+
+
+@dataclass
+class AdaptiveConfig:
+    """Adaptive IsoFLOP placement (group `adaptive/`, for sweep.kind=isoflop; orchestrator/search/adaptive.py).
+
+    Each budget's planned `sweep.sizes_per_budget` sizes run as a first wave; then sizes are added where the
+    budget's minimum is unbracketed or least certain, until its N_opt is known within `tolerance` or a cap
+    (`max_sizes`, `max_flops`) is reached.
+    """
+
+    enabled: bool = False
+    """Place sizes adaptively (needs sweep.kind=isoflop); false runs the planned sizes only."""
+    tolerance: float = 0.1
+    """Stop a budget when the relative uncertainty of its N_opt is below this."""
+    max_flops: float = 0.0
+    """Stop adding sizes once the sweep has spent this many FLOPs (0: no cap)."""
+    max_sizes: int = 10
+    """Most sizes per budget, the first wave included."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.tolerance) and self.tolerance > 0):
+            raise ValueError(f"adaptive.tolerance={self.tolerance} is invalid: it must be > 0.")
+        if not (math.isfinite(self.max_flops) and self.max_flops >= 0):
+            raise ValueError(f"adaptive.max_flops={self.max_flops} is invalid: it must be >= 0 (0: no cap).")
+        if self.max_sizes < 3:
+            raise ValueError(f"adaptive.max_sizes={self.max_sizes} is invalid: it must be >= 3 (a parabola needs 3 "
+                             f"sizes).")
 
 
 @dataclass
@@ -267,6 +285,9 @@ class ClusterConfig:
     """Rerun diverged and oom trials on the next invocation (by default they are results)."""
     order: str = "budget"
     """Trial order: budget (smallest budgets first), cost (cheapest first) or plan."""
+    storage: str = ""
+    """Checkpoint folder (trial checkpoints, WSD trunks and their fork points): empty means ./checkpoints; on a
+    multi-node cluster give a path every node mounts (as Ray's own storage_path)."""
     assumed_flops_per_s: float = 3.0e10
     """Throughput assumed per trial for time estimates (measured here: the cpu_small sweep's 10k..400k
     parameter models, evaluation included, reach about 3e10 FLOP/s per 1-thread trial)."""
@@ -298,7 +319,8 @@ class Config:
     """The root config (conf/config.yaml)."""
 
     action: str = "run"
-    """run (plan, then run pending trials), plan (print the plan; run and write nothing), fit, report."""
+    """run (plan, then run pending trials), plan (print the plan; run and write nothing), fit, report, compare
+    (the compute multiplier of compare.variants over compare.baseline: orchestrator/compare)."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -306,12 +328,21 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    """action=prepare: a text/JSONL/Parquet corpus -> data=tokens files (orchestrator/prepare)."""
     search: SearchConfig = field(default_factory=SearchConfig)
     hparams: HParamsConfig = field(default_factory=HParamsConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"action={self.action!r} is unknown: allowed are {', '.join(ACTIONS)}.")
+        if self.action == "prepare":
+            self.prepare.check_paths()
+        if self.adaptive.enabled and self.sweep.kind != "isoflop":
+            raise ValueError(f"adaptive.enabled=true needs sweep.kind=isoflop, not {self.sweep.kind!r}: adaptive "
+                             f"placement adds sizes along each budget's IsoFLOP profile.")
 
 
 GROUP_SCHEMAS = {
@@ -323,4 +354,5 @@ GROUP_SCHEMAS = {
     "cluster": ClusterConfig,
     "search": SearchConfig,
     "hparams": HParamsConfig,
+    "adaptive": AdaptiveConfig,
 }

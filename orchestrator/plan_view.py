@@ -7,6 +7,7 @@ plain warning: such budgets are almost always a typo (an exponent too many).
 
 from __future__ import annotations
 
+from trainers.api import Status
 from orchestrator.config import ClusterConfig
 from orchestrator.planner import Trial, human
 
@@ -53,7 +54,7 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
     rate, statuses = cluster.assumed_flops_per_s, statuses or {}
     half = MAX_ROWS // 2
     shown = trials if len(trials) <= MAX_ROWS else [*trials[:half], *trials[-half:]]
-    rows = [_row(t, rate=rate, status=statuses.get(t.trial_id, "pending")) for t in shown]
+    rows = [_row(t, rate=rate, status=statuses.get(t.trial_id, Status.PENDING)) for t in shown]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADER)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)), "  ".join("-" * w for w in widths)]
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -67,9 +68,9 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
     counts: dict[str, int] = {}
     pending_flops, n_pending = 0.0, 0
     for t in trials:
-        status = statuses.get(t.trial_id, "pending")
+        status = statuses.get(t.trial_id, Status.PENDING)
         counts[status] = counts.get(status, 0) + 1
-        if status != "finished":
+        if status != Status.FINISHED:
             pending_flops += t.cost.c_exact
             n_pending += 1
     wall = pending_flops / rate / n_slots

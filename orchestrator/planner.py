@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, astuple, dataclass, replace
 from typing import Any
 
-from orchestrator.accounting import Cost, count_params, train_flops_per_token, training_cost
+from trainers.accounting import Cost, count_params, train_flops_per_token, training_cost
 from orchestrator.config import LIST_TRIAL_KEYS, SweepConfig
 from orchestrator.errors import UsageError
 from orchestrator.hparams import HParamsConfig, invalid_reason, steps, warmup_steps
-from trainers.config import DataConfig, ModelConfig, TrainerConfig
+from trainers.config import DataConfig, ModelConfig, TrainerConfig, trainer_section
 from trainers.schedule import WARMUP_DEFAULT_FRACTION
 
 # Keys of the trainer section that change how a trial is observed, never its result: they are left
@@ -56,6 +56,8 @@ class Trial:
     """The target parameter count the shape was resolved from (None for explicit shapes)."""
     invalid: str | None = None
     """Why this trial would not be a valid scaling point (too few optimizer or warmup steps), else None."""
+    label: str | None = None
+    """A name that replaces the generated one (e.g. a WSD trunk's, orchestrator/forks.py)."""
 
     @property
     def tokens(self) -> int:
@@ -80,6 +82,8 @@ class Trial:
     @property
     def name(self) -> str:
         """A readable run name, e.g. `C=1e+12 N=1.2M D=140M lr=0.003 s=0`."""
+        if self.label is not None:
+            return self.label
         parts = [f"C={self.budget:.3g}"] if self.budget is not None else []
         parts += [f"N={human(self.cost.n_total)}", f"D={human(self.tokens)}"]
         parts += [f"lr={self.config['trainer']['lr']:.3g}", f"s={self.config['seed']}"]
@@ -170,7 +174,10 @@ class _Sections:
         return self._get(data, lambda d: (asdict(d), _canonical(asdict(d))))
 
     def trainer(self, trainer: TrainerConfig) -> tuple[dict[str, Any], str]:
-        return self._get(trainer, lambda t: (asdict(t), _canonical(_trainer_identity(asdict(t)))))
+        def make(t):
+            section = trainer_section(t)
+            return section, _canonical(_trainer_identity(section))
+        return self._get(trainer, make)
 
     def shape(self, target: float, *, model: ModelConfig, vocab_size: int, convention: str) -> ModelConfig:
         """resolve_shape, once per (target, model, vocab, convention) of the plan (a list sweep repeats sizes)."""

@@ -17,6 +17,7 @@ A new invocation reaps runs left RUNNING by a dead driver, then runs only what i
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -33,14 +34,14 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import Config
+from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
 from orchestrator.preflight import check_resources
 from orchestrator.progress import Display, SweepProgress
-from orchestrator.tracking import Tracker, open_store
-from trainers.api import check_result
+from orchestrator.tracking import Tracker, open_sweep_store
+from trainers.api import RESULTS, Status, check_result
 
-RESULT_STATUSES = ("finished", "diverged", "oom", "pruned")
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
                ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
@@ -181,9 +182,12 @@ def connect_ray(config: Config) -> None:
     cluster.address."""
     cluster = config.cluster
     pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": pythonpath}}
+    shipped = user_code(config.trainer.target)
+    if shipped:  # Ray uploads it once and puts it first on every worker's path, on every node
+        runtime_env["py_modules"] = shipped
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                                  configure_logging=True,
-                                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+                                  configure_logging=True, runtime_env=runtime_env)
     if cluster.address:
         ray.init(address=cluster.address, **kwargs)
     else:
@@ -191,6 +195,26 @@ def connect_ray(config: Config) -> None:
         # process on this machine started (found via /tmp/ray/ray_current_cluster), and then refuses num_cpus.
         with _loopback_node():
             ray.init(address="local", num_cpus=cluster.num_cpus or os.cpu_count(), **kwargs)
+
+
+def user_code(target: str, *, cwd: Path | None = None) -> list[str]:
+    """The user's trainer code that Ray must ship to its workers: the top-level package (folder) or module (file)
+    of `trainer.target` when it lives in the folder the sweep runs from. Other nodes of a cluster do not have that
+    folder; Ray's runtime environment (`py_modules`) carries it to them. Installed code (ours, site-packages) is
+    not shipped: it must be installed on every node."""
+    top = target.partition(":")[0].split(".")[0]
+    if top in ("orchestrator", "trainers"):
+        return []
+    cwd = (cwd or Path.cwd()).resolve()
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    places = [Path(p).resolve() for p in list(spec.submodule_search_locations or []) or [spec.origin] if p]
+    return [str(p) for p in places
+            if p.exists() and p.is_relative_to(cwd) and not {"site-packages", "dist-packages"} & set(p.parts)]
 
 
 @contextlib.contextmanager
@@ -244,19 +268,18 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     running every trial again.
     """
     sweep = config.sweep.name
-    experiment = config.tracking.experiment or sweep
-    timeout_s = config.tracking.timeout_s
-    reader = open_store(config.tracking.uri, experiment=experiment, timeout_s=timeout_s, create=False)
+    reader = open_sweep_store(config, create=False)
     if reader is not None:
         SweepLease(reader, sweep=sweep).check()  # a driver of this sweep is running: say so before starting Ray
-    if source is None and not _pending(config, trials, reader.statuses() if reader is not None else {}):
+    if (source.done() if source is not None else
+            not _pending(config, trials, reader.statuses() if reader is not None else {})):
         print(f"sweep {sweep}: {len(trials)} trials, {len(trials)} already done, 0 to run; tracking "
               f"{reader.uri if reader is not None else config.tracking.uri}", flush=True)
         return 0
     connect_ray(config)
     try:
         check_resources(config.cluster, node_resources())
-        tracker = open_store(config.tracking.uri, experiment=experiment, timeout_s=timeout_s, create=True)
+        tracker = open_sweep_store(config, create=True)
         assert tracker is not None
         lease = SweepLease(tracker, sweep=sweep)
         taken = lease.acquire()
@@ -276,7 +299,7 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
 def _pending(config: Config, trials: list[Trial], statuses: dict[str, str]) -> list[Trial]:
     """The trials without a result yet, in cluster.order (diverged and oom count as results unless
     cluster.retry_results)."""
-    skip = set(RESULT_STATUSES) - ({"diverged", "oom"} if config.cluster.retry_results else set())
+    skip = set(RESULTS) - ({Status.DIVERGED, Status.OOM} if config.cluster.retry_results else set())
     return order_trials([t for t in trials if statuses.get(t.trial_id) not in skip], config.cluster.order)
 
 
@@ -369,7 +392,7 @@ class TrialLoop:
                     fed = self.source.next_trials(free)
                     if source is not None:
                         self.progress.total += len(fed)
-                        self.progress.planned_flops += sum(t.cost.c_exact for t in fed)
+                        self.progress.planned_flops += sum(self._flops(t) for t in fed)
                     for trial in fed:
                         self._submit(_Attempt(trial, 1))
                 if not (waiting or self.inflight):
@@ -383,6 +406,8 @@ class TrialLoop:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
                         waiting.insert(0, retry)
+                for trial, status, reason in getattr(self.source, "take_settled", list)():
+                    self._record_unrun(trial, status, reason)
                 self.display.refresh()
         except KeyboardInterrupt:
             self._kill_all("the driver was interrupted")
@@ -396,7 +421,8 @@ class TrialLoop:
     def _submit(self, attempt: _Attempt) -> None:
         trial, cluster = attempt.trial, self.config.cluster
         key = (trial.trial_id, attempt.attempt)
-        run_dir = str(Path.cwd() / "checkpoints" / self.config.sweep.name / trial.trial_id)
+        own_dir = getattr(self.source, "run_dir", None)  # a fork resumes in its fork-point folder (forks.py)
+        run_dir = (own_dir(trial) if own_dir else None) or str(checkpoint_root(self.config) / trial.trial_id)
         ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
                                run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
                                gpu_fraction=cluster.gpus_per_trial)
@@ -440,6 +466,8 @@ class TrialLoop:
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
             tags=self.source.tags(trial))
         self.progress.running += 1
+        if hasattr(self.source, "on_start"):
+            self.source.on_start(trial, attempt.run_id)
 
     def _finish(self, ref: ray.ObjectRef, attempt: _Attempt) -> _Attempt | None:
         """Record one finished task; returns the next attempt when the policy retries."""
@@ -453,21 +481,21 @@ class TrialLoop:
         try:
             payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
-            return self._end(attempt, "oom", reason=str(err).strip().splitlines()[0])
+            return self._end(attempt, Status.OOM, reason=str(err).strip().splitlines()[0])
         except LOST_ERRORS as err:
             if attempt.lost < MAX_LOST:
-                self._end(attempt, "lost", reason=str(err).strip().splitlines()[0], final=False)
+                self._end(attempt, Status.LOST, reason=str(err).strip().splitlines()[0], final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1)
-            return self._end(attempt, "lost", reason=f"lost {MAX_LOST + 1} times: {err}")
+            return self._end(attempt, Status.LOST, reason=f"lost {MAX_LOST + 1} times: {err}")
         except ray.exceptions.RayTaskError as err:
             trace = str(err)
             reason = trace.strip().splitlines()[-1]
             crashes = attempt.attempt - attempt.lost
             if crashes <= retries:
-                self._end(attempt, "crashed", reason=f"{reason} (retry {crashes}/{retries})", traceback=trace,
+                self._end(attempt, Status.CRASHED, reason=f"{reason} (retry {crashes}/{retries})", traceback=trace,
                           final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
-            return self._end(attempt, "crashed", reason=reason, traceback=trace)
+            return self._end(attempt, Status.CRASHED, reason=reason, traceback=trace)
         # The tail of the reports came back with the result: the source sees them as if streamed, so a
         # trial that finished before a prune could reach it is recorded as the search decided.
         for metrics in payload["reports"]:
@@ -480,7 +508,7 @@ class TrialLoop:
         broken = check_result(result)
         if broken is not None:  # a plug-in trainer broke the contract: the same would happen again, so no retry
             target = trial.config["trainer"]["target"]
-            return self._end(attempt, "crashed", reason=f"trainer.target={target} broke the trainer contract "
+            return self._end(attempt, Status.CRASHED, reason=f"trainer.target={target} broke the trainer contract "
                                                         f"(trainers/api.py): {broken}")
         return self._end(attempt, result["status"], result=result, reason=result.get("reason"))
 
@@ -488,7 +516,7 @@ class TrialLoop:
         step = attempt.pruned.get("step")
         result = {"flops": float(attempt.pruned.get("flops", 0.0)), "tokens": attempt.pruned.get("tokens", 0),
                   "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
-        return self._end(attempt, "pruned", result=result, reason=f"pruned by the search at step {step}")
+        return self._end(attempt, Status.PRUNED, result=result, reason=f"pruned by the search at step {step}")
 
     def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
@@ -501,15 +529,15 @@ class TrialLoop:
             self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
             return None
         self.source.on_result(trial, status, result)
-        if status == "pruned":  # a result: only the FLOPs up to the pruning point count as spent
+        if status == Status.PRUNED:  # a result: only the FLOPs up to the pruning point count as spent
             self.progress.done += 1
             self.progress.done_flops += (result or {}).get("flops", 0.0)
             self.display.event(f"pruned   {trial.name}: {reason}")
             return None
-        self.progress.done_flops += trial.cost.c_exact
-        if status != "finished":
+        self.progress.done_flops += self._flops(trial)
+        if status != Status.FINISHED:
             self.progress.failed += 1
-            self.all_results = self.all_results and status in RESULT_STATUSES
+            self.all_results = self.all_results and status in RESULTS
             self.display.event(f"{status:8s} {trial.name}: {reason}")
             return None
         self.progress.done += 1
@@ -519,6 +547,23 @@ class TrialLoop:
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
+
+    def _flops(self, trial: Trial) -> float:
+        """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""
+        flops_of = getattr(self.source, "flops_of", None)
+        return flops_of(trial) if flops_of is not None else trial.cost.c_exact
+
+    def _record_unrun(self, trial: Trial, status: str, reason: str) -> None:
+        """A trial the source settled without running it (a fork whose trunk failed): a run with the reason."""
+        attempt = _Attempt(trial, 1)
+        self._open_run(attempt, host="-", device=self.device)
+        self.progress.running -= 1
+        self.tracker.end_trial(attempt.run_id, status=status, reason=reason[:500])
+        self.source.on_result(trial, status, None)
+        self.progress.total += 1
+        self.progress.failed += 1
+        self.all_results = self.all_results and status in RESULTS
+        self.display.event(f"{status:8s} {trial.name}: {reason}")
 
     def _kill_all(self, reason: str) -> None:
         """Ctrl-C (or the driver stopping): cancel running tasks, mark every open run killed; nothing is left
@@ -531,6 +576,6 @@ class TrialLoop:
             pass
         for attempt in self.inflight.values():
             if attempt.run_id is not None:
-                self.tracker.end_trial(attempt.run_id, status="killed", reason=reason, reports=attempt.reports)
+                self.tracker.end_trial(attempt.run_id, status=Status.KILLED, reason=reason, reports=attempt.reports)
         self.inflight.clear()
 

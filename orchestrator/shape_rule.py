@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from orchestrator.accounting import count_params, train_flops_per_token
+from trainers.accounting import count_params, train_flops_per_token
 from orchestrator.planner import resolve_shape, shape_rule_samples
 from trainers.config import ModelConfig
 

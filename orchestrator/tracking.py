@@ -27,34 +27,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Fail fast against an unreachable server instead of MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow.entities import Metric, Param, RunTag, ViewType  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
-
-from orchestrator.errors import UsageError  # noqa: E402
-
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
+from orchestrator.config import Config
+from orchestrator.errors import UsageError
+from trainers.api import Status
 
 
-@event.listens_for(Engine, "connect")
+def _configure_once() -> None:
+    """Process settings the store needs, applied when a store is first opened (never at import):
+    no HTTP retries (a dead server is one sentence, not minutes of backoff), no telemetry calls, MLflow's
+    own logging at WARNING, and SQLite's synchronous=NORMAL on every new connection."""
+    if _CONFIGURED:
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    event.listen(Engine, "connect", _sqlite_wal_normal)
+    _CONFIGURED.append(True)
+
+
+_CONFIGURED: list[bool] = []
+
+
 def _sqlite_wal_normal(dbapi_connection, connection_record) -> None:  # noqa: ARG001
     """WAL with synchronous=NORMAL: a commit no longer waits for fsync (safe against crashes of
     any process; only a power loss can drop the last commits). Halves the driver's cost per run."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
+
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment without this tag as a GenAI trace overview; `custom_model_development` is
+its kind for model training (the experiment page's kind selector; mlflow/server/js, ExperimentKind)."""
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
-MLFLOW_STATUS = {"finished": "FINISHED", "pruned": "FINISHED", "diverged": "FAILED", "oom": "FAILED", "crashed": "FAILED",
-                 "lost": "FAILED", "killed": "KILLED"}
 HEARTBEAT_S = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
 MLFLOW_TABLES = ("experiments", "runs", "params", "tags", "metrics", "alembic_version")
@@ -91,6 +104,7 @@ def check_store(uri: str, *, timeout_s: float, create: bool = True) -> None:
     MLflow's tables (MLflow would otherwise write its schema into someone else's database, or retry a
     damaged one for minutes). With create=False (plan, fit, report) a missing file is fine: nothing to read.
     """
+    _configure_once()
     if uri.startswith(("http://", "https://")):
         _check_server(uri, timeout_s=timeout_s)
         return
@@ -224,18 +238,37 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @dataclass
 class TrialRecord:
-    """What the store says about one trial id."""
+    """One trial run (an attempt) as the store holds it: its status tag (`running` while MLflow says RUNNING),
+    params, final metrics and tags."""
 
     trial_id: str
     status: str
     run_id: str
     final_eval_loss: float | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def best_per_trial(records: list[TrialRecord]) -> dict[str, TrialRecord]:
+    """trial_id -> the run that speaks for it: its newest finished run, else its newest run.
+
+    The one rule for reading results back (resumption, the plan's status column, the fit's runs table,
+    searches): a finished run beats every other, whatever came after it. `records` are newest first.
+    """
+    best: dict[str, TrialRecord] = {}
+    for record in records:
+        held = best.get(record.trial_id)
+        if held is None or (record.status == Status.FINISHED and held.status != Status.FINISHED):
+            best[record.trial_id] = record
+    return best
 
 
 class Tracker:
     """The driver's handle on the store. `open_store` creates the DB and experiment once."""
 
     def __init__(self, uri: str, experiment: str, *, create: bool) -> None:
+        _configure_once()
         self.uri = uri
         self.experiment = experiment
         self.commit = _git_commit()
@@ -256,42 +289,79 @@ class Tracker:
         if found is None:
             location = (path.parent / "mlruns").as_uri() if path else None
             try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
+                                                                   tags=EXPERIMENT_TAGS)
             except MlflowException as err:  # another driver created it a moment ago: use theirs
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         else:
             self.experiment_id = found.experiment_id
+            if create and not EXPERIMENT_TAGS.items() <= found.tags.items():  # made before the tag existed
+                for key, value in EXPERIMENT_TAGS.items():
+                    self.client.set_experiment_tag(self.experiment_id, key, value)
+
+    def runs_url(self) -> str:
+        """Where the sweep's runs table is in the MLflow UI: the server's page, or, for a SQLite store, the page of
+        `mlflow ui` (default port) started on that store."""
+        page = f"#/experiments/{self.experiment_id}/runs"
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/{page}"
+        return f"http://127.0.0.1:5000/{page}  (after: mlflow ui --backend-store-uri {self.uri})"
 
     # -- reading ---------------------------------------------------------------------------------
-    def trial_runs(self) -> list[TrialRecord]:
-        """Every child run of the experiment (all invocations), newest first."""
+    def _search(self, kind: str, *, limit: int | None = None) -> Iterator[Any]:
+        """The experiment's active runs tagged kind=`kind`, newest first, every page (MLflow returns at
+        most 5000 a page)."""
         if self.experiment_id is None:
-            return []
-        records, token = [], None
+            return
+        token, seen = None, 0
         while True:
-            page = self.client.search_runs([self.experiment_id], filter_string="tags.kind = 'trial'",
-                                           run_view_type=ViewType.ACTIVE_ONLY, max_results=5000,
+            page = self.client.search_runs([self.experiment_id], filter_string=f"tags.kind = '{kind}'",
+                                           run_view_type=ViewType.ACTIVE_ONLY, max_results=min(limit or 5000, 5000),
                                            order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
-                tags = run.data.tags
-                status = tags.get("status", "running") if run.info.status != "RUNNING" else "running"
-                records.append(TrialRecord(tags.get("trial_id", ""), status, run.info.run_id,
-                                           run.data.metrics.get("final_eval_loss")))
+                yield run
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
             token = page.token
             if not token:
-                return records
+                return
+
+    def trial_runs(self) -> list[TrialRecord]:
+        """Every trial run of the experiment (all invocations and attempts), newest first."""
+        records = []
+        for run in self._search("trial"):
+            tags = run.data.tags
+            status = tags.get("status", Status.RUNNING) if run.info.status != "RUNNING" else Status.RUNNING
+            records.append(TrialRecord(tags.get("trial_id", ""), status, run.info.run_id,
+                                       run.data.metrics.get("final_eval_loss"), dict(run.data.params),
+                                       dict(run.data.metrics), dict(tags)))
+        return records
+
+    def trunk_runs(self) -> list[TrialRecord]:
+        """Every WSD trunk run (orchestrator/forks.py), newest first."""
+        return [TrialRecord(r.data.tags.get("trial_id", ""),
+                            Status.RUNNING if r.info.status == "RUNNING" else r.data.tags.get("status", Status.RUNNING),
+                            r.info.run_id, r.data.metrics.get("final_eval_loss"), dict(r.data.params),
+                            dict(r.data.metrics), dict(r.data.tags)) for r in self._search("trunk")]
+
+    def results(self) -> dict[str, TrialRecord]:
+        """trial_id -> the run that speaks for it (`best_per_trial`)."""
+        return best_per_trial(self.trial_runs())
 
     def statuses(self) -> dict[str, str]:
-        """trial_id -> best status over its runs (finished beats everything, then the newest)."""
-        result: dict[str, str] = {}
-        for record in self.trial_runs():  # newest first
-            if record.status == "finished":
-                result[record.trial_id] = "finished"
-            else:
-                result.setdefault(record.trial_id, record.status)
-        return result
+        """trial_id -> the status of the run that speaks for it (a finished run beats every newer one)."""
+        return {trial_id: record.status for trial_id, record in self.results().items()}
+
+    def metric_history(self, run_id: str, keys: tuple[str, ...]) -> dict[str, dict[int, float]]:
+        """{metric: {step: value}} of one run, for the metrics in `keys` it has."""
+        out: dict[str, dict[int, float]] = {}
+        for key in keys:
+            for metric in self.client.get_metric_history(run_id, key):
+                out.setdefault(key, {})[metric.step] = metric.value
+        return out
 
     # -- writing ---------------------------------------------------------------------------------
     def reap_stale(self) -> int:
@@ -305,8 +375,8 @@ class Tracker:
             tags = run.data.tags
             if self._driver_alive(tags):
                 continue
-            if tags.get("kind") == "trial":
-                self.client.set_tag(run.info.run_id, "status", "killed")
+            if tags.get("kind") in ("trial", "trunk"):
+                self.client.set_tag(run.info.run_id, "status", Status.KILLED)
                 self.client.set_tag(run.info.run_id, "failure_reason", "the driver process died (reaped)")
             self.client.set_terminated(run.info.run_id, status="KILLED")
             reaped += 1
@@ -329,7 +399,7 @@ class Tracker:
     def start_parent(self, *, sweep: str, config: dict[str, Any], n_trials: int) -> str:
         tags = {"kind": "sweep", "sweep": sweep, **self._driver_tags()}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{sweep} {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        params = {k: v for k, v in flatten(config).items() if k.startswith("sweep.") or k.startswith("cluster.")}
+        params = {k: v for k, v in flatten(config).items() if k.startswith(("sweep.", "cluster.", "adaptive."))}
         params["n_trials"] = n_trials
         self._log_params(run.info.run_id, params)
         self.client.log_dict(run.info.run_id, config, "sweep_config.json")
@@ -341,12 +411,15 @@ class Tracker:
     def start_trial(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
                     config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
                     tags: dict[str, str] | None = None) -> str:
-        """A child run of `parent_id`; `tags` are extra tags (e.g. optuna_trial, stage)."""
-        tags = {**(tags or {}), "kind": "trial", "mlflow.parentRunId": parent_id, "sweep": sweep,
-                "trial_id": trial_id, "attempt": str(attempt), "status": "running", "device": device,
+        """A child run of `parent_id`; `tags` are extra tags (e.g. optuna_trial, stage; kind=trunk for a WSD trunk,
+        which is not a trial: orchestrator/forks.py)."""
+        tags = {"kind": "trial", **(tags or {}), "mlflow.parentRunId": parent_id, "sweep": sweep,
+                "trial_id": trial_id, "attempt": str(attempt), "status": Status.RUNNING, "device": device,
                 **self._driver_tags(), "host": host, "worker_node": node}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
-        params = {**flatten(config), **{k: v for k, v in derived.items() if k != "trial_id"}}
+        # A trunk's fork list (whole fork configs) is in trial_config.json, too long for a param.
+        params = {**flatten({k: v for k, v in config.items() if k != "trunk"}),
+                  **{k: v for k, v in derived.items() if k != "trial_id"}}
         self._log_params(run.info.run_id, params)
         self._log_json(run, config, "trial_config.json")
         return run.info.run_id
@@ -402,14 +475,12 @@ class Tracker:
         self._log_metrics(run_id, metrics, tags)
         if traceback:
             self.client.log_text(run_id, traceback, "traceback.txt")
-        self.client.set_terminated(run_id, status=MLFLOW_STATUS[status])
+        self.client.set_terminated(run_id, status=Status(status).mlflow)
 
     # -- the sweep lease (orchestrator/lease.py): a run tagged kind=lease, write-once params as its claims --
     def lease_runs(self) -> list[tuple[str, dict[str, str], dict[str, str]]]:
         """(run_id, params, tags) of the experiment's lease runs."""
-        runs = self.client.search_runs([self.experiment_id], filter_string="tags.kind = 'lease'",
-                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=100)
-        return [(r.info.run_id, dict(r.data.params), dict(r.data.tags)) for r in runs]
+        return [(r.info.run_id, dict(r.data.params), dict(r.data.tags)) for r in self._search("lease", limit=100)]
 
     def create_lease_run(self) -> str:
         """A lease run: terminated at once (params and tags can still be logged to it), never reaped."""
@@ -448,10 +519,33 @@ class Tracker:
 
     def log_to_latest_sweep_run(self, path: Path, *, artifact_path: str | None = None) -> None:
         """Attach a file (fit.json, a report) to the newest sweep invocation's parent run."""
-        runs = self.client.search_runs([self.experiment_id], filter_string="tags.kind = 'sweep'", max_results=1,
-                                       order_by=["attributes.start_time DESC"])
-        if runs:
-            self.client.log_artifact(runs[0].info.run_id, str(path), artifact_path)
+        for run in self._search("sweep", limit=1):
+            self.client.log_artifact(run.info.run_id, str(path), artifact_path)
+
+    def latest_sweep_run(self) -> str | None:
+        """The run id of the newest sweep invocation's parent run, None when there is none."""
+        return next((run.info.run_id for run in self._search("sweep", limit=1)), None)
+
+    def experiment_names(self, *, exclude_kind: str | None = None) -> list[str]:
+        """Names of the store's experiments (not MLflow's Default, nor those tagged kind=`exclude_kind`)."""
+        return [e.name for e in self.client.search_experiments()
+                if e.name != "Default" and (exclude_kind is None or e.tags.get("kind") != exclude_kind)]
+
+    def record_run(self, *, name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float],
+                   artifacts: list[tuple[Path, str]], experiment_tags: dict[str, str] | None = None) -> str:
+        """A finished top-level run of this experiment in one go (e.g. a comparison of sweeps): tags, params,
+        metrics and (file, artifact folder) pairs; returns its run id."""
+        for key, value in (experiment_tags or {}).items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        run_id = run.info.run_id
+        self._log_params(run_id, {k: v[:6000] for k, v in params.items()})
+        stamp = int(time.time() * 1000)
+        self._log_metrics(run_id, [Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+        for path, folder in artifacts:
+            self.client.log_artifact(run_id, str(path), folder)
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
 
     def end_parent(self, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
         metrics = [Metric(k, float(v), int(time.time() * 1000), 0) for k, v in summary.items()
@@ -469,6 +563,18 @@ def _use_wal(path: Path) -> None:
                 db.execute("PRAGMA journal_mode=WAL")
     except sqlite3.OperationalError:
         pass
+
+
+def experiment_name(config: Config) -> str:
+    """The sweep's MLflow experiment: tracking.experiment, else the sweep's name."""
+    return config.tracking.experiment or config.sweep.name
+
+
+def open_sweep_store(config: Config, *, create: bool) -> Tracker | None:
+    """The sweep's store, opened the one way every stage opens it (tracking.uri, `experiment_name`,
+    tracking.timeout_s). With create=False nothing is written and a store that does not exist yet is None."""
+    return open_store(config.tracking.uri, experiment=experiment_name(config), timeout_s=config.tracking.timeout_s,
+                      create=create)
 
 
 def open_store(uri: str | None, *, experiment: str, timeout_s: float, create: bool) -> Tracker | None:

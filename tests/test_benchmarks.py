@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
     ("adaptive_isoflop.py", "adaptive uses"),
     ("plan_scale.py", "rows not shown: showing the first 30 and last 30 of 20040 trials"),
     ("fit_memory.py", "floor: 1,000 runs in under 2 GB: ok"),
+    ("forks.py", "match their independent runs within 1e-3 nats: ok"),
+    ("cpu_rules.py", "cpu_rules: done"),
 ])
 def test_benchmark_smoke_mode(tmp_path, script, expected):
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -128,7 +128,7 @@ def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_
     address, worker = two_node_cluster
     seeds = list(range(5, 15))
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
-                             trials(seeds), "+trainer.surrogate.sleep_s=2.0", f"cluster.address={address}",
+                             trials(seeds), "+trainer.options.sleep_s=2.0", f"cluster.address={address}",
                              "hparams.allow_invalid=true"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     db = tmp_path / "mlflow.db"
@@ -163,3 +163,57 @@ def test_sweep_runs_across_two_nodes_and_survives_losing_one(tmp_path, two_node_
     # the trial that was running on the dead node was rescheduled
     assert any(r.data.tags["status"] == "lost" for r in runs), [
         (r.data.tags["status"], r.data.tags.get("failure_reason")) for r in runs if r.data.tags["status"] != "finished"]
+
+
+USER_TRAINER = '''\
+"""A user's trainer that exists only in their folder on the head node."""
+import math
+import sys
+import time
+from pathlib import Path
+
+HOME = Path({home!r})
+
+
+def _shipped():
+    """Copies of this package on this worker's path other than the user's folder: what Ray's runtime environment
+    brought (on a second machine, the only copy there is)."""
+    found = [Path(p) / "user_trainer_pkg" / "train.py" for p in sys.path if p]
+    return [f for f in found if f.is_file() and not f.resolve().is_relative_to(HOME)]
+
+
+def train(config, report, *, run_dir=None, device="cpu", threads=1):
+    original = (HOME / "user_trainer_pkg" / "train.py").read_bytes()
+    copies = _shipped()
+    if not copies or any(f.read_bytes() != original for f in copies):
+        raise RuntimeError(f"Ray's runtime environment did not bring user_trainer_pkg to this worker: {{sys.path}}")
+    time.sleep(1.5)  # long enough that both nodes take trials
+    loss = 2.0 + 100.0 / config["model"]["d_model"] + 300.0 / math.sqrt(config["tokens"])
+    report({{"step": 1, "tokens": config["tokens"], "flops": 1.0, "train_loss": loss, "eval_loss": loss}})
+    return {{"status": "finished", "final_train_loss": loss, "final_eval_loss": loss, "tokens": config["tokens"],
+            "steps": 1}}
+'''
+
+
+def test_a_trainer_in_the_users_folder_reaches_the_other_node(tmp_path, two_node_cluster):
+    # The module is in the driver's folder only: neither node's PYTHONPATH has it (ENV). Both nodes share this
+    # machine's disk, and Ray also puts the driver's folder on every worker's path, so the trainer checks what a
+    # second machine needs: that Ray's runtime environment (py_modules) put an identical copy of the package on
+    # the path of every worker that ran a trial, on both nodes.
+    address, _ = two_node_cluster
+    home = tmp_path / "my_project"
+    (home / "user_trainer_pkg").mkdir(parents=True)
+    (home / "user_trainer_pkg" / "__init__.py").write_text("")
+    (home / "user_trainer_pkg" / "train.py").write_text(USER_TRAINER.format(home=str(home)))
+    seeds = list(range(6))
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "sweep=list_example", trials(seeds),
+                             "trainer.target=user_trainer_pkg.train:train", f"cluster.address={address}",
+                             "hparams.allow_invalid=true", "action=run"],
+                            cwd=home, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("list_example")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "trial"]
+    assert sorted(r.data.tags["status"] for r in runs) == ["finished"] * len(seeds), [
+        r.data.tags.get("failure_reason") for r in runs]
+    assert len({r.data.tags["worker_node"] for r in runs}) == 2  # both nodes ran the user's code

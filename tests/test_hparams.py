@@ -101,7 +101,7 @@ def test_a_gpt_sweep_with_scale_rules_trains_only_valid_points(tmp_path):
     import mlflow
 
     proc = cli("sweep=cpu_small", "sweep.name=rules_gpt", "sweep.budgets=[8e9,1.6e10]", "sweep.sizes_per_budget=3",
-               "sweep.adaptive=false", "sweep.centre_tokens_per_param=30", "trainer.eval_tokens=4096",
+               "adaptive.enabled=false", "sweep.centre_tokens_per_param=30", "trainer.eval_tokens=4096",
                "fit.bootstrap=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests' / 'plugins'}", "RAY_USAGE_STATS_ENABLED": "0"}
 SWEEP = ["sweep=list_example", "trainer.target=behaviours:train", "cluster.num_cpus=2", "hparams.allow_invalid=true",
          "sweep.trials=[" + ",".join(f"{{n_layer:1,d_model:32,n_head:2,tokens:1e5,seed:{s}}}" for s in range(5, 13))
-         + "]", "+trainer.surrogate.sleep_s=4.0"]  # 8 trials of 4 s on 2 slots: about 16 s of running
+         + "]", "+trainer.options.sleep_s=4.0"]  # 8 trials of 4 s on 2 slots: about 16 s of running
 
 
 # -- the lease itself, on a real SQLite store -------------------------------------------------------------

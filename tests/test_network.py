@@ -93,7 +93,7 @@ def test_a_local_sweep_listens_on_loopback_only(tmp_path):
     trials = "[" + ",".join(f"{{n_layer:1,d_model:32,n_head:2,tokens:1e5,seed:{s}}}" for s in range(5, 11)) + "]"
     driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=list_example", "cluster.num_cpus=2",
                                "trainer.target=behaviours:train", f"sweep.trials={trials}", "hparams.allow_invalid=true",
-                               "+trainer.surrogate.sleep_s=3.0"],
+                               "+trainer.options.sleep_s=3.0"],
                               cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     seen: dict[tuple[str, int], str] = {}

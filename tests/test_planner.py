@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.config import ShapeSpec, SweepConfig
 from orchestrator.planner import PlanError, PlanWarning, plan, resolve_shape, trial_id
-from orchestrator.accounting import count_params
+from trainers.accounting import count_params
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
 MODEL = ModelConfig(seq_len=64, aspect_ratio=16, head_dim=8)
@@ -166,7 +166,7 @@ def test_a_one_depth_shape_rule_moves_only_the_width():
     assert {s.n_layer for s in shapes} == {2} and {s.n_head for s in shapes} == {2}
     assert [s.d_model for s in shapes] == sorted(s.d_model for s in shapes) and all(s.d_model % 2 == 0 for s in shapes)
     # The width whose count is nearest the target: its neighbours one step either side are farther.
-    from orchestrator.accounting import count_params
+    from trainers.accounting import count_params
     from dataclasses import replace
     for target, s in zip((3e3, 1e4, 3e4, 1e5), shapes):
         err = abs(count_params(s, vocab_size=256).total / target - 1)
@@ -175,3 +175,26 @@ def test_a_one_depth_shape_rule_moves_only_the_width():
             assert abs(other / target - 1) >= err
     with pytest.raises(ValueError, match="model.head_dim=3 is not divisible by model.n_head=2"):
         ModelConfig(n_layer=2, d_model=16, n_head=2, head_dim=3, scale_depth=False)
+
+
+def test_the_surrogates_knobs_and_a_plug_ins_options_are_part_of_a_trials_identity():
+    # trainers.config.trainer_section: a GPT trial carries `surrogate: {}` and no options; a knob that differs
+    # from the surrogate's defaults, or a plug-in option, is in the trial config and so in its id.
+    from trainers.config import SurrogateConfig
+
+    base = plan(isoflop(), model=MODEL, trainer=TRAINER, datasets=DATA)
+    noisy = plan(isoflop(), model=MODEL, trainer=dataclasses.replace(TRAINER, surrogate=SurrogateConfig(noise=0.01)),
+                 datasets=DATA)
+    optioned = plan(isoflop(), model=MODEL, trainer=dataclasses.replace(TRAINER, options={"sleep_s": 1.0}),
+                    datasets=DATA)
+    assert base[0].config["trainer"]["surrogate"] == {} and "options" not in base[0].config["trainer"]
+    assert noisy[0].config["trainer"]["surrogate"] == {"noise": 0.01}
+    assert optioned[0].config["trainer"]["options"] == {"sleep_s": 1.0}
+    ids = [{t.trial_id for t in trials} for trials in (base, noisy, optioned)]
+    assert len(ids[0]) == len(base) and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert all(t.trial_id == trial_id(t.config) for t in (*base, *noisy, *optioned))
+    # The surrogate at its defaults is the trial the GPT-trainer section describes: knobs left at their
+    # defaults do not make a new trial.
+    same = plan(isoflop(), model=MODEL, trainer=dataclasses.replace(TRAINER, surrogate=SurrogateConfig(E=1.69)),
+                datasets=DATA)
+    assert [t.trial_id for t in same] == [t.trial_id for t in base]

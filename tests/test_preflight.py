@@ -38,12 +38,19 @@ def test_a_trainer_that_cannot_be_loaded_stops_before_the_store(cli, tmp_path, t
 
 
 def test_the_trainers_own_options_are_validated_before_the_store(cli, tmp_path):
-    # The surrogate's validate hook (trainers/api.py) rejects a knob it does not have: before, every trial
-    # crashed and was retried three times.
+    # A plug-in's validate hook (trainers/api.py) judges its free-form trainer.options on every planned trial:
+    # before hooks, every trial crashed and was retried three times.
+    plugin = ["sweep=list_example", "trainer.target=behaviours:train", "hparams.allow_invalid=true"]
+    result = cli(*plugin, "+trainer.options.sleep_ss=1", env=ENV)
+    refused(result, "trainer.options has unknown keys ['sleep_ss']: behaviours:train takes sleep_s.", tmp_path)
+    result = cli(*plugin, "+trainer.options.sleep_s=-1", env=ENV)
+    refused(result, "trainer.options.sleep_s=-1 is invalid: it must be a finite number of seconds >= 0.", tmp_path)
+    # The surrogate's knobs are a typed schema (trainers.config.SurrogateConfig): a typo or a bad value is
+    # refused when the config is composed.
     result = cli(*TINY, "+trainer.surrogate.nosie=0.01")
-    refused(result, "trainer.surrogate has unknown keys ['nosie']: allowed are", tmp_path)
+    refused(result, "trainer.surrogate.nosie is not a config key; did you mean trainer.surrogate.noise?", tmp_path)
     result = cli(*TINY, "trainer.surrogate.alpha=-0.3")
-    refused(result, "trainer.surrogate.alpha=-0.3 is invalid: it must be >= 0", tmp_path)
+    refused(result, "trainer.surrogate.alpha=-0.3 is invalid: it must be >= 0.", tmp_path)
 
 
 def test_a_validate_hook_with_a_bug_is_an_internal_failure_not_bad_input(cli, tmp_path):

@@ -64,6 +64,10 @@ def test_failure_kinds_follow_their_policies(cli, tmp_path):
     # A rerun reruns only the crashed trial (diverged and oom are results).
     again = cli_env(cli)(*SCRIPTED, trials_spec([0, 1, 2, 3, 4]), "cluster.max_retries=0")
     assert "4 already done, 1 to run" in again.stdout
+    # Seed 4 crashes on every attempt, so the rerun ends as the first run did: a trial failed, exit 1.
+    assert again.returncode == 1, again.stderr
+    crashes = Counter(int(r.data.params["seed"]) for r in trial_runs(tmp_path) if r.data.tags["status"] == "crashed")
+    assert crashes == {1: 1, 4: 3}  # one more attempt of seed 4 (max_retries=0), nothing else rerun
 
 
 def test_a_trainer_that_breaks_the_contract_is_a_crashed_trial_not_a_dead_driver(cli, tmp_path):
@@ -157,7 +161,7 @@ def _wait_finished(tmp_path: Path, n: int, timeout: float = 120) -> None:
 
 
 def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_path):
-    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10, 11, 12]), "+trainer.surrogate.sleep_s=1.0"]
+    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10, 11, 12]), "+trainer.options.sleep_s=1.0"]
     driver = _start_driver(tmp_path, *args)
     _wait_finished(tmp_path, 2)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything in its session
@@ -176,7 +180,7 @@ def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_p
 
 
 def test_ctrl_c_marks_running_trials_killed_and_the_rerun_resumes(tmp_path):
-    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "+trainer.surrogate.sleep_s=1.0"]
+    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "+trainer.options.sleep_s=1.0"]
     driver = _start_driver(tmp_path, *args)
     _wait_finished(tmp_path, 1)
     driver.send_signal(signal.SIGINT)

@@ -156,3 +156,23 @@ def test_a_run_names_the_resolved_store_never_none(cli, tmp_path):
     result, seconds = timed(cli, *TINY)
     message = fails_fast(result, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", seconds=seconds)
     assert "None" not in message
+
+
+def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_them(tmp_path, real_store):
+    # MLflow 3's UI opens an experiment without mlflow.experimentKind as a GenAI trace overview.
+    from orchestrator.tracking import open_store  # noqa: PLC0415
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = open_store(uri, experiment="fresh", timeout_s=10, create=True)
+    client = MlflowClient(uri)
+    assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tracker.runs_url() == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs  "
+                                  f"(after: mlflow ui --backend-store-uri {uri})")
+    # An experiment made before the tag existed gets it when a sweep next opens it for writing, not when read.
+    old = tmp_path / "old.db"
+    shutil.copy(real_store, old)
+    reader = open_store(f"sqlite:///{old}", experiment="tiny", timeout_s=10, create=False)
+    assert "mlflow.experimentKind" not in MlflowClient(f"sqlite:///{old}").get_experiment(reader.experiment_id).tags
+    writer = open_store(f"sqlite:///{old}", experiment="tiny", timeout_s=10, create=True)
+    tags = MlflowClient(f"sqlite:///{old}").get_experiment(writer.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

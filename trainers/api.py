@@ -7,7 +7,9 @@ A trainer is a plain function
 
 - `config` is the trial's resolved config as plain JSON-able data, exactly what the planner hashed:
   `{"model": {...}, "data": {...}, "trainer": {...}, "tokens": D, "seed": s}` (the sections use the
-  field names of `trainers/config.py`; a plug-in may ignore what it does not need).
+  field names of `trainers/config.py`; a plug-in may ignore what it does not need). A plug-in's own
+  knobs arrive in `config["trainer"]["options"]` when given (`+trainer.options.<knob>=value`: free-form,
+  part of the trial's identity, absent when empty), checked by nothing but the plug-in's `validate`.
 - `report(metrics)` is called with one dict per logged step: at least `step`, `tokens`, `flops`,
   `train_loss`; evaluation steps add `eval_loss` and `eval_loss_se`; see `trainers/gpt.py`.
   The trainer never imports MLflow or Ray: the runner decides where reports go.
@@ -26,7 +28,8 @@ Optional: the trainer's module may define
 which raises `ValueError` with one sentence when a trial config cannot be trained (an unknown option, a
 value out of range). The pre-flight (orchestrator/preflight.py) calls it in the driver on every planned
 trial before anything is written or started, so a deterministic mistake is exit 2, not a trial that
-crashes and is retried. It must be cheap and touch nothing (see `trainers/surrogate.py`).
+crashes and is retried. It must be cheap and touch nothing (see `trainers/surrogate.py`, and
+`tests/plugins/behaviours.py` for a hook that checks a plug-in's `trainer.options`).
 """
 
 from __future__ import annotations
@@ -34,11 +37,53 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-FINISHED = "finished"
-DIVERGED = "diverged"
-OOM = "oom"
+
+class Status(StrEnum):
+    """Where a trial stands: the one status vocabulary of trainers, runner, tracking store, fit and report.
+
+    A StrEnum, so a member equals its string (`Status.FINISHED == "finished"`) in MLflow tags, pandas
+    columns and JSON. A trainer returns one of `TRAINER_RESULTS`; the runner adds the rest.
+    """
+
+    FINISHED = "finished"
+    """The trainer ran to its token count and reported a final loss: a point the fit may use."""
+    DIVERGED = "diverged"
+    """The trainer stopped because the loss blew up (NaN, inf or a spike): a result, not retried by default."""
+    OOM = "oom"
+    """The trainer ran out of device memory: a result of the shape on this device, not retried by default."""
+    PRUNED = "pruned"
+    """A search (Optuna) stopped the trial early as unpromising: a result, never fitted."""
+    CRASHED = "crashed"
+    """The trainer raised, or returned something that breaks the contract (the reason says which)."""
+    LOST = "lost"
+    """The worker or node running the trial went away (Ray reported it dead): retried on the next run."""
+    KILLED = "killed"
+    """The driver stopped (Ctrl-C, kill) while the trial ran, or a later driver found it orphaned."""
+    RUNNING = "running"
+    """In flight: an MLflow run that has not ended."""
+    PENDING = "pending"
+    """Planned, with no run in the store yet."""
+
+    @property
+    def is_result(self) -> bool:
+        """A trial that reached a result (finished, diverged, oom, pruned) is not rerun by resumption."""
+        return self in RESULTS
+
+    @property
+    def mlflow(self) -> str:
+        """The MLflow run status it ends with: FINISHED, FAILED or KILLED (RUNNING while in flight)."""
+        return {Status.FINISHED: "FINISHED", Status.PRUNED: "FINISHED", Status.KILLED: "KILLED",
+                Status.RUNNING: "RUNNING", Status.PENDING: "SCHEDULED"}.get(self, "FAILED")
+
+
+TRAINER_RESULTS = (Status.FINISHED, Status.DIVERGED, Status.OOM)
+"""What a trainer may return."""
+RESULTS = (*TRAINER_RESULTS, Status.PRUNED)
+"""Statuses that are outcomes of the trial itself: resumption skips them (failures are retried)."""
+FINISHED, DIVERGED, OOM = TRAINER_RESULTS
 
 Report = Callable[[dict[str, Any]], None]
 TrainFn = Callable[..., dict[str, Any]]
@@ -49,7 +94,7 @@ class TrialResult:
     """What a trainer returns (as a dict)."""
 
     status: str
-    """finished, diverged or oom."""
+    """A `Status` in TRAINER_RESULTS: finished, diverged or oom."""
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
     eval_loss_se: float | None = None
@@ -70,7 +115,6 @@ class TrialResult:
     """Trainer-specific final numbers (e.g. the dataset's entropy floor)."""
 
 
-RESULT_STATUSES = (FINISHED, DIVERGED, OOM)
 NUMBER_FIELDS = ("final_train_loss", "final_eval_loss", "eval_loss_se", "tokens", "flops", "steps", "epochs", "wall_s")
 
 
@@ -116,8 +160,8 @@ def check_result(result: Any) -> str | None:
     if not isinstance(result, dict):
         return f"it returned {type(result).__name__ if result is not None else 'None'}, not a TrialResult dict"
     status = result.get("status")
-    if status not in RESULT_STATUSES:
-        return f"it returned status {status!r}: allowed are {', '.join(RESULT_STATUSES)}"
+    if status not in TRAINER_RESULTS:
+        return f"it returned status {status!r}: allowed are {', '.join(TRAINER_RESULTS)}"
     for key in NUMBER_FIELDS:
         value = result.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):

@@ -3,17 +3,23 @@
 These dataclasses are the schema of the Hydra groups `model/`, `data/` and `trainer/`. They import
 neither hydra nor omegaconf: the CLI composes the YAML, converts it once into these types, and
 everything below (planner, trainers, tracking) works with plain dataclasses or the plain dict a trial
-carries (`dataclasses.asdict`). Field docs are the user-facing documentation of every key.
+carries (`dataclasses.asdict`; the trainer section by `trainer_section`). Field docs are the user-facing
+documentation of every key.
+
+Each trainer owns its knobs: the GPT trainer reads the fields of `TrainerConfig`, the surrogate its typed
+`SurrogateConfig` (`trainer.surrogate.*`), and a plug-in trainer the free-form `trainer.options.*`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 POSITION_KINDS = ("learned", "rotary")
 DATASETS = ("synthetic", "bytes", "tokens")
 SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("1-sqrt", "linear")
 TOKEN_DTYPES = ("uint16", "uint32")
 
 
@@ -155,6 +161,74 @@ class DataConfig:
 
 
 @dataclass
+class SurrogateConfig:
+    """The surrogate trainer's law and test knobs (`trainer.surrogate.*`, trainers/surrogate.py).
+
+        L(N, D) = E + A / N^alpha + B / D^beta  [+ lr_penalty ln(lr / lr_opt(N))^2]
+
+    The defaults are Chinchilla's fit (Hoffmann et al. 2022, Approach 3). Every check of a knob is here: the
+    CLI runs it when the config is composed, the surrogate's validate hook on every planned trial.
+    """
+
+    E: float = 1.69
+    """Irreducible loss (nats): the law's entropy floor."""
+    A: float = 406.4
+    """Coefficient of the parameter term A / N^alpha."""
+    B: float = 410.7
+    """Coefficient of the data term B / D^beta."""
+    alpha: float = 0.34
+    """Exponent of the parameter term (N is the exact total parameter count)."""
+    beta: float = 0.28
+    """Exponent of the data term (D is the trial's tokens, or the tokens so far at a reported point)."""
+    noise: float = 0.0
+    """Standard deviation (nats) of Gaussian noise on each reported loss, from a generator seeded by the hash of the
+    whole trial config: a trial is reproducible and distinct trials get independent noise."""
+    sleep_per_pflop: float = 0.0
+    """Seconds slept per 1e15 training FLOPs (exact accounting), to mimic a trial's cost."""
+    points: int = 5
+    """Reports along the run; at tokens t the loss follows the law with D replaced by t (a stand-in curve)."""
+    fail_prob: float = 0.0
+    """Probability, fixed per trial config, that the trial raises every time it runs (a permanent crash)."""
+    crash_once: bool = False
+    """The first run of a trial raises after leaving a marker in its run_dir; a retry succeeds (a transient crash)."""
+    diverge_prob: float = 0.0
+    """Probability, fixed per trial config, that the trial returns status diverged halfway."""
+    oom_above_params: float = math.inf
+    """Trials with more parameters than this return status oom (inf: none)."""
+    lr_penalty: float = 0.0
+    """Weight of the learning-rate term (0: off), for testing learning-rate search."""
+    lr_c: float = 3e-3
+    """The best learning rate at N = 1e6: lr_opt(N) = lr_c (N / 1e6)^-lr_exponent."""
+    lr_exponent: float = 0.3
+    """How fast the best rate shrinks with N (cf. muP, Yang et al. 2022; Porian et al. 2024)."""
+
+    def __post_init__(self) -> None:
+        for key in ("E", "A", "B", "alpha", "beta", "noise", "sleep_per_pflop", "lr_penalty", "lr_c"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"trainer.surrogate.{key}={value} is invalid: it must be >= 0.")
+        if isinstance(self.points, bool) or not float(self.points).is_integer() or self.points < 1:
+            raise ValueError(f"trainer.surrogate.points={self.points} is invalid: it must be a positive integer.")
+        for key in ("fail_prob", "diverge_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"trainer.surrogate.{key}={getattr(self, key)} is invalid: it must lie in [0, 1].")
+        if not self.oom_above_params > 0:  # NaN fails too
+            raise ValueError(f"trainer.surrogate.oom_above_params={self.oom_above_params} is invalid: it must be > 0 "
+                             f"(inf: no trial is out of memory).")
+        if not math.isfinite(self.lr_exponent):
+            raise ValueError(f"trainer.surrogate.lr_exponent={self.lr_exponent} is invalid: it must be finite.")
+
+    @classmethod
+    def from_knobs(cls, knobs: dict[str, Any]) -> SurrogateConfig:
+        """From a mapping of knobs (a trial's section); an unknown knob is one sentence naming the allowed ones."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(knobs) - set(known))
+        if unknown:
+            raise ValueError(f"trainer.surrogate has unknown keys {unknown}: allowed are {sorted(known)}.")
+        return cls(**knobs)
+
+
+@dataclass
 class TrainerConfig:
     """How a trial is trained and evaluated (group `trainer/`).
 
@@ -175,7 +249,9 @@ class TrainerConfig:
     schedule: str = "cosine"
     """cosine (decays to min_lr_ratio at exactly D tokens) or wsd (warmup-stable-decay)."""
     decay_fraction: float = 0.2
-    """wsd: the final fraction of D spent decaying."""
+    """wsd: the final fraction of D spent cooling down (Hägele et al. 2024 use about 20%)."""
+    cooldown_shape: str = "1-sqrt"
+    """wsd: the cooldown's shape, 1-sqrt (Hägele et al. 2024, Sec. 3: matches cosine) or linear."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak."""
     weight_decay: float = 0.1
@@ -199,10 +275,16 @@ class TrainerConfig:
     """auto (fp32 on CPU, bf16 autocast on CUDA), fp32 or bf16."""
     compile: bool = False
     """torch.compile the model (CUDA)."""
-    surrogate: dict[str, float] = field(default_factory=dict)
-    """Surrogate trainer only: law parameters (E, A, B, alpha, beta, noise, sleep_per_pflop)."""
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
+    """The surrogate trainer's law and test knobs (trainers/surrogate.py); other trainers ignore them. A trial's
+    section carries them as a mapping of the knobs that differ from the defaults (`trainer_section`)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Knobs of a plug-in trainer (`+trainer.options.<knob>=value`), passed through unvalidated except by the
+    trainer's own validate hook (trainers/api.py); part of the trial's identity."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.surrogate, dict):  # a trial's section (trainer_section) carries the knobs as a mapping
+            self.surrogate = SurrogateConfig.from_knobs(self.surrogate)
         for key in ("lr", "batch_tokens", "eval_tokens", "spike_factor", "beta1", "beta2"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
@@ -214,9 +296,25 @@ class TrainerConfig:
                 raise ValueError(f"trainer.{key}={getattr(self, key)} is invalid: it must be >= 0.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"trainer.schedule={self.schedule!r} is unknown: allowed are {', '.join(SCHEDULES)}.")
+        if self.cooldown_shape not in COOLDOWN_SHAPES:
+            raise ValueError(f"trainer.cooldown_shape={self.cooldown_shape!r} is unknown: allowed are "
+                             f"{', '.join(COOLDOWN_SHAPES)}.")
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise ValueError(f"trainer.dtype={self.dtype!r} is unknown: allowed are auto, fp32, bf16.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"trainer.min_lr_ratio={self.min_lr_ratio} is invalid: it must lie in [0, 1].")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"trainer.decay_fraction={self.decay_fraction} is invalid: it must lie in (0, 1].")
+
+
+def trainer_section(trainer: TrainerConfig) -> dict[str, Any]:
+    """The trainer section a trial carries, hashes and logs: every field of `trainer` as plain data, except that
+    `surrogate` lists only the knobs that differ from SurrogateConfig's defaults and `options` is left out when
+    empty. A section so names what the trainer was given (a GPT trial carries `surrogate: {}` and no `options`, so
+    a new surrogate knob or default changes no GPT trial's id), and `TrainerConfig(**section)` rebuilds `trainer`."""
+    section = asdict(trainer)
+    defaults = asdict(SurrogateConfig())
+    section["surrogate"] = {k: v for k, v in section["surrogate"].items() if v != defaults[k]}
+    if not section["options"]:
+        del section["options"]
+    return section

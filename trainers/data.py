@@ -13,6 +13,7 @@ the synthetic language. Nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from trainers.config import DataConfig
 
 SCAN_BLOCK = 1 << 24
 """Elements per block when scanning a token file for its largest id."""
+META_FILE = "meta.json"
+"""What a token folder written by `action=prepare` holds (orchestrator/prepare/run.py)."""
 
 
 class DataError(ValueError):
@@ -152,8 +155,34 @@ def check_data(cfg: DataConfig, *, seq_len: int, tokens: int) -> None:
         n_val = max(round(cfg.val_fraction * total), 1)
         corpus_windows(total - n_val, n_val, **common)
         return
-    sizes = [_token_count(file, cfg.dtype) for file in _token_files(cfg, path)]
+    files = _token_files(cfg, path)
+    _check_meta(cfg, path, files)
+    sizes = [_token_count(file, cfg.dtype) for file in files]
     corpus_windows(sizes[0], sizes[1], **common)
+
+
+def _check_meta(cfg: DataConfig, path: Path, files: list[Path]) -> None:
+    """A folder that `action=prepare` wrote says what it holds (meta.json): its dtype and vocabulary must agree with
+    data.dtype and data.vocab_size (a larger vocab_size is padding), and its token counts with the files."""
+    file = path / META_FILE
+    if not file.is_file():
+        return
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"data.path={cfg.path}: {file} cannot be read ({err}).") from None
+    if meta.get("dtype", cfg.dtype) != cfg.dtype:
+        raise DataError(f"data.dtype={cfg.dtype} does not match {file}: its tokens are {meta['dtype']}; set "
+                        f"data.dtype={meta['dtype']}.")
+    vocab = meta.get("vocab_size")
+    if isinstance(vocab, int) and cfg.vocab_size < vocab:
+        raise DataError(f"data.vocab_size={cfg.vocab_size} is smaller than the tokenizer's vocabulary in {file} "
+                        f"({vocab}): set data.vocab_size={vocab}.")
+    for split, bin_file in zip(("train", "val"), files):
+        stated, held = meta.get(f"{split}_tokens"), _token_count(bin_file, cfg.dtype)
+        if stated is not None and stated != held:
+            raise DataError(f"data.path={cfg.path}: {bin_file.name} holds {held} tokens but {META_FILE} says {stated}: "
+                            f"the folder changed after it was prepared; prepare it again.")
 
 
 def _token_files(cfg: DataConfig, path: Path) -> list[Path]:
@@ -217,6 +246,7 @@ def build_source(cfg: DataConfig, *, seq_len: int, seed: int, tokens: int, eval_
         # The held-out split is a contiguous tail, so no training window overlaps it.
         return CorpusSource(corpus[:-n_val_bytes], corpus[-n_val_bytes:], **common)
     train_file, val_file = _token_files(cfg, path)
+    _check_meta(cfg, path, [train_file, val_file])
     train, val = _memmap(train_file, cfg.dtype), _memmap(val_file, cfg.dtype)
     _check_vocab(train, vocab_size=cfg.vocab_size, name=str(train_file))
     _check_vocab(val, vocab_size=cfg.vocab_size, name=str(val_file))

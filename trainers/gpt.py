@@ -9,7 +9,7 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
 - evaluation on the held-out split every `trainer.eval_interval_tokens` and at the end, with the
   standard error of the mean over sequences (tokens within a sequence are correlated);
 - reports through the callback only (no MLflow or Ray here): step, tokens, flops (exact accounting,
-  `orchestrator/accounting.py`), train_loss, lr, tokens_per_s, flops_per_s, mfu, and on evaluation
+  `trainers/accounting.py`), train_loss, lr, tokens_per_s, flops_per_s, mfu, and on evaluation
   steps eval_loss, eval_loss_se;
 - divergence (a non-finite loss, or one above `trainer.spike_factor` x its running minimum) and
   out-of-memory end the trial as results (`diverged`, `oom`) with the reason; out of memory is a
@@ -18,6 +18,11 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
 - checkpoints to `run_dir` every `trainer.checkpoint_interval_tokens`; a restarted trial resumes there
   and reaches the same final loss as an uninterrupted one (the data stream is indexed by sequence, and
   init and data order are functions of the seed);
+- a WSD trunk (`config["trunk"]`, orchestrator/forks.py): the trial of the largest D of a group that differ
+  only in D, trained at the constant rate up to `trunk.stop_at` tokens; at each fork point `at` it writes
+  the checkpoint that the independent run of that fork's D would hold at `at` tokens (its config, the same
+  model, optimizer and counters: before its cooldown a WSD run does not depend on D) into the fork's
+  folder, and reports `fork_ready` = at. The fork is then an ordinary trial that resumes from it;
 - CPU by default with `threads` intra-op threads; CUDA with bf16 autocast and optional torch.compile
   (its cache is inductor's: set TORCHINDUCTOR_CACHE_DIR to keep it somewhere shared); on CUDA the
   model is built on the GPU (no host-side initialisation of a large model) and batches are staged in
@@ -38,7 +43,7 @@ from typing import Any
 
 import torch
 
-from orchestrator.accounting import count_params, train_flops_per_token
+from trainers.accounting import count_params, train_flops_per_token
 from trainers import checkpoint
 from trainers import device as devices
 from trainers.api import DIVERGED, FINISHED, OOM, Report, TrialResult
@@ -102,6 +107,10 @@ class GPTTrial:
         self.cfg = TrainerConfig(**config["trainer"])
         self.total, self.seed = int(config["tokens"]), int(config["seed"])
         _check_units(self.model_cfg, self.cfg, self.total)
+        trunk = config.get("trunk") or {}
+        self.forks = sorted((int(f["at"]), f["config"], f["dir"]) for f in trunk.get("forks", []))
+        self.stop = int(trunk.get("stop_at", self.total))
+        """Where training stops: D, or a trunk's last fork point."""
         self.rt = devices.resolve(device, dtype=self.cfg.dtype, threads=threads)
         self.seq_len = self.model_cfg.seq_len
         self.source: Source = build_source(self.data_cfg, seq_len=self.seq_len, seed=self.seed, tokens=self.total,
@@ -121,6 +130,7 @@ class GPTTrial:
         self.schedule = Schedule.for_trial(
             peak=self.cfg.lr, total_tokens=self.total, warmup_tokens=self.cfg.warmup_tokens, kind=self.cfg.schedule,
             min_ratio=self.cfg.min_lr_ratio, decay_fraction=self.cfg.decay_fraction,
+            cooldown_shape=self.cfg.cooldown_shape,
         )
         self.batch_seqs = self.cfg.batch_tokens // self.seq_len
         self.eval_interval = self.cfg.eval_interval_tokens or max(self.total // self.cfg.evals_per_run, 1)
@@ -139,11 +149,24 @@ class GPTTrial:
         self.c = Counters(**state["counters"])
         self.resumed_from = self.c.tokens
 
-    def save(self) -> None:
-        checkpoint.save(self.run_dir, {
-            "config": self.config, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+    def save(self, run_dir: str | None = None, config: dict[str, Any] | None = None) -> None:
+        """This trial's checkpoint, or (a trunk at a fork point) the fork's, under the fork's config."""
+        checkpoint.save(run_dir or self.run_dir, {
+            "config": config or self.config, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "counters": dataclasses.asdict(self.c),
         })
+
+    def fork_points(self, before: int, after: int) -> None:
+        """A trunk passing fork points: write each fork's checkpoint (once), keep the trunk's own, report it."""
+        passed = [(at, cfg, folder) for at, cfg, folder in self.forks if before < at <= after]
+        for at, cfg, folder in passed:
+            if at != after:
+                raise RuntimeError(f"fork point {at} is not on a step boundary (the step ended at {after})")
+            self.save(folder, cfg)
+        if passed:
+            if self.run_dir is not None:
+                self.save()  # the trunk's progress survives a kill from here on
+            self.report({"step": self.c.step, "tokens": self.c.tokens, "fork_ready": float(after)})
 
     # -- one optimizer step --------------------------------------------------------------------
     def _accumulate(self, batch: torch.Tensor) -> torch.Tensor:
@@ -236,13 +259,13 @@ class GPTTrial:
         # One worker prepares the next batch while this one computes (it matters on a GPU, where
         # sampling the synthetic language would otherwise sit between kernels).
         loader = ThreadPoolExecutor(max_workers=1)
-        pending = loader.submit(self.fetch, self.c.tokens) if self.c.tokens < self.total else None
+        pending = loader.submit(self.fetch, self.c.tokens) if self.c.tokens < self.stop else None
         try:
-            while self.c.tokens < self.total:
+            while self.c.tokens < self.stop:
                 t0 = time.perf_counter()
                 batch = pending.result()  # (n, T+1)
                 after = self.c.tokens + batch.size(0) * self.seq_len
-                pending = loader.submit(self.fetch, after) if after < self.total else None
+                pending = loader.submit(self.fetch, after) if after < self.stop else None
                 loss = self.step(batch)
                 devices.synchronize(self.rt.device)
                 dt = time.perf_counter() - t0
@@ -250,7 +273,7 @@ class GPTTrial:
                 self.c.tokens, self.c.step, self.c.last_loss = after, self.c.step + 1, loss
                 train_s, window_s, window_tokens = train_s + dt, window_s + dt, window_tokens + after - before
                 window_losses.append(loss)
-                evaluate = after == self.total or _every(self.eval_interval, before, after)
+                evaluate = after == self.stop or _every(self.eval_interval, before, after)
                 if evaluate or self.c.step % self.log_every == 0:
                     metrics = self._metrics(window_losses, window_tokens, window_s)
                     if evaluate:
@@ -260,6 +283,8 @@ class GPTTrial:
                     window_s, window_tokens, window_losses = 0.0, 0, []
                 if self.run_dir is not None and _every(self.cfg.checkpoint_interval_tokens, before, after):
                     self.save()
+                if self.forks:
+                    self.fork_points(before, after)
             if eval_loss is None:  # resumed from a checkpoint taken at D: nothing left but to score it
                 eval_loss, eval_se = self.evaluate()
         except Stop as stop:

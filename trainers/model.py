@@ -3,7 +3,7 @@
 The layout follows nanoGPT's `model.py` (Karpathy): token (+ learned position) embedding, `n_layer`
 pre-norm blocks of causal self-attention and a GELU MLP, a final LayerNorm and a linear head that is
 tied to the token embedding or not. Rotary positions (Su et al. 2021, RoFormer, Eq. 34) add no
-parameters. The parameters allocated here are exactly those `orchestrator.accounting.count_params`
+parameters. The parameters allocated here are exactly those `trainers.accounting.count_params`
 counts; `tests/trainers/test_model.py` asserts it for many shapes.
 """
 

@@ -8,8 +8,10 @@ exactly D) uses the final rate `min_lr_ratio * lr`.
 
 - `cosine`: linear warmup to the peak, then a half cosine to `min_lr_ratio * peak` at D.
 - `wsd` (warmup-stable-decay; Hu et al. 2024, MiniCPM, Sec. 4): warmup, constant peak, then the last
-  `decay_fraction` of D cools down with the "1 - sqrt" shape that Hägele et al. 2024 (Scaling Laws and
-  Compute-Optimal Training Beyond Fixed Training Durations, Sec. 3) found to match cosine.
+  `decay_fraction` of D cools down to `min_ratio * peak` with the "1 - sqrt" shape that Hägele et al. 2024
+  (Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations, Sec. 3) found to match cosine,
+  or linearly (`cooldown_shape`). Up to the cooldown's start the rate does not depend on D, which is what
+  lets one constant-rate trunk fork into cooldowns at several D (orchestrator/forks.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Schedule:
     kind: str = "cosine"
     min_ratio: float = 0.1
     decay_fraction: float = 0.2
+    cooldown_shape: str = "1-sqrt"
 
     def __post_init__(self) -> None:
         if self.total_tokens < 1:
@@ -40,12 +43,12 @@ class Schedule:
 
     @classmethod
     def for_trial(cls, *, peak: float, total_tokens: int, warmup_tokens: int, kind: str, min_ratio: float,
-                  decay_fraction: float) -> Schedule:
+                  decay_fraction: float, cooldown_shape: str = "1-sqrt") -> Schedule:
         """The schedule of one trial; a warmup of 0 means `WARMUP_DEFAULT_FRACTION` of D."""
         warmup = warmup_tokens or round(WARMUP_DEFAULT_FRACTION * total_tokens)
         # A warmup longer than the run would never reach the peak: cap it at D.
         return cls(peak=peak, total_tokens=total_tokens, warmup_tokens=min(warmup, total_tokens), kind=kind,
-                   min_ratio=min_ratio, decay_fraction=decay_fraction)
+                   min_ratio=min_ratio, decay_fraction=decay_fraction, cooldown_shape=cooldown_shape)
 
     def __call__(self, tokens: int) -> float:
         """Learning rate for the step that ends after `tokens` training tokens."""
@@ -56,8 +59,14 @@ class Schedule:
         if self.kind == "cosine":
             progress = min((tokens - w) / max(d - w, 1), 1.0)
             return floor + (self.peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        decay_start = max(d - round(self.decay_fraction * d), w)
+        decay_start = self.decay_start
         if tokens <= decay_start:
             return self.peak
         progress = min((tokens - decay_start) / max(d - decay_start, 1), 1.0)
-        return floor + (self.peak - floor) * (1.0 - math.sqrt(progress))
+        shape = 1.0 - math.sqrt(progress) if self.cooldown_shape == "1-sqrt" else 1.0 - progress
+        return floor + (self.peak - floor) * shape
+
+    @property
+    def decay_start(self) -> int:
+        """wsd: the tokens after which the cooldown begins (the rate is the peak from warmup up to here)."""
+        return max(self.total_tokens - round(self.decay_fraction * self.total_tokens), self.warmup_tokens)

@@ -6,6 +6,9 @@ ch. 13), so each resample goes through the same rules as the point fit:
   so no resample loses a budget the design has; runs on no profile form one more stratum;
 - the unit drawn is a design point, (N, D) with all of its seeds: seeds of one point are resampled together
   (a cluster bootstrap, Davison & Hinkley 1997, sec. 3.8), so the interval counts seed-to-seed scatter once;
+- forks of one WSD trunk (column `trunk`, orchestrator/forks.py) share its weights up to their fork points, so
+  their errors are correlated: a trunk is drawn whole, with all of its forks; when a trunk's forks lie on
+  different budgets the draw is no longer stratified by budget (a unit cannot sit in two strata);
 - approach 2 keeps a vertex only inside the sizes the resample holds (isoflop.isoflop_resamples);
 - resamples whose optimiser did not converge (parametric) or that could not be fitted are dropped and counted:
   `n_valid` of `n_resamples` were used.
@@ -61,6 +64,7 @@ class Resampler:
 
     def __init__(self, *, strata: np.ndarray, units: np.ndarray, resamples: int, seed: int) -> None:
         self.n, self.resamples, self.seed = len(strata), resamples, seed
+        self.trunks = 0
         self.rows_per_chunk = max(1, min(resamples, MAX_ELEMENTS // max(self.n, 1)))
         self._strata = []
         for label in sorted(set(map(str, strata))):
@@ -75,18 +79,29 @@ class Resampler:
 
     @classmethod
     def of_runs(cls, runs: pd.DataFrame, *, resamples: int, seed: int) -> Resampler:
-        """Within budgets (runs on no profile together), a design point's seeds together."""
+        """Within budgets (runs on no profile together), a design point's seeds together, a trunk's forks together."""
         budget = runs["budget"].to_numpy(float)
         strata = np.where(np.isfinite(budget), np.round(np.log10(np.where(np.isfinite(budget), budget, 1.0)), 6),
                           np.inf)
-        units = runs["point"].to_numpy() if "point" in runs.columns else np.arange(len(runs))
-        return cls(strata=strata, units=units, resamples=resamples, seed=seed)
+        units = (runs["point"].to_numpy() if "point" in runs.columns else np.arange(len(runs))).astype(str)
+        if "trunk" in runs.columns:
+            trunk = runs["trunk"].astype(object).where(runs["trunk"].notna(), None).to_numpy()
+            forked = np.array([t is not None and str(t) not in ("", "nan", "None") for t in trunk])
+            if forked.any():
+                units = np.where(forked, np.array(["trunk:" + str(t) for t in trunk]), units)
+                spans = pd.Series(strata[forked]).groupby(units[forked]).nunique()
+                if (spans > 1).any():
+                    strata = np.zeros(len(runs))
+        resampler = cls(strata=strata, units=units, resamples=resamples, seed=seed)
+        resampler.trunks = int(len(set(units[forked]))) if "trunk" in runs.columns and forked.any() else 0
+        return resampler
 
     @property
     def scheme(self) -> str:
         units = sum(m for _, m, _ in self._strata)
+        forks = f", the forks of each of {self.trunks} WSD trunks together" if self.trunks else ""
         return (f"{self.resamples} resamples of {units} design points within {len(self._strata)} strata "
-                f"(budgets), seeds of a point together")
+                f"(budgets), seeds of a point together{forks}")
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         for index, lo in enumerate(range(0, self.resamples, self.rows_per_chunk)):

@@ -73,7 +73,7 @@ def _bracketed(result: dict, rerun: str) -> Check:
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
     if iso.get("status") != "ok":
         return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run')}",
-                     f"{rerun} sweep.adaptive=true (adds sizes past every unbracketed edge)")
+                     f"{rerun} adaptive.enabled=true (adds sizes past every unbracketed edge)")
     edge = [p for p in iso["profiles"] if p["edge"]]
     skipped = iso.get("skipped_budgets", [])
     good = len(iso["profiles"]) - len(edge)
@@ -87,7 +87,7 @@ def _bracketed(result: dict, rerun: str) -> Check:
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
     return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}",
-                 f"{rerun} sweep.adaptive=true (adds sizes where a minimum is unbracketed), or widen sweep.span")
+                 f"{rerun} adaptive.enabled=true (adds sizes where a minimum is unbracketed), or widen sweep.span")
 
 
 def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, float] | None]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import find_peaks
 
+from trainers.api import Status
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.options import ColumnMap, FitConfig
 
@@ -178,7 +179,7 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
         keep = keep & ~mask
 
     status = df["status"].to_numpy()
-    for i in np.flatnonzero(status != "finished"):
+    for i in np.flatnonzero(status != Status.FINISHED):
         drop(np.arange(len(df)) == i, f"status={status[i]}")
     warnings: list[str] = []
     if (duplicated & keep).any():
@@ -231,7 +232,7 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
                                  sort=False).ngroup()
     keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "point", "budget", "N", "D", "C", "loss",
                              "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset",
-                             "lr", "batch_tokens", "warmup_tokens", "steps", "warmup_steps", "schedule")
+                             "lr", "batch_tokens", "warmup_tokens", "steps", "warmup_steps", "schedule", "trunk")
                  if c in runs.columns]
     runs = runs[keep_cols]
     conventions = {"n_convention": options.n_convention, "c_convention": options.c_convention,

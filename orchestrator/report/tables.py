@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from trainers.api import Status
 from orchestrator.report.text import sci
 
 METHOD_LABELS = {
@@ -220,7 +221,7 @@ def cost_summary(runs: pd.DataFrame | None, *, cpus_per_trial: int = 1, gpus_per
     if runs is None or len(runs) == 0 or "status" not in runs.columns:
         return None
     status = runs["status"].fillna("unknown").astype(str)
-    finished = status == "finished"
+    finished = status == Status.FINISHED
     wall = _column(runs, "wall_s", 0.0).fillna(0.0)
     device = runs["device"].fillna("cpu").astype(str) if "device" in runs else pd.Series("cpu", index=runs.index)
     on_gpu = device.str.startswith("cuda")

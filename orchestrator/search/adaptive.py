@@ -1,4 +1,4 @@
-"""Adaptive IsoFLOP placement (sweep.kind=isoflop, sweep.adaptive=true): sizes where they inform N_opt.
+"""Adaptive IsoFLOP placement (sweep.kind=isoflop, adaptive.enabled=true): sizes where they inform N_opt.
 
 A fixed IsoFLOP grid spends most of its runs far from each budget's minimum. Here each budget starts
 with a first wave (the planned `sizes_per_budget` sizes), and after each of its results settles the
@@ -7,15 +7,15 @@ fitting/isoflop.fit_parabola) and either
 - extends the grid one wave step past an edge when the lowest loss sits at the smallest or largest
   size (the minimum is unbracketed), or when the parabola's vertex has fewer than 2 sampled sizes on a
   side (the IsoFLOP fit's edge rule), or
-- stops, when the relative uncertainty of N_opt is below `sweep.adaptive_tolerance`. The uncertainty
+- stops, when the relative uncertainty of N_opt is below `adaptive.tolerance`. The uncertainty
   in ln N is the larger of twice the vertex's standard error from the loss noise (delta method on the
   parabola's covariance, sigma = the trials' eval_loss_se or the residual scatter) and the vertex's
   shift when the size farthest from it is dropped (the parabola is only a local model: Besiroglu et
   al. 2024), or
 - adds a size at the current vertex (or, when a size already sits there, in the middle of the wider
   gap beside it): where the vertex is least certain.
-It also stops a budget at `sweep.adaptive_max_sizes` sizes, when a new size resolves to a shape it
-already has, or when the sweep has spent `sweep.adaptive_max_flops`. Each decision and its reason is
+It also stops a budget at `adaptive.max_sizes` sizes, when a new size resolves to a shape it
+already has, or when the sweep has spent `adaptive.max_flops`. Each decision and its reason is
 printed and written to reports/<sweep>/adaptive_decisions.json (also attached to the parent run).
 The N_opt of a budget is the vertex through the 4 sizes nearest its lowest loss (`local_vertex`).
 """
@@ -25,15 +25,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trainers.api import Status
 from orchestrator.config import Config
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.planner import PlanError, Trial
+from trainers.config import DataConfig
 
 LOCAL_SIZES = 4
 
@@ -85,7 +87,7 @@ class AdaptiveIsoFLOP:
 
     def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Trial, float], Trial],
                  previous: dict[str, tuple[str, float | None]]) -> None:
-        self.sweep, self.plan_point, self.previous = config.sweep, plan_point, previous
+        self.limits, self.plan_point, self.previous = config.adaptive, plan_point, previous
         self.profiles: dict[tuple, Profile] = {}
         self.spent = 0.0
         self.decisions: list[dict[str, Any]] = []
@@ -105,11 +107,11 @@ class AdaptiveIsoFLOP:
         """Record a trial finished by an earlier invocation (resume); True when it needs no run."""
         profile.tried.add(trial.trial_id)
         status, loss = self.previous.get(trial.trial_id, (None, None))
-        if status == "finished" and loss is not None:
+        if status == Status.FINISHED and loss is not None:
             profile.points[trial.trial_id] = (math.log(trial.cost.n_total), float(loss), 0.0)
             self.spent += trial.cost.c_exact
             return True
-        return status in ("diverged", "oom")
+        return status in (Status.DIVERGED, Status.OOM)
 
     def _log(self, profile: Profile, decision: str, reason: str, **numbers: float) -> None:
         entry = {"budget": profile.budget, "dataset": profile.key[1], "seed": profile.key[2], "decision": decision,
@@ -148,11 +150,11 @@ class AdaptiveIsoFLOP:
         width = max(noise, shift)
         numbers = {"N_opt": math.exp(local_vertex(x, y) or x_opt), "rel_uncertainty": math.expm1(width),
                    "noise_rel": math.expm1(noise), "shift_rel": math.expm1(shift) if math.isfinite(shift) else None}
-        if math.expm1(width) < self.sweep.adaptive_tolerance:
+        if math.expm1(width) < self.limits.tolerance:
             return self._stop(profile, f"N_opt={numbers['N_opt']:.3g} known within {100 * math.expm1(width):.1f}% "
-                                       f"(< sweep.adaptive_tolerance={self.sweep.adaptive_tolerance})", **numbers)
+                                       f"(< adaptive.tolerance={self.limits.tolerance})", **numbers)
         xs = np.sort(x)
-        if np.min(np.abs(xs - x_opt)) > math.log1p(self.sweep.adaptive_tolerance) / 2:
+        if np.min(np.abs(xs - x_opt)) > math.log1p(self.limits.tolerance) / 2:
             target, where = math.exp(x_opt), "at the current vertex"
         else:
             i = int(np.searchsorted(xs, x_opt))
@@ -175,8 +177,8 @@ class AdaptiveIsoFLOP:
         self._log(profile, "stop", reason, **numbers)
 
     def _add(self, profile: Profile, target: float, decision: str, reason: str, **numbers: Any) -> None:
-        if len(profile.tried) >= self.sweep.adaptive_max_sizes:
-            return self._stop(profile, f"sweep.adaptive_max_sizes={self.sweep.adaptive_max_sizes} sizes reached "
+        if len(profile.tried) >= self.limits.max_sizes:
+            return self._stop(profile, f"adaptive.max_sizes={self.limits.max_sizes} sizes reached "
                                        f"(next would have been: {reason})", **numbers)
         try:
             trial = self.plan_point(profile, target)
@@ -185,9 +187,9 @@ class AdaptiveIsoFLOP:
         if trial.trial_id in profile.tried:
             return self._stop(profile, f"N={target:.3g} resolves to a shape already run: the shape grid's resolution "
                                        f"is reached", **numbers)
-        cap = self.sweep.adaptive_max_flops
+        cap = self.limits.max_flops
         if cap and self.spent + trial.cost.c_exact > cap:
-            return self._stop(profile, f"sweep.adaptive_max_flops={cap:.3g} would be exceeded "
+            return self._stop(profile, f"adaptive.max_flops={cap:.3g} would be exceeded "
                                        f"(spent {self.spent:.3g})", **numbers)
         self._log(profile, decision, reason, N_new=trial.cost.n_total, **numbers)
         if not self._known(profile, trial):
@@ -218,7 +220,7 @@ class AdaptiveIsoFLOP:
         profile.running.discard(trial.trial_id)
         self.spent += trial.cost.c_exact
         loss = (result or {}).get("final_eval_loss")
-        if status == "finished" and loss is not None and math.isfinite(loss):
+        if status == Status.FINISHED and loss is not None and math.isfinite(loss):
             profile.points[trial.trial_id] = (math.log(trial.cost.n_total), float(loss),
                                               float((result or {}).get("eval_loss_se") or 0.0))
 
@@ -239,20 +241,19 @@ class AdaptiveIsoFLOP:
         return out
 
 
-def run_adaptive(config: Config, *, first_wave: list[Trial]) -> int:
-    """Run the first wave and the sizes the policy adds; write and attach the decision log."""
-    from orchestrator.cli import data_axis  # noqa: PLC0415
-    from orchestrator.commands import plan_trials  # noqa: PLC0415
+def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str, DataConfig]) -> int:
+    """Run the first wave and the sizes the policy adds; write and attach the decision log.
+
+    `datasets` are the ones the first wave was planned with (composed once, with the user's `data.*`
+    overrides), so every size placed later has the same data config, and trial identity, as the first wave.
+    """
     from orchestrator.runner import run_sweep  # noqa: PLC0415
     from orchestrator.search.lr_search import previous_results  # noqa: PLC0415
-    from orchestrator.tracking import open_store  # noqa: PLC0415
-    from dataclasses import replace  # noqa: PLC0415
-
-    datasets = data_axis(config, [])
+    from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
     def plan_point(profile: Profile, target: float) -> Trial:
-        sweep = replace(config.sweep, sizes=[target], budgets=[profile.budget], seeds=[profile.key[2]],
-                        datasets=[], adaptive=False)
+        sweep = replace(config.sweep, sizes=[target], budgets=[profile.budget], seeds=[profile.key[2]], datasets=[])
         one = replace(config, sweep=sweep)
         (trial,) = plan_trials(one, datasets={profile.key[1]: datasets[profile.key[1]]})
         if trial.invalid is not None and not config.hparams.allow_invalid:
@@ -266,8 +267,6 @@ def run_adaptive(config: Config, *, first_wave: list[Trial]) -> int:
     path = out_dir / "adaptive_decisions.json"
     estimates = [{"budget": k[0], "dataset": k[1], "seed": k[2], "N_opt": v} for k, v in source.estimates().items()]
     path.write_text(json.dumps({"decisions": source.decisions, "N_opt": estimates, "flops": source.spent}, indent=2))
-    tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or config.sweep.name,
-                         timeout_s=config.tracking.timeout_s, create=True)
-    tracker.log_to_latest_sweep_run(path)
+    open_sweep_store(config, create=True).log_to_latest_sweep_run(path)
     print(f"adaptive: {len(source.decisions)} decisions, {source.spent:.3g} FLOPs; log {path}", flush=True)
     return code

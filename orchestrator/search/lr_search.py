@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from trainers.api import Status
 from orchestrator.config import Config, SearchConfig
 from orchestrator.planner import Trial, with_lr
 from orchestrator.search.storage import open_storage, storage_label, study_name
@@ -118,10 +119,10 @@ class LRSearch:
         if trial.trial_id in self.running:
             study.tell(ot, state=TrialState.FAIL)  # the same config is in flight: ask again
             return None
-        if status == "finished" and loss is not None and math.isfinite(loss):
+        if status == Status.FINISHED and loss is not None and math.isfinite(loss):
             study.tell(ot, loss)
             return None
-        if status == "pruned":
+        if status == Status.PRUNED:
             study.tell(ot, state=TrialState.PRUNED)
             return None
         self.running[trial.trial_id] = (index, ot)
@@ -137,13 +138,13 @@ class LRSearch:
 
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
         index, ot = self.running.pop(trial.trial_id)
-        flops = (result or {}).get("flops") or (trial.cost.c_exact if status == "finished" else 0.0)
+        flops = (result or {}).get("flops") or (trial.cost.c_exact if status == Status.FINISHED else 0.0)
         ot.set_user_attr("flops", float(flops))
         ot.set_user_attr("trial_id", trial.trial_id)
         loss = (result or {}).get("final_eval_loss")
-        if status == "finished" and loss is not None and math.isfinite(loss):
+        if status == Status.FINISHED and loss is not None and math.isfinite(loss):
             self.studies[index].tell(ot, float(loss))
-        elif status == "pruned":
+        elif status == Status.PRUNED:
             self.studies[index].tell(ot, state=TrialState.PRUNED)
         else:  # crashed, diverged, oom, lost: not a loss the sampler should model
             self.studies[index].tell(ot, state=TrialState.FAIL)
@@ -158,19 +159,12 @@ class LRSearch:
 
 def previous_results(config: Config) -> dict[str, tuple[str, float | None]]:
     """trial_id -> (best status, its final eval loss) from the sweep's MLflow experiment."""
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
-    tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or config.sweep.name,
-                         timeout_s=config.tracking.timeout_s, create=False)
+    tracker = open_sweep_store(config, create=False)
     if tracker is None:
         return {}
-    out: dict[str, tuple[str, float | None]] = {}
-    for record in tracker.trial_runs():  # newest first; a finished run beats every other
-        if record.status == "finished":
-            out[record.trial_id] = (record.status, record.final_eval_loss)
-        else:
-            out.setdefault(record.trial_id, (record.status, record.final_eval_loss))
-    return out
+    return {trial_id: (r.status, r.final_eval_loss) for trial_id, r in tracker.results().items()}
 
 
 def summary(config: Config) -> dict[str, Any]:
@@ -203,7 +197,7 @@ def format_summary(data: dict[str, Any]) -> str:
 def run_lr_search(config: Config, *, points: list[Trial]) -> int:
     """Run (or resume) the search over `points`, then print and record the per-size rates and the law."""
     from orchestrator.runner import run_sweep  # noqa: PLC0415
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
     storage = open_storage(config.search, tracking_uri=config.tracking.uri)
     source = LRSearch(config, points=points, storage=storage, previous=previous_results(config))
@@ -217,9 +211,7 @@ def run_lr_search(config: Config, *, points: list[Trial]) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "lr_search.json"
     path.write_text(json.dumps(data, indent=2, allow_nan=True))
-    tracker = open_store(config.tracking.uri, experiment=config.tracking.experiment or config.sweep.name,
-                         timeout_s=config.tracking.timeout_s, create=True)
-    tracker.log_to_latest_sweep_run(path)
+    open_sweep_store(config, create=True).log_to_latest_sweep_run(path)
     return code
 
 

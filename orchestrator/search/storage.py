@@ -17,8 +17,6 @@ from orchestrator.tracking import resolve_uri, sqlite_path
 
 JOURNAL = "optuna.journal"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner prints one line per trial already
-
 
 def journal_path(tracking_uri: str | None) -> Path:
     """<folder of the MLflow SQLite DB>/optuna.journal; the working folder for a tracking server."""
@@ -32,6 +30,7 @@ def storage_label(search: SearchConfig, *, tracking_uri: str | None) -> str:
 
 def open_storage(search: SearchConfig, *, tracking_uri: str | None, create: bool = True) -> optuna.storages.BaseStorage | None:
     """The search's storage; None when create=False and the default journal does not exist yet."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner prints one line per trial already
     if search.storage:
         return optuna.storages.RDBStorage(search.storage)
     path = journal_path(tracking_uri)

@@ -71,6 +71,22 @@ def test_resamples_stay_within_budgets_and_keep_seeds_together():
     np.testing.assert_array_equal(Resampler(strata=budget, units=point, resamples=200, seed=3).weights(), W)
 
 
+def test_forks_of_one_wsd_trunk_are_drawn_together():
+    # 3 trunks (sizes), each forked at 4 token counts that lie on 4 different budgets, plus 2 runs of no trunk.
+    runs = pd.DataFrame({"budget": np.concatenate([np.tile([1e15, 2e15, 4e15, 8e15], 3), [1e15, 2e15]]),
+                         "point": np.arange(14),
+                         "trunk": [f"trunk-{i}" for i in range(3) for _ in range(4)] + [None, None]})
+    sampler = Resampler.of_runs(runs, resamples=300, seed=1)
+    W = sampler.weights()
+    for i in range(3):  # a trunk's forks share their weights up to the fork point: one unit, one multiplicity
+        block = W[:, 4 * i: 4 * i + 4]
+        assert np.all(block == block[:, :1])
+    assert abs(W.sum(axis=1).mean() - 14) < 1  # 5 units drawn whole: 14 runs on average, not in every resample
+    assert np.all(W.sum(axis=1) % 1 == 0) and W[:, 12:].sum(axis=1).max() <= 5
+    assert sampler.trunks == 3 and "forks of each of 3 WSD trunks together" in sampler.scheme
+    assert len({tuple(row) for row in W[:, ::4]}) > 50  # and the trunks are really resampled
+
+
 def test_isoflop_resamples_apply_the_vertex_rule(sim):
     # Sizes from 1.3x to 8x N_opt at one budget: the point fit skips it (vertex outside the sizes) and so must
     # every resample; the other budgets are centred.

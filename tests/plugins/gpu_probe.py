@@ -9,7 +9,7 @@ import time
 
 
 def train(config, report, *, run_dir=None, device="cpu", threads=1):
-    time.sleep(float(config["trainer"]["surrogate"].get("sleep_s", 0.5)))  # so that trials overlap
+    time.sleep(float(config["trainer"].get("options", {}).get("sleep_s", 0.5)))  # so that trials overlap
     report({"step": 1, "tokens": config["tokens"], "train_loss": 1.0})
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return {"status": "finished", "final_train_loss": 1.0, "final_eval_loss": 1.0, "tokens": config["tokens"],

@@ -85,8 +85,8 @@ def surrogate_sweep(tmp_path_factory) -> SimpleNamespace:
     surrogate's memory limit (status oom) and injected divergences; the run writes its report at the end."""
     cwd = tmp_path_factory.mktemp("surrogate_sweep")
     proc = run_cli("sweep=tiny", "trainer=surrogate", "sweep.name=report_sweep", "sweep.budgets=[1e10,3e10,1e11,3e11]",
-                   "sweep.sizes_per_budget=7", "+trainer.surrogate.diverge_prob=0.15",
-                   "+trainer.surrogate.oom_above_params=90000", "fit.bootstrap=100", cwd=cwd)
+                   "sweep.sizes_per_budget=7", "trainer.surrogate.diverge_prob=0.15",
+                   "trainer.surrogate.oom_above_params=90000", "fit.bootstrap=100", cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return SimpleNamespace(cwd=cwd, proc=proc, folder=cwd / "reports" / "report_sweep")
 

@@ -26,6 +26,17 @@ def child_runs(tmp_path: Path) -> list:
     return [r for r in client.search_runs([exp.experiment_id], max_results=1000) if r.data.tags.get("kind") == "trial"]
 
 
+def plan_rows(stdout: str) -> list[dict[str, str]]:
+    """The plan table (orchestrator/plan_view.py) as one dict per trial row, keyed by the column names: the
+    dashed rule under the header gives each fixed-width column's span."""
+    lines = stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
+    names = [lines[rule - 1][a:b].strip() for a, b in spans]
+    rows = [line for line in lines[rule + 1:] if re.match(r"[0-9a-f]{16}\s", line)]
+    return [{name: line[a:b].strip() for name, (a, b) in zip(names, spans)} for line in rows]
+
+
 def studies(tmp_path: Path) -> list[optuna.study.Study]:
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     return [optuna.load_study(study_name=n, storage=storage) for n in optuna.study.get_all_study_names(storage)]
@@ -64,9 +75,9 @@ def test_search_prunes_resumes_and_hands_tuned_rates_to_a_sweep(cli, tmp_path):
     law = json.loads((tmp_path / "reports" / "lr_search_tiny" / "lr_search.json").read_text())["law"]
     out = cli("sweep=tiny", "trainer=surrogate", "sweep.lr_from=lr_search_tiny", "action=plan")
     assert out.returncode == 0, out.stderr
-    rows = [line.split() for line in out.stdout.splitlines() if re.match(r"[0-9a-f]{16}\s", line)]
+    rows = plan_rows(out.stdout)
     assert len(rows) == 6, out.stdout
-    lrs = {float(row[-4]) for row in rows}
+    lrs = {float(row["lr"]) for row in rows}
     assert 0.003 not in lrs and len(lrs) > 1  # no longer the default rate, and one per size
     assert all(1e-3 < lr < 3e-2 for lr in lrs), (lrs, law)
     assert law["p"] < 0  # smaller models get larger rates, as in the surrogate (p = -0.3)

@@ -97,6 +97,30 @@ def test_vocab_mismatch_is_a_data_error(tmp_path):
                      eval_tokens=8)
 
 
+def test_a_prepared_folders_meta_json_must_agree_with_the_config_and_the_files(tmp_path):
+    # action=prepare writes meta.json (orchestrator/prepare/run.py); both the size-only pre-flight check and the
+    # trial's source hold the config and the files to it.
+    import json  # noqa: PLC0415
+
+    from trainers.data import check_data  # noqa: PLC0415
+
+    folder = _write_tokens(tmp_path / "tok", np.arange(600) % 300, np.arange(100))
+    meta = {"dtype": "uint16", "vocab_size": 300, "train_tokens": 600, "val_tokens": 100}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    cfg = dict(name="tokens", path=str(folder))
+    for check in (lambda c: check_data(c, seq_len=8, tokens=64),
+                  lambda c: build_source(c, seq_len=8, seed=0, tokens=64, eval_tokens=8)):
+        check(DataConfig(**cfg, vocab_size=300))
+        check(DataConfig(**cfg, vocab_size=512))  # a larger embedding is padding
+        with pytest.raises(DataError, match="set data.vocab_size=300"):
+            check(DataConfig(**cfg, vocab_size=256))
+        with pytest.raises(DataError, match="its tokens are uint16; set data.dtype=uint16"):
+            check(DataConfig(**cfg, vocab_size=300, dtype="uint32"))
+    (folder / "meta.json").write_text(json.dumps({**meta, "train_tokens": 601}))
+    with pytest.raises(DataError, match="train.bin holds 600 tokens but meta.json says 601"):
+        check_data(DataConfig(**cfg, vocab_size=300), seq_len=8, tokens=64)
+
+
 def test_bytes_need_vocab_256_and_a_path():
     with pytest.raises(ValueError, match="must be 256"):
         DataConfig(name="bytes", path="x", vocab_size=100)

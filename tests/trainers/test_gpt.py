@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from orchestrator.accounting import train_flops_per_token
+from trainers.accounting import train_flops_per_token
 from trainers.api import DIVERGED, FINISHED, OOM, load_trainer
 from trainers.config import ModelConfig
 from trainers.data import DataError

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from orchestrator.accounting import count_params
+from trainers.accounting import count_params
 from trainers.config import ModelConfig
 from trainers.gpt import GPT
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.accounting import count_params, forward_flops_per_token, train_flops_per_token, training_cost
+from trainers.accounting import count_params, forward_flops_per_token, train_flops_per_token, training_cost
 from trainers.config import ModelConfig
 
 # n_layer=1, d=4, 1 head, d_ff=16, T=8, V=10. By hand:

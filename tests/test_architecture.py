@@ -1,0 +1,148 @@
+"""The import graph the README's ARCHITECTURE section promises, read from the source (every import, also
+the ones inside functions): no cycles, trainers independent of the orchestrator, each heavy dependency behind
+the module (or package) whose job it is, and the core never reaching up into stages or the entry."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("orchestrator", "trainers")
+
+OWNERS = {
+    "ray": ("orchestrator.runner",),
+    "mlflow": ("orchestrator.tracking",),
+    "sqlalchemy": ("orchestrator.tracking",),
+    "optuna": ("orchestrator.search.",),
+    "matplotlib": ("orchestrator.report.figures", "orchestrator.report.figures."),
+    "hydra": ("orchestrator.cli",),
+    "omegaconf": ("orchestrator.cli",),
+    "tokenizers": ("orchestrator.prepare.tokenizer",),
+}
+"""Heavy dependency -> the module, or package prefix ending in '.', allowed to import it."""
+
+ENTRY = ("orchestrator.cli", "orchestrator.commands", "orchestrator.__main__")
+CORE = ("orchestrator.config", "orchestrator.errors", "orchestrator.planner", "orchestrator.hparams",
+        "orchestrator.shape_rule", "orchestrator.fitting", "orchestrator.fitting.", "orchestrator.prepare.options",
+        "orchestrator.compare.options",
+        "trainers", "trainers.")
+"""Pure layers: configs, accounting, planning rules, fitting maths, the trainers."""
+CORE_EXCEPT = ("orchestrator.fitting.run",)
+"""The fit stage lives beside the maths it drives (orchestrator/fitting/run.py)."""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+
+
+def imports_of(path: Path, name: str, modules: dict[str, Path] | None = None) -> set[str]:
+    """Every module `path` imports, at module level or inside a function, resolved to absolute names.
+    `from package import submodule` counts the submodule, not the package's __init__."""
+    out = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = {f"{base}.{alias.name}" for alias in node.names}
+            out.update(names)
+            if modules is None or not names <= modules.keys():
+                out.add(base)
+    return out
+
+
+def project_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in imports_of(path, name, modules) if m in modules and m != name}
+    return graph
+
+
+def in_group(name: str, group: tuple[str, ...]) -> bool:
+    return any(name == g or (g.endswith(".") and name.startswith(g)) for g in group)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle as a list of modules (first == last), or None (iterative DFS, colours)."""
+    colour = dict.fromkeys(graph, 0)
+    for start in sorted(graph):
+        if colour[start]:
+            continue
+        stack = [(start, iter(sorted(graph[start])))]
+        path = [start]
+        colour[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+            elif colour[child] == 1:
+                return [*path[path.index(child):], child]
+            elif colour[child] == 0:
+                colour[child] = 1
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+    return None
+
+
+def test_the_graph_is_read_from_the_source():
+    graph = project_graph()
+    assert len(graph) > 40
+    assert "orchestrator.tracking" in graph["orchestrator.runner"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles():
+    assert find_cycle(project_graph()) is None
+
+
+def test_trainers_import_nothing_from_the_orchestrator():
+    bad = sorted(f"{m} -> {d}" for m, deps in project_graph().items() if m.startswith("trainers")
+                 for d in deps if d.startswith("orchestrator"))
+    assert bad == []
+
+
+@pytest.mark.parametrize("dependency", sorted(OWNERS))
+def test_heavy_dependencies_live_behind_their_owner(dependency):
+    importers = sorted(name for name, path in project_modules().items()
+                       if any(m == dependency or m.startswith(dependency + ".") for m in imports_of(path, name)))
+    assert importers, f"nothing imports {dependency}: update OWNERS"
+    assert [m for m in importers if not in_group(m, OWNERS[dependency])] == []
+
+
+def test_the_core_does_not_reach_up():
+    bad = sorted(f"{m} -> {d}" for m, deps in project_graph().items()
+                 if in_group(m, CORE) and not in_group(m, CORE_EXCEPT)
+                 for d in deps if not in_group(d, CORE))
+    assert bad == []
+
+
+def test_only_the_entry_imports_the_entry():
+    bad = sorted(f"{m} -> {d}" for m, deps in project_graph().items() if not in_group(m, ENTRY)
+                 for d in deps if in_group(d, ENTRY))
+    assert bad == []
+
+
+def test_only_the_store_gateway_reaches_into_mlflows_client():
+    """One gateway to the store (orchestrator/tracking.py): other modules call its Tracker's methods."""
+    reach = [name for name, path in project_modules().items()
+             if name != "orchestrator.tracking" and ".client." in path.read_text()]
+    assert reach == []
