@@ -37,6 +37,7 @@ actions (action=...):
   plan     print the plan (trials, cost, status); runs and writes nothing
   fit      fit scaling laws to a sweep's runs (or fit.runs_csv=PATH)
   report   write the frontier report
+  compare  the compute multiplier of variant sweeps over a baseline (compare.baseline=A compare.variants=[B])
   prepare  tokenize a folder of text, JSONL or Parquet files for data=tokens (prepare.input=DIR prepare.output=DIR)
 
 groups (* marks yours, from --config-dir DIR or hydra.searchpath=[DIR]):
@@ -45,6 +46,7 @@ examples:
   python -m orchestrator sweep=cpu_small action=plan
   python -m orchestrator sweep=tiny sweep.budgets=[1e10,3e10] model.head_dim=8
   python -m orchestrator sweep=tiny --cfg job
+  python -m orchestrator sweep=forks_tiny action=plan                # WSD trunks and their cooldown forks
   python -m orchestrator --config-dir conf sweep=mine model=gpt     # your conf/sweep/mine.yaml
 """
 

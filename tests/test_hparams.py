@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import compose_config, to_typed
-from orchestrator.commands import plan_trials
+from orchestrator.sweep_plan import plan_trials
 from orchestrator.hparams import HParamsConfig, ScaleRule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_the_plan_marks_and_the_run_refuses_an_invalid_point(tmp_path):
 def test_a_gpt_sweep_with_scale_rules_trains_only_valid_points(tmp_path):
     import mlflow
 
-    proc = cli("sweep=cpu_small", "sweep.name=rules_gpt", "sweep.budgets=[8e9,1.6e10]", "sweep.sizes_per_budget=3",
+    proc = cli("sweep=cpu_small", "sweep.name=rules_gpt", "sweep.budgets=[3e10,6e10]", "sweep.sizes_per_budget=3",
                "adaptive.enabled=false", "sweep.centre_tokens_per_param=30", "trainer.eval_tokens=4096",
                "fit.bootstrap=0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -307,14 +307,22 @@ class TrainerConfig:
             raise ValueError(f"trainer.decay_fraction={self.decay_fraction} is invalid: it must lie in (0, 1].")
 
 
+ADDED_AT_DEFAULT = {"cooldown_shape": "1-sqrt"}
+"""Trainer fields added after trial ids were in use, left out of a trial's section at their default (the
+trainer's own default is the same), so that the trials planned before they existed keep their ids."""
+
+
 def trainer_section(trainer: TrainerConfig) -> dict[str, Any]:
     """The trainer section a trial carries, hashes and logs: every field of `trainer` as plain data, except that
-    `surrogate` lists only the knobs that differ from SurrogateConfig's defaults and `options` is left out when
-    empty. A section so names what the trainer was given (a GPT trial carries `surrogate: {}` and no `options`, so
+    `surrogate` lists only the knobs that differ from SurrogateConfig's defaults, `options` is left out when
+    empty and so are the ADDED_AT_DEFAULT fields at their default. A section so names what the trainer was given (a GPT trial carries `surrogate: {}` and no `options`, so
     a new surrogate knob or default changes no GPT trial's id), and `TrainerConfig(**section)` rebuilds `trainer`."""
     section = asdict(trainer)
     defaults = asdict(SurrogateConfig())
     section["surrogate"] = {k: v for k, v in section["surrogate"].items() if v != defaults[k]}
     if not section["options"]:
         del section["options"]
+    for key, default in ADDED_AT_DEFAULT.items():  # fields added later: absent at their default, so old ids hold
+        if section[key] == default:
+            del section[key]
     return section

@@ -89,7 +89,8 @@ def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None,
     rng = np.random.default_rng(_config_seed(config))
     fails, diverges = rng.random() < law.fail_prob, rng.random() < law.diverge_prob
     penalty = lr_term(law, n, float(config["trainer"]["lr"]))
-    extra = {"n_params": n, "flops_per_token": fpt, "law_loss": law_loss(law, n, tokens) + penalty, "entropy_floor": law.E}
+    extra = {"n_params": n, "flops_per_token": fpt, "law_loss": law_loss(law, n, tokens) + penalty,
+             "entropy_floor": law.E}
     if law.lr_penalty:
         extra["lr_opt"] = lr_opt(law, n)
     common = dict(device="cpu", dtype="fp32")

@@ -7,10 +7,12 @@ extrapolated. Plain text: the pages escape it for their own format.
 
 from __future__ import annotations
 
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from orchestrator.report.tables import METHOD_LABELS, bounds
@@ -87,6 +89,7 @@ def headline(page: Page) -> list[str]:
                f"({num(top['tokens_per_param'], digits=3)} tokens per parameter); predicted loss "
                f"{num(top['loss'])} {interval(bounds(e, 'loss', budget=key))}.{train}".replace("  ", " "))
     spread = page.frontier[page.frontier["C"] == top["C"]]
+    spread = spread[np.isfinite(pd.to_numeric(spread["N_opt"], errors="coerce"))]  # methods with no N_opt there
     if len(spread) > 1:
         lo, hi = spread.loc[spread["N_opt"].idxmin()], spread.loc[spread["N_opt"].idxmax()]
         out.append(f"The {len(spread)} frontier methods put N_opt at that budget between {count(lo['N_opt'])} "
