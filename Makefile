@@ -1,11 +1,12 @@
-# Two commands on a fresh machine: `make demo` (set up, run the default sweep, write its report)
-# and `make test` (set up, run the tests). Setup installs the pinned CPU torch first, then the project.
+# On a fresh machine: `make demo` (set up, run the default sweep, write its report), `make test` (set up, run the
+# tests but the slow ones) and `make test-all` (the whole suite: what CI runs). Setup installs the pinned CPU
+# torch first, then the project.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-browser demo test test-fast bench clean
+.PHONY: setup setup-browser demo test test-all bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,11 +29,13 @@ setup-browser: $(BIN)/.browser
 demo: setup
 	$(BIN)/python -m orchestrator sweep=cpu_small
 
+# `make test`: everything but the tests marked slow (multi-sweep end-to-end, cluster, server, wheel, browser,
+# benchmark smoke modes); `make test-all`: the whole suite, what CI runs (.ci/run).
 test: setup setup-browser
-	$(BIN)/python -m pytest -q tests
-
-test-fast: setup setup-browser
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-all: setup setup-browser
+	$(BIN)/python -m pytest -q tests
 
 bench: setup
 	$(BIN)/python benchmarks/fit_speed.py

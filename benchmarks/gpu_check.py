@@ -512,7 +512,8 @@ def oom_args(ctx: Context, design: dict[str, Any]) -> list[str]:
     args += ([f"cluster.gpus_per_trial={GPU_FRACTION}", "cluster.cpus_per_trial=2"] if ctx.cuda else
              ["cluster.num_cpus=2", "cluster.cpus_per_trial=1"])
     return ["sweep=list_example", f"sweep.name={OOM_EXPERIMENT}", f"sweep.trials=[{trials}]",
-            "sweep.min_tokens_per_param=0", "cluster.order=plan", "cluster.max_retries=0", "fit.bootstrap=0", *args]
+            "sweep.min_tokens_per_param=0", "cluster.order=plan", "cluster.max_retries=0", "fit.bootstrap=0",
+            "hparams.allow_invalid=true", *args]  # a few steps on purpose: not scaling points
 
 
 DIRECT_TRIAL = """import json, sys

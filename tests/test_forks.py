@@ -111,6 +111,7 @@ def store(tmp_path: Path, experiment: str = "forks_tiny") -> list:
     return client.search_runs([exp.experiment_id], max_results=5000) if exp else []
 
 
+@pytest.mark.slow
 def test_a_forked_sweep_runs_records_trunks_and_forks_and_prunes_its_checkpoints(cli, tmp_path):
     result = cli(*FORKS, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -188,6 +189,7 @@ def test_kill_9_mid_trunk_then_rerun_keeps_the_trunks_progress_and_every_fork(tm
             assert fork.info.start_time < trunk_start[fork.data.tags["trunk_id"]]
 
 
+@pytest.mark.slow
 def test_a_trunk_that_diverges_settles_its_forks_with_that_reason(cli, tmp_path):
     result = cli(*FORKS, "sweep.sizes=[20000]", "trainer.lr=50", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr  # diverged is a result, not a failure of the sweep

@@ -118,7 +118,8 @@ def test_fractional_gpu_trials_get_a_fresh_worker_and_their_memory_share(cli, tm
     trials = ",".join(f"{{n_layer:1,d_model:32,n_head:2,tokens:1e5,seed:{s}}}" for s in range(4))
     env = {"PYTHONPATH": f"{REPO}{os.pathsep}{PLUGINS}", "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}'}
     result = cli("sweep=list_example", f"sweep.trials=[{trials}]", "trainer.target=gpu_probe:train",
-                 "cluster.num_cpus=2", "cluster.gpus_per_trial=0.25", "fit.bootstrap=0", env=env)
+                 "cluster.num_cpus=2", "cluster.gpus_per_trial=0.25", "fit.bootstrap=0", "hparams.allow_invalid=true",
+                 env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     runs = trial_runs(tmp_path / "mlflow.db", "list_example")
     assert len(runs) == 4 and all(r.data.tags["status"] == "finished" for r in runs)

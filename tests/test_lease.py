@@ -145,12 +145,14 @@ def two_drivers(tmp_path: Path, uri: str | None) -> MlflowClient:
     return client
 
 
+@pytest.mark.slow
 def test_a_second_driver_of_a_running_sweep_refuses_sqlite(tmp_path):
     two_drivers(tmp_path, None)
     code, out, err = finish(driver(tmp_path))  # once the first is done, the same command resumes: nothing left
     assert code == 0 and "8 already done, 0 to run" in out, out + err
 
 
+@pytest.mark.slow
 def test_two_drivers_started_at_once_in_a_fresh_folder_run_each_trial_once(tmp_path):
     # Before: the second died in MLflow's schema creation ("duplicate column name: step"), or, with a store,
     # both ran every trial.

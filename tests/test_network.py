@@ -89,6 +89,7 @@ def finished_trials(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_local_sweep_listens_on_loopback_only(tmp_path):
     trials = "[" + ",".join(f"{{n_layer:1,d_model:32,n_head:2,tokens:1e5,seed:{s}}}" for s in range(5, 11)) + "]"
     driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=list_example", "cluster.num_cpus=2",

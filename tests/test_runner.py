@@ -41,6 +41,7 @@ def trial_runs(tmp_path: Path, experiment: str = "list_example") -> list:
     return [r for r in runs(tmp_path, experiment) if r.data.tags.get("kind") == "trial"]
 
 
+@pytest.mark.slow
 def test_failure_kinds_follow_their_policies(cli, tmp_path):
     result = cli_env(cli)(*SCRIPTED, trials_spec([0, 1, 2, 3, 4]), "cluster.max_retries=1")
     assert result.returncode == 1, result.stderr  # seed 4 still crashed after its retry
@@ -70,6 +71,7 @@ def test_failure_kinds_follow_their_policies(cli, tmp_path):
     assert crashes == {1: 1, 4: 3}  # one more attempt of seed 4 (max_retries=0), nothing else rerun
 
 
+@pytest.mark.slow
 def test_a_trainer_that_breaks_the_contract_is_a_crashed_trial_not_a_dead_driver(cli, tmp_path):
     # Before: a plug-in returning None (or an unknown status) killed the driver, leaving a child run and the
     # parent RUNNING. Now each is a recorded crash with the reason, not retried (it would break again).
@@ -93,6 +95,7 @@ def test_a_trainer_that_breaks_the_contract_is_a_crashed_trial_not_a_dead_driver
     assert not any(r.info.status == "RUNNING" for r in runs(tmp_path))
 
 
+@pytest.mark.slow
 def test_mlflow_holds_nested_runs_with_params_metrics_and_config(cli, tmp_path):
     result = cli_env(cli)(*SCRIPTED, trials_spec([0, 5]))
     assert result.returncode == 0, result.stderr
@@ -122,6 +125,7 @@ def test_mlflow_holds_nested_runs_with_params_metrics_and_config(cli, tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.slow
 def test_plan_shows_done_failed_and_pending(cli, tmp_path):
     cli_env(cli)(*SCRIPTED, trials_spec([0, 2]))
     result = cli_env(cli)(*SCRIPTED, trials_spec([0, 2, 6]), "action=plan")
@@ -129,6 +133,7 @@ def test_plan_shows_done_failed_and_pending(cli, tmp_path):
     assert "status: diverged 1, finished 1, pending 1" in result.stdout
 
 
+@pytest.mark.slow
 def test_extending_a_sweep_runs_only_the_new_trials(cli, tmp_path):
     first = cli_env(cli)(*SCRIPTED, trials_spec([0, 5]))
     assert first.returncode == 0, first.stderr
@@ -160,6 +165,7 @@ def _wait_finished(tmp_path: Path, n: int, timeout: float = 120) -> None:
     raise AssertionError(f"fewer than {n} trials finished within {timeout}s")
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_path):
     args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10, 11, 12]), "+trainer.options.sleep_s=1.0"]
     driver = _start_driver(tmp_path, *args)
@@ -179,8 +185,10 @@ def test_kill_9_of_the_driver_then_rerun_finishes_every_trial_exactly_once(tmp_p
     assert len(finished) == 8 and set(finished.values()) == {1}  # every trial finished exactly once
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_running_trials_killed_and_the_rerun_resumes(tmp_path):
-    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "+trainer.options.sleep_s=1.0"]
+    # 2 s per trial: 5 more trials on 2 slots leave about 5 s for the interrupt to land mid-sweep, even under load.
+    args = [*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "+trainer.options.sleep_s=2.0"]
     driver = _start_driver(tmp_path, *args)
     _wait_finished(tmp_path, 1)
     driver.send_signal(signal.SIGINT)

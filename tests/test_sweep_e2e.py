@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import math
 from pathlib import Path
@@ -41,6 +43,7 @@ def test_tiny_gpt_sweep_end_to_end(cli, tmp_path: Path):
     assert "status: finished 6" in again.stdout
 
 
+@pytest.mark.slow
 def test_plug_in_and_surrogate_trainers_run_as_sweeps(cli, tmp_path: Path):
     # A user's own trainer (trainer.target) and the surrogate go through the same runner and store.
     for trainer, experiment in (("mlp", "tiny"), ("surrogate", "tiny_surrogate")):

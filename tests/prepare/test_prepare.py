@@ -193,6 +193,7 @@ def test_an_existing_output_and_missing_options_are_refused(prepared, tmp_path):
     assert result.returncode == 2 and "prepare.output is required for action=prepare" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_plan_refuses_a_D_larger_than_the_corpus_unless_data_may_repeat(prepared, tmp_path):
     out, meta, _ = prepared
     data = ["data=tokens", f"data.path={out}", f"data.vocab_size={meta['vocab_size']}"]

@@ -54,6 +54,7 @@ def browser_ready():
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
 
 
+@pytest.mark.slow
 def test_page_of_a_real_sweep_renders_in_chromium(browser_ready, surrogate_sweep, tmp_path):
     page = surrogate_sweep.folder / "index.html"
     probe_page = surrogate_sweep.folder / "probe.html"  # beside the page: same folder, same relative paths

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 
+@pytest.mark.slow
 def test_adaptive_placement_brackets_a_minimum_the_first_wave_missed(cli, tmp_path):
     # 400 tokens per parameter at the centre puts the whole first wave below N_opt (the surrogate's
     # optimum at 4e12 FLOPs is ~3e5 parameters), so the lowest loss sits at the largest size.
@@ -49,6 +50,7 @@ def test_bad_adaptive_settings_are_one_sentence_and_exit_2(cli, tmp_path, args, 
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.slow
 def test_sizes_placed_later_keep_the_users_data_overrides_with_a_dataset_axis(cli, tmp_path):
     # sweep.datasets composes each dataset's config once, with the user's data.* overrides; the sizes adaptive
     # placement adds later must be planned with that same data config (the same trial identity), not a fresh

@@ -3,6 +3,8 @@ whose best rate is known (lr_opt(N) = 3e-3 (N / 1e6)^-0.3 in conf/sweep/lr_searc
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 from pathlib import Path
@@ -42,6 +44,7 @@ def studies(tmp_path: Path) -> list[optuna.study.Study]:
     return [optuna.load_study(study_name=n, storage=storage) for n in optuna.study.get_all_study_names(storage)]
 
 
+@pytest.mark.slow
 def test_search_prunes_resumes_and_hands_tuned_rates_to_a_sweep(cli, tmp_path):
     # One scenario, because each step needs the previous one's store (and Ray starts once per step).
     out = cli(*SEARCH)
