@@ -322,7 +322,10 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     parent = tracker.start_parent(sweep=sweep, config=asdict(config), n_trials=len(trials))
     progress.started = time.monotonic()  # time trials, not Ray's start
     display = Display(progress, live=display_live)
+    # Ctrl-C and SIGTERM stop the sweep cleanly, also when the driver inherited SIGINT ignored (a background job
+    # of a non-interactive shell, `nohup`, some CI runners start processes that way).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         loop = TrialLoop(config, tracker=tracker, parent=parent, display=display, lease=lease)
         ok = loop.run(todo, source=source)
@@ -338,6 +341,7 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         display.close()
 
 

@@ -146,6 +146,14 @@ def _start_driver(tmp_path: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def _rows(tmp_path: Path, query: str) -> list:
+    try:
+        with sqlite3.connect(f"file:{tmp_path / 'mlflow.db'}?mode=ro", uri=True) as db:
+            return [row[0] for row in db.execute(query).fetchall()]
+    except sqlite3.Error:
+        return []
+
+
 def _count(tmp_path: Path, query: str) -> int:
     try:
         with sqlite3.connect(f"file:{tmp_path / 'mlflow.db'}?mode=ro", uri=True) as db:
@@ -159,14 +167,25 @@ def test_kill_9_mid_trunk_then_rerun_keeps_the_trunks_progress_and_every_fork(tm
     # One trial at a time and a checkpoint every 16 steps, so the kill lands inside a trunk with forks done.
     args = [*FORKS, "cluster.max_concurrent=1", "trainer.checkpoint_interval_tokens=65536"]
     driver = _start_driver(tmp_path, *args)
+    root = tmp_path / "checkpoints" / "forks_tiny"
+    finished_trunks = ("SELECT t.value FROM tags t JOIN tags k ON k.run_uuid = t.run_uuid AND k.key = 'kind' AND "
+                       "k.value = 'trunk' JOIN tags s ON s.run_uuid = t.run_uuid AND s.key = 'status' AND "
+                       "s.value = 'finished' WHERE t.key = 'trial_id'")
+
+    def mid_trunk() -> set[str]:
+        """Trunks with a checkpoint of their own that have not finished: a kill now lands inside them."""
+        return {p.parent.name for p in root.glob("trunk-*/checkpoint.pt")} - set(_rows(tmp_path, finished_trunks))
+
     deadline = time.monotonic() + 300
     finished = "SELECT count(*) FROM tags WHERE key = 'status' AND value = 'finished'"
-    while _count(tmp_path, finished) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _count(tmp_path, finished) >= 1, "no fork finished in time"
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray instance, mid-sweep
+    while not (_count(tmp_path, finished) >= 1 and mid_trunk()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    interrupted = mid_trunk()
+    assert interrupted, "no trunk was caught mid-way with a fork finished"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray instance, mid-trunk
     driver.wait()
-    ahead = {p.parent.name for p in (tmp_path / "checkpoints" / "forks_tiny" / "trunks").rglob("checkpoint.pt")}
+    interrupted -= set(_rows(tmp_path, finished_trunks))  # one that finished in the last moment was not interrupted
+    ahead = {p.parent.name for p in (root / "trunks").rglob("checkpoint.pt")}
     rerun = _start_driver(tmp_path, *args)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
@@ -176,8 +195,9 @@ def test_kill_9_mid_trunk_then_rerun_keeps_the_trunks_progress_and_every_fork(tm
                     if r.data.tags.get("kind") == "trial" and r.data.tags["status"] == "finished")
     assert len(forks) == 8 and set(forks.values()) == {1}  # nothing lost, nothing run twice
     trunks = [r for r in runs if r.data.tags.get("kind") == "trunk"]
-    resumed = [r.data.metrics.get("resumed_from_tokens", 0) for r in trunks if r.data.tags["status"] == "finished"]
-    assert any(t > 0 for t in resumed), resumed  # a trunk went on from its checkpoint, not from scratch
+    for trunk_id in interrupted:  # each trunk the kill interrupted went on from its checkpoint, not from scratch
+        (second,) = [r for r in trunks if r.data.tags["trial_id"] == trunk_id and r.data.tags["status"] == "finished"]
+        assert second.data.metrics["resumed_from_tokens"] > 0
     # Forks whose checkpoint the first driver left ran without waiting for their trunk: with one slot, each
     # started before its trunk's second run did.
     trunk_start = {r.data.tags["trial_id"]: r.info.start_time for r in trunks
