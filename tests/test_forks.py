@@ -172,9 +172,17 @@ def test_kill_9_mid_trunk_then_rerun_keeps_the_trunks_progress_and_every_fork(tm
                        "k.value = 'trunk' JOIN tags s ON s.run_uuid = t.run_uuid AND s.key = 'status' AND "
                        "s.value = 'finished' WHERE t.key = 'trial_id'")
 
+    def reached(trunk_id: str) -> int:
+        """Fork points the trunk has passed: forks waiting on their checkpoint, plus forks already finished."""
+        waiting = len(list((root / "trunks" / trunk_id).glob("*/checkpoint.pt")))
+        done = _rows(tmp_path, "SELECT count(*) FROM tags t JOIN tags s ON s.run_uuid = t.run_uuid AND s.key = "
+                               f"'status' AND s.value = 'finished' WHERE t.key = 'trunk_id' AND t.value = '{trunk_id}'")
+        return waiting + (done[0] if done else 0)
+
     def mid_trunk() -> set[str]:
-        """Trunks with a checkpoint of their own that have not finished: a kill now lands inside them."""
-        return {p.parent.name for p in root.glob("trunk-*/checkpoint.pt")} - set(_rows(tmp_path, finished_trunks))
+        """Trunks with a checkpoint of their own, unfinished, with fork points still ahead: a kill lands inside."""
+        started = {p.parent.name for p in root.glob("trunk-*/checkpoint.pt")} - set(_rows(tmp_path, finished_trunks))
+        return {t for t in started if reached(t) < 4}
 
     deadline = time.monotonic() + 300
     finished = "SELECT count(*) FROM tags WHERE key = 'status' AND value = 'finished'"
@@ -195,9 +203,11 @@ def test_kill_9_mid_trunk_then_rerun_keeps_the_trunks_progress_and_every_fork(tm
                     if r.data.tags.get("kind") == "trial" and r.data.tags["status"] == "finished")
     assert len(forks) == 8 and set(forks.values()) == {1}  # nothing lost, nothing run twice
     trunks = [r for r in runs if r.data.tags.get("kind") == "trunk"]
-    for trunk_id in interrupted:  # each trunk the kill interrupted went on from its checkpoint, not from scratch
-        (second,) = [r for r in trunks if r.data.tags["trial_id"] == trunk_id and r.data.tags["status"] == "finished"]
-        assert second.data.metrics["resumed_from_tokens"] > 0
+    for trunk_id in interrupted:
+        # The trunk's progress is kept: run again, it went on from its checkpoint, not from scratch; or it was not
+        # needed again (its fork points were all written: a worker can outlive its killed driver by a moment).
+        again = [r for r in trunks if r.data.tags["trial_id"] == trunk_id and r.data.tags["status"] == "finished"]
+        assert all(r.data.metrics["resumed_from_tokens"] > 0 for r in again), [r.data.metrics for r in again]
     # Forks whose checkpoint the first driver left ran without waiting for their trunk: with one slot, each
     # started before its trunk's second run did.
     trunk_start = {r.data.tags["trial_id"]: r.info.start_time for r in trunks
