@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -38,32 +37,6 @@ def orchestrator(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "orchestrator", "sweep=list_example", "trainer.target=behaviours:train",
                            "hparams.allow_invalid=true", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server --workers 1` on 127.0.0.1, stopped after the test."""
-    port = free_port()
-    home = tmp_path / "server"
-    home.mkdir()
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-                             "--artifacts-destination", str(home / "artifacts")],
-                            cwd=home, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("mlflow server did not start within 120 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
 
 
 def test_sweep_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -182,38 +181,6 @@ def test_a_fresh_store_created_by_four_processes_at_once(tmp_path):
 
 
 # -- the same against a real mlflow server ---------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server --workers 1` on 127.0.0.1, stopped after the test."""
-    port, home = free_port(), tmp_path / "server"
-    home.mkdir()
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
-                             "1", "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-                             "--artifacts-destination", str(home / "artifacts")],
-                            cwd=home, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("mlflow server did not start within 120 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_a_second_driver_of_a_running_sweep_refuses_server(tmp_path, mlflow_server):
     work = tmp_path / "work"

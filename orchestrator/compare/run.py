@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +31,7 @@ from orchestrator.compare.sources import Source, from_csv, is_csv, require_finis
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitError
-from orchestrator.fitting.run import run_fit, safe_name, swept_budgets
+from orchestrator.fitting.run import code_version, run_fit, safe_name, swept_budgets
 from orchestrator.fitting.table import RunTable, tidy_runs
 
 if TYPE_CHECKING:
@@ -108,7 +106,7 @@ def run_compare(config: Config) -> CompareReport:
               "sweeps": [_sweep_entry(sources[e], fits[e], results[e], tables[e], role="baseline" if i == 0 else
                                       "variant", folder=folder) for i, (_, e) in enumerate(entries)],
               "curves": _curves(list(fits.values()), core),
-              "provenance": {"compare": asdict(opts), "fit": asdict(fit_opts), "code": _code_version(),
+              "provenance": {"compare": asdict(opts), "fit": asdict(fit_opts), "code": code_version(),
                              "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}}
     result["provenance"]["seconds"] = round(time.perf_counter() - t0, 3)
     from orchestrator.compare.report import write_report  # noqa: PLC0415  (matplotlib only when drawing)
@@ -178,19 +176,6 @@ def _curves(fits: list[SweepFit], core: dict) -> dict:
     x = np.linspace(np.log(min(budgets) / 1.5), np.log(max(budgets) * 1.5), 60)
     return {f.name: {"C": np.exp(x).tolist(), "L": f.frontier.loss(x)[0].tolist(), "swept": list(f.swept)}
             for f in fits}
-
-
-def _code_version() -> dict:
-    try:
-        version = metadata.version("scaling-orchestrator")
-    except metadata.PackageNotFoundError:
-        version = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"package": version, "git_commit": commit}
 
 
 def format_summary(report: CompareReport) -> str:

@@ -153,7 +153,7 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     result["trustworthy"] = trustworthy(checks)
     result["headline_method"] = headline_method(result)
     result["provenance"] = {**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
-                            "conventions": runs.conventions, "options": asdict(options), "code": _code_version(),
+                            "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
                             "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)}
     folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -448,7 +448,7 @@ def _curve(ctx: FitContext, fit) -> dict:
             "loss": np.asarray(fit.loss_at(C, compute=ctx.compute)).tolist()}
 
 
-def _code_version() -> dict:
+def code_version() -> dict:
     try:
         version = metadata.version("scaling-orchestrator")
     except metadata.PackageNotFoundError:
