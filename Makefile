@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-browser demo test test-all bench clean
+.PHONY: setup setup-browser demo lint test test-all bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ setup-browser: $(BIN)/.browser
 
 demo: setup
 	$(BIN)/python -m orchestrator sweep=cpu_small
+
+# `make lint`: ruff over the code, tests and benchmarks (pyproject.toml's [tool.ruff]).
+lint: setup
+	$(BIN)/ruff check orchestrator trainers tests benchmarks
 
 # `make test`: everything but the tests marked slow (multi-sweep end-to-end, cluster, server, wheel, browser,
 # benchmark smoke modes); `make test-all`: the whole suite, what CI runs (.ci/run).

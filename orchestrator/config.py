@@ -1,6 +1,6 @@
 """Typed config of a sweep invocation: the schema of every Hydra group, registered in the ConfigStore.
 
-Config flows one way: Hydra composes `conf/`, `load_config` turns the `DictConfig` into these
+Config flows one way: Hydra composes `conf/`, `cli.to_typed` turns the `DictConfig` into these
 dataclasses once (running every `__post_init__` check), and nothing below the CLI imports hydra or
 omegaconf. A typo'd key or a wrong type is rejected by OmegaConf against these schemas before
 anything runs.
