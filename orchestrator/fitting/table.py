@@ -219,6 +219,7 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
             ids = ", ".join(runs["trial_id"].iloc[np.flatnonzero(bad)[:5]])
             raise FitInputError(f"column {col} has {int(bad.sum())} NaN or non-positive value(s) among kept runs "
                                 f"(trial {ids}); N, D, C and loss must be finite and positive.")
+    _check_fittable(runs)
 
     budget_col = runs["budget"].to_numpy(dtype=float) if "budget" in runs else None
     C = runs["C"].to_numpy(dtype=float)
@@ -239,6 +240,27 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
                    "metric": options.metric, "metric_column": metric_col, "N_column": n_col}
     return RunTable(runs=runs, excluded=tuple(excluded), conventions=conventions, budget_grouping=grouping,
                     n_input=len(df), warnings=tuple(warnings))
+
+
+MAX_LOSS = 1e6
+"""Largest loss a kept run may have: beyond any loss in nats or bits (a perplexity is below the vocabulary size).
+Sizes and FLOPs have no such limit (a row near the float limit is fitted, and its figures say what cannot be
+drawn: tests/report/test_degenerate.py)."""
+
+
+def _check_fittable(runs: pd.DataFrame) -> None:
+    """Kept runs a scaling law can be fitted to: losses in range, and losses that vary."""
+    loss = runs["loss"].to_numpy(dtype=float)
+    huge = loss > MAX_LOSS
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise FitInputError(f"column loss has {int(huge.sum())} value(s) above {MAX_LOSS:.0e} (the first in run "
+                            f"{runs['trial_id'].iat[i]}, the largest {loss.max():.3g}): no real run has such a loss; "
+                            f"fix those rows or leave them out with fit.loss_ceiling.")
+    if len(loss) > 1 and np.ptp(loss) <= 1e-12 * abs(loss[0]):
+        raise FitInputError(f"all {len(loss)} kept runs have the same loss ({loss[0]:.6g}): a scaling law needs "
+                            "losses that change with N and D; check that the loss column (fit.columns.loss, "
+                            "fit.metric) holds each run's final loss.")
 
 
 def _numeric(raw: pd.Series, *, column: str, rows: pd.Series) -> pd.Series:
