@@ -323,7 +323,7 @@ def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,
         return out, "exact"
     h = 0.6 * tol_dex
     grid = np.arange(xs[0] - 5 * h, xs[-1] + 5 * h, h / 20)
-    density = np.exp(-0.5 * ((grid[:, None] - xs[None, :]) / h) ** 2).sum(axis=1)  # (grid,)
+    density = _kernel_density(xs, grid, h)
     peaks, props = find_peaks(density, prominence=0.0)
     centres = grid[peaks][props["prominences"] >= 0.5 * density[peaks]]
     counts = (np.abs(x[:, None] - centres[None, :]) <= tol_dex).sum(axis=0)
@@ -338,6 +338,32 @@ def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,
         members = on & (nearest == j)
         out[members] = 10 ** np.median(x[members])
     return out, "density"
+
+
+DENSITY_BLOCK = 4_000_000
+"""Most (grid point, run) pairs evaluated at once by _kernel_density."""
+DENSITY_REACH = 12.0
+"""Kernel terms beyond this many bandwidths (exp(-72) relative) are left out."""
+
+
+def _kernel_density(xs: np.ndarray, grid: np.ndarray, h: float) -> np.ndarray:
+    """sum_j exp(-((grid_i - xs_j) / h)^2 / 2) for sorted `xs`, in blocks of grid points, each over the runs within
+    DENSITY_REACH bandwidths: memory stays bounded for a million runs (the full grid x runs matrix would not)."""
+    density = np.zeros(len(grid))
+    per_block = max(1, DENSITY_BLOCK // max(len(xs), 1))
+    start = 0
+    while start < len(grid):
+        lo_x = np.searchsorted(xs, grid[start] - DENSITY_REACH * h)
+        stop = min(len(grid), start + per_block)
+        hi_x = np.searchsorted(xs, grid[stop - 1] + DENSITY_REACH * h, side="right")
+        while stop - start > 1 and (stop - start) * (hi_x - lo_x) > DENSITY_BLOCK:  # a dense stretch: fewer points
+            stop = start + max(1, (stop - start) // 2)
+            hi_x = np.searchsorted(xs, grid[stop - 1] + DENSITY_REACH * h, side="right")
+        window = xs[lo_x:hi_x]
+        if len(window):
+            density[start:stop] = np.exp(-0.5 * ((grid[start:stop, None] - window[None, :]) / h) ** 2).sum(axis=1)
+        start = stop
+    return density
 
 
 def largest_budget(table: RunTable) -> float:
