@@ -9,10 +9,10 @@ Failure kinds and their policies:
   crashed   the trainer raised: retried up to cluster.max_retries times, traceback kept as an artifact
   oom       out of memory (reported by the trainer or Ray's memory monitor): a result, not retried
   diverged  NaN/inf or a loss spike (reported by the trainer): a result, not retried
-  lost      the worker or its node died: rescheduled (does not use up crash retries); a worker that dies twice
-            while its node stays up is recorded as crashed (a deterministic death: os._exit, a segfault), with
-            the exit code or signal in words when the worker could leave them (orchestrator/faults.py), after
-            at most one retry
+  lost      the worker or its node died: rescheduled (does not use up crash retries); a worker that dies
+            while its node stays up is the trainer's own death (os._exit, a segfault): crashed with the exit
+            code or signal in words (orchestrator/faults.py) after one retry; one that leaves no word (SIGKILL)
+            is rescheduled as lost twice (its node may be dying), then crashed
   timed_out the trial ran past cluster.trial_timeout_s: stopped, not retried (a hung trainer hangs again)
   killed    the driver was interrupted: marked killed; the next invocation reruns it
 A new invocation reaps runs left RUNNING by a dead driver, then runs only what is not finished.
@@ -479,6 +479,8 @@ class TrialLoop:
             if message["kind"] == "start":
                 if attempt.run_id is None:  # not already opened by an early result
                     self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+                elif attempt.node == "?":  # opened by an early result: now the driver knows where it ran
+                    attempt.node = message["node"]
             elif attempt.closed:  # streamed before the trial ended, arrived after its result
                 self.tracker.log_reports(attempt.run_id, message["metrics"])
             else:
@@ -559,17 +561,23 @@ class TrialLoop:
         return self._end(attempt, result["status"], result=result, reason=result.get("reason"))
 
     def _died(self, attempt: _Attempt, err: Exception) -> tuple[bool, _Attempt | None]:
-        """A worker that died while its node stayed up (os._exit, a fatal signal, SIGKILL): the trainer's own
-        death, retried once (if cluster.max_retries allows), then recorded as crashed. Returns (True, the retry or
-        None) when it handled it, (False, None) for a lost node (or a worker death the driver cannot yet tell
-        from one): the lost policy applies."""
+        """A worker that died while its node stayed up (os._exit, a fatal signal): the trainer's own death,
+        retried once (if cluster.max_retries allows), then recorded as crashed. A death without a note (SIGKILL)
+        on a node listed alive is rescheduled as lost twice (a dying node is still listed alive for a while),
+        then crashed. Returns (True, the retry or None) when it handled it, (False, None) for a lost node (or a
+        worker death the driver cannot yet tell from one): the lost policy applies."""
         if not isinstance(err, ray.exceptions.WorkerCrashedError):
             return False, None
         words = death_reason(attempt.run_dir, attempt.attempt)
         if words is None:
-            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-            if attempt.node not in alive or attempt.deaths == 0:  # a first silent death may be its node dying
-                attempt.deaths += attempt.node in alive
+            if attempt.node == "?":  # its start message may still be queued: it says which node ran it
+                self._drain()
+            nodes = ray.nodes()
+            # Where it ran (unknown when it died before its start message left): its node, or else every node, alive
+            up = (attempt.node in {n["NodeID"] for n in nodes if n.get("Alive")} if attempt.node != "?"
+                  else all(n.get("Alive") for n in nodes))
+            if not up or attempt.deaths < 2:  # a node that is dying may still be listed alive:
+                attempt.deaths += up          # two silent deaths are rescheduled as lost first
                 return False, None
             words = ("the trainer's worker process died while its node stayed up, without an exit code or "
                      "signal it could record (SIGKILL, e.g. the kernel's out-of-memory killer, or an exit from "

@@ -4,6 +4,7 @@
   2 os._exit(3) in the middle of the trial     3 a segmentation fault (reads address 0)
   4 hangs (sleeps for an hour)                5 noisy: 20,000 reports as fast as it can, one evaluation, finished
   6 returns finished with a NaN loss          7 catches report()'s ContractError and returns finished anyway
+  8 kills itself with SIGKILL (a death that leaves no word, like the kernel's out-of-memory killer)
 Each reports one step first, so the runner has opened the trial's run before it misbehaves.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import time
 
 NOISY_REPORTS = 20_000
@@ -40,6 +42,8 @@ def train(config, report, *, run_dir=None, device="cpu", threads=1):
         report({"step": NOISY_REPORTS, "tokens": config["tokens"], "train_loss": 3.0, "eval_loss": 3.0})
     elif seed == 6:
         return _finished(config, loss=float("nan"))
+    elif seed == 8:
+        os.kill(os.getpid(), signal.SIGKILL)
     elif seed == 7:
         try:
             report({"step": 1, "tokens": 10, "train_loss": [3.0]})
