@@ -20,8 +20,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from yaml import YAMLError
 
-from orchestrator.conf_dirs import ConfigDirs, builtin_conf_dir, parse_searchpath
+from orchestrator.conf_dirs import ConfigDirs, builtin_conf_dir, parse_searchpath, yaml_error_sentence
 from orchestrator.config import GROUP_SCHEMAS, Config
 from orchestrator.errors import EXIT_FAILURE, EXIT_USAGE, RunFailure, UsageError
 
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(config, overrides=inv.overrides, dirs=dirs)
     except UsageError as err:  # bad input (PlanError, TrackingError, PreflightError, FitInputError, ...)
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except YAMLError as err:  # a config file (the user's, under --config-dir) that does not parse
+        print(f"error: {yaml_error_sentence(err)}", file=sys.stderr)
         return EXIT_USAGE
     except RunFailure as err:  # valid input, but the work could not be done (e.g. the sweep is busy)
         print(f"error: {err}", file=sys.stderr)

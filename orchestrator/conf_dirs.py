@@ -109,3 +109,14 @@ class ConfigDirs:
         if not self.user:
             return []
         return ["hydra.searchpath=[" + ",".join(f"'file://{p}'" for p in self.user) + "]"]
+
+
+def yaml_error_sentence(err: Exception) -> str:
+    """A YAML file that cannot be parsed (PyYAML's MarkedYAMLError, raised while Hydra composes), in one sentence
+    naming the file, the line and what the parser expected."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).strip().splitlines() or ["unreadable"])[0]
+    if mark is None:
+        return f"a config file is not valid YAML: {problem}; fix that file (or move it out of the config folder)."
+    return (f"{mark.name} is not valid YAML: {problem} at line {mark.line + 1}, column {mark.column + 1}; fix the "
+            f"file (or move it out of the config folder).")

@@ -291,6 +291,10 @@ class ClusterConfig:
     assumed_flops_per_s: float = 3.0e10
     """Throughput assumed per trial for time estimates (measured here: the cpu_small sweep's 10k..400k
     parameter models, evaluation included, reach about 3e10 FLOP/s per 1-thread trial)."""
+    trial_timeout_s: float | None = None
+    """Wall-clock limit of one trial, after which it is stopped and recorded as timed_out: seconds, 0 for no
+    limit, or null for 10x the trial's FLOPs at the slowest throughput measured so far in the sweep (before
+    any, cluster.assumed_flops_per_s) + 600 s (orchestrator/faults.py)."""
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None and self.num_cpus < 1:
@@ -312,6 +316,9 @@ class ClusterConfig:
             raise ValueError(
                 f"cluster.assumed_flops_per_s={self.assumed_flops_per_s} is invalid: it must be a positive number."
             )
+        if self.trial_timeout_s is not None and not (math.isfinite(self.trial_timeout_s) and self.trial_timeout_s >= 0):
+            raise ValueError(f"cluster.trial_timeout_s={self.trial_timeout_s} is invalid: it must be a number of "
+                             f"seconds >= 0 (0: no limit), or null for the default derived from each trial's FLOPs.")
 
 
 @dataclass

@@ -9,7 +9,11 @@ Failure kinds and their policies:
   crashed   the trainer raised: retried up to cluster.max_retries times, traceback kept as an artifact
   oom       out of memory (reported by the trainer or Ray's memory monitor): a result, not retried
   diverged  NaN/inf or a loss spike (reported by the trainer): a result, not retried
-  lost      the worker or its node died: rescheduled (does not use up crash retries)
+  lost      the worker or its node died: rescheduled (does not use up crash retries); a worker that dies
+            while its node stays up is the trainer's own death (os._exit, a segfault): crashed with the exit
+            code or signal in words (orchestrator/faults.py) after one retry; one that leaves no word (SIGKILL)
+            is rescheduled as lost twice (its node may be dying), then crashed
+  timed_out the trial ran past cluster.trial_timeout_s: stopped, not retried (a hung trainer hangs again)
   killed    the driver was interrupted: marked killed; the next invocation reruns it
 A new invocation reaps runs left RUNNING by a dead driver, then runs only what is not finished.
 """
@@ -34,13 +38,14 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import Config
+from orchestrator.faults import MAX_REPORTS_PER_S, death_reason, death_witness, thin_reports, trial_time_limit
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
 from orchestrator.preflight import check_resources
 from orchestrator.progress import Display, SweepProgress
 from orchestrator.tracking import Tracker, open_sweep_store
-from trainers.api import RESULTS, Status, check_result
+from trainers.api import RESULTS, ContractError, Status, check_metrics, check_result, nonfinite_loss
 
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
@@ -56,22 +61,40 @@ class _Reporter:
     Streamed puts are fire-and-forget (one caller's calls to an actor run in order). The reports not
     yet streamed when the trial ends ride back with its result, so a finished trial costs no blocking
     round trip; a trial that raises flushes them with a blocking put before its error propagates.
+    A call that breaks the contract (trainers/api.py check_metrics) raises ContractError and is kept as
+    `violation`: the trial is then crashed with that reason however the trainer handles the error. Beyond
+    MAX_REPORTS_PER_S reports a second, routine reports are thinned (orchestrator/faults.py).
     """
 
     def __init__(self, queue: Queue, key: tuple[str, int]) -> None:
         self.queue, self.key, self.buffer, self.last = queue, key, [], time.monotonic()
+        self.violation: str | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self.queue.actor.put_nowait.remote(message)
 
     def __call__(self, metrics: dict[str, Any]) -> None:
+        broken = check_metrics(metrics)
+        if broken is not None:
+            self.violation = self.violation or broken
+            raise ContractError(broken)
         self.buffer.append(dict(metrics))
+        if len(self.buffer) > 10 * MAX_REPORTS_PER_S * FLUSH_S:  # a flood: bound the buffer between sends
+            self.buffer = self._thinned()
         if time.monotonic() - self.last > FLUSH_S:
-            self.send({"kind": "report", "key": self.key, "metrics": self.buffer})
+            self.send({"kind": "report", "key": self.key, "metrics": self._thinned()})
             self.buffer, self.last = [], time.monotonic()
 
+    def _thinned(self) -> list[dict[str, Any]]:
+        limit = int(MAX_REPORTS_PER_S * max(time.monotonic() - self.last, FLUSH_S))
+        return thin_reports(self.buffer, limit=limit)
+
+    def tail(self) -> list[dict[str, Any]]:
+        """The reports not yet streamed (thinned like the streamed ones)."""
+        return self._thinned()
+
     def flush(self) -> None:
-        self.queue.put({"kind": "report", "key": self.key, "metrics": self.buffer})
+        self.queue.put({"kind": "report", "key": self.key, "metrics": self._thinned()})
         self.buffer = []
 
 
@@ -93,11 +116,14 @@ def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, 
     meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id()}
     reporter.send({"kind": "start", "key": key, **meta})
     try:
-        result = load_trainer(target)(config, reporter, run_dir=run_dir, device=device, threads=threads)
+        with death_witness(run_dir, key[1]):  # os._exit or a fatal signal leaves a note (orchestrator/faults.py)
+            result = load_trainer(target)(config, reporter, run_dir=run_dir, device=device, threads=threads)
     except BaseException:
-        reporter.flush()
-        raise
-    return {"result": result, "reports": reporter.buffer, "meta": meta}
+        if reporter.violation is None:
+            reporter.flush()
+            raise
+        result = None  # the trainer let report()'s ContractError through: the violation is the outcome
+    return {"result": result, "reports": reporter.tail(), "meta": meta, "violation": reporter.violation}
 
 
 @dataclass
@@ -115,6 +141,12 @@ class _Attempt:
     """The attempt's run has its final status (late streamed reports are logged to it directly)."""
     pruned: dict[str, Any] | None = None
     """The report at which the source pruned this attempt (None: not pruned)."""
+    deaths: int = 0
+    """Earlier attempts of the trial whose worker process died while its node stayed up."""
+    node: str = "?"
+    run_dir: str | None = None
+    timed_out: float | None = None
+    """The limit (s) past which the driver stopped this attempt (None: not stopped)."""
 
 
 class TrialSource(Protocol):
@@ -406,6 +438,7 @@ class TrialLoop:
                 if ready and rest:  # take every result that is ready, not one per round
                     ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
                 self._drain()
+                self._stop_overdue()
                 for ref in ready:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
@@ -430,7 +463,7 @@ class TrialLoop:
         ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
                                run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
                                gpu_fraction=cluster.gpus_per_trial)
-        attempt.ref = ref
+        attempt.ref, attempt.run_dir = ref, run_dir
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
 
@@ -446,6 +479,8 @@ class TrialLoop:
             if message["kind"] == "start":
                 if attempt.run_id is None:  # not already opened by an early result
                     self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+                elif attempt.node == "?":  # opened by an early result: now the driver knows where it ran
+                    attempt.node = message["node"]
             elif attempt.closed:  # streamed before the trial ended, arrived after its result
                 self.tracker.log_reports(attempt.run_id, message["metrics"])
             else:
@@ -465,6 +500,7 @@ class TrialLoop:
     def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?") -> None:
         trial = attempt.trial
         attempt.started = attempt.logged = time.monotonic()
+        attempt.node = node
         attempt.run_id = self.tracker.start_trial(
             parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
@@ -482,14 +518,20 @@ class TrialLoop:
         trial, retries = attempt.trial, self.config.cluster.max_retries
         if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
             return self._end_pruned(attempt)
+        if attempt.timed_out is not None and _meta_of(ref) is None:  # stopped by the driver (a finished one counts)
+            return self._end(attempt, Status.TIMED_OUT, reason=f"it ran past its limit of {attempt.timed_out:.0f} s "
+                                                             f"(cluster.trial_timeout_s) and was stopped")
         try:
             payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
             return self._end(attempt, Status.OOM, reason=str(err).strip().splitlines()[0])
         except LOST_ERRORS as err:
+            died, retry = self._died(attempt, err)
+            if died:
+                return retry
             if attempt.lost < MAX_LOST:
                 self._end(attempt, Status.LOST, reason=str(err).strip().splitlines()[0], final=False)
-                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1)
+                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1, deaths=attempt.deaths)
             return self._end(attempt, Status.LOST, reason=f"lost {MAX_LOST + 1} times: {err}")
         except ray.exceptions.RayTaskError as err:
             trace = str(err)
@@ -498,7 +540,7 @@ class TrialLoop:
             if crashes <= retries:
                 self._end(attempt, Status.CRASHED, reason=f"{reason} (retry {crashes}/{retries})", traceback=trace,
                           final=False)
-                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost)
+                return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost, deaths=attempt.deaths)
             return self._end(attempt, Status.CRASHED, reason=reason, traceback=trace)
         # The tail of the reports came back with the result: the source sees them as if streamed, so a
         # trial that finished before a prune could reach it is recorded as the search decided.
@@ -509,12 +551,57 @@ class TrialLoop:
         if attempt.pruned is not None:
             return self._end_pruned(attempt)
         result = payload["result"]
-        broken = check_result(result)
+        broken = payload.get("violation") or check_result(result)
         if broken is not None:  # a plug-in trainer broke the contract: the same would happen again, so no retry
             target = trial.config["trainer"]["target"]
             return self._end(attempt, Status.CRASHED, reason=f"trainer.target={target} broke the trainer contract "
                                                         f"(trainers/api.py): {broken}")
+        if result["status"] == Status.FINISHED and nonfinite_loss(result):  # NaN is no finished point
+            return self._end(attempt, Status.DIVERGED, result=result, reason=nonfinite_loss(result))
         return self._end(attempt, result["status"], result=result, reason=result.get("reason"))
+
+    def _died(self, attempt: _Attempt, err: Exception) -> tuple[bool, _Attempt | None]:
+        """A worker that died while its node stayed up (os._exit, a fatal signal): the trainer's own death,
+        retried once (if cluster.max_retries allows), then recorded as crashed. A death without a note (SIGKILL)
+        on a node listed alive is rescheduled as lost twice (a dying node is still listed alive for a while),
+        then crashed. Returns (True, the retry or None) when it handled it, (False, None) for a lost node (or a
+        worker death the driver cannot yet tell from one): the lost policy applies."""
+        if not isinstance(err, ray.exceptions.WorkerCrashedError):
+            return False, None
+        words = death_reason(attempt.run_dir, attempt.attempt)
+        if words is None:
+            if attempt.node == "?":  # its start message may still be queued: it says which node ran it
+                self._drain()
+            nodes = ray.nodes()
+            # Where it ran (unknown when it died before its start message left): its node, or else every node, alive
+            up = (attempt.node in {n["NodeID"] for n in nodes if n.get("Alive")} if attempt.node != "?"
+                  else all(n.get("Alive") for n in nodes))
+            if not up or attempt.deaths < 2:  # a node that is dying may still be listed alive:
+                attempt.deaths += up          # two silent deaths are rescheduled as lost first
+                return False, None
+            words = ("the trainer's worker process died while its node stayed up, without an exit code or "
+                     "signal it could record (SIGKILL, e.g. the kernel's out-of-memory killer, or an exit from "
+                     "native code)")
+        if attempt.deaths < min(1, self.config.cluster.max_retries):
+            self._end(attempt, Status.CRASHED, reason=f"{words}; retrying once", final=False)
+            return True, _Attempt(attempt.trial, attempt.attempt + 1, lost=attempt.lost, deaths=attempt.deaths + 1)
+        tries = f" (attempt {attempt.deaths + 1} of {attempt.deaths + 1})" if attempt.deaths else ""
+        return True, self._end(attempt, Status.CRASHED, reason=words + tries)
+
+    def _stop_overdue(self) -> None:
+        """Stop every running attempt past its wall-clock limit (cluster.trial_timeout_s); _finish records it."""
+        now, configured = time.monotonic(), self.config.cluster.trial_timeout_s
+        for ref, attempt in self.inflight.items():
+            if attempt.run_id is None or attempt.timed_out is not None or attempt.pruned is not None:
+                continue
+            limit = trial_time_limit(self._flops(attempt.trial), configured=configured, rate=self._slowest_rate())
+            if limit is not None and now - attempt.started > limit:
+                attempt.timed_out = limit
+                ray.cancel(ref, force=True)
+
+    def _slowest_rate(self) -> float:
+        """The slowest FLOP/s of a trial finished in this invocation (before any: cluster.assumed_flops_per_s)."""
+        return min(getattr(self, "rates", None) or [self.config.cluster.assumed_flops_per_s])
 
     def _end_pruned(self, attempt: _Attempt) -> None:
         step = attempt.pruned.get("step")
@@ -545,6 +632,8 @@ class TrialLoop:
             self.display.event(f"{status:8s} {trial.name}: {reason}")
             return None
         self.progress.done += 1
+        if attempt.started and (result or {}).get("flops"):  # this invocation's throughput, for time limits
+            self.rates = [*getattr(self, "rates", []), result["flops"] / max(time.monotonic() - attempt.started, 1e-3)]
         loss = (result or {}).get("final_eval_loss")
         label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
         if loss is not None:

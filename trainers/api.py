@@ -19,7 +19,10 @@ A trainer is a plain function
   that is a *result* (divergence, out of memory) returns with that status; anything else raises, and
   the runner records the trial as crashed with its traceback. A return value that breaks this contract
   (None, not a dict, an unknown status, a non-numeric number field) is recorded as crashed with the
-  reason `check_result` gives, and not retried: it would break the same way again.
+  reason `check_result` gives, and not retried: it would break the same way again. So is a call of
+  `report` with something other than a dict of numbers (`check_metrics`): `report` raises `ContractError`
+  and the trial is recorded as crashed with that reason, even when the trainer catches the error. A
+  returned `finished` whose final loss is NaN or infinite is recorded as `diverged` (`nonfinite_loss`).
 
 Optional: the trainer's module may define
 
@@ -35,9 +38,11 @@ crashes and is retried. It must be cheap and touch nothing (see `trainers/surrog
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from numbers import Real
 from typing import Any
 
 
@@ -60,6 +65,9 @@ class Status(StrEnum):
     """The trainer raised, or returned something that breaks the contract (the reason says which)."""
     LOST = "lost"
     """The worker or node running the trial went away (Ray reported it dead): retried on the next run."""
+    TIMED_OUT = "timed_out"
+    """The trial ran past its wall-clock limit (cluster.trial_timeout_s) and was stopped: not retried in the
+    same invocation (a hung trainer would hang again), rerun by the next one."""
     KILLED = "killed"
     """The driver stopped (Ctrl-C, kill) while the trial ran, or a later driver found it orphaned."""
     RUNNING = "running"
@@ -170,4 +178,37 @@ def check_result(result: Any) -> str | None:
         return f"its extra is a {type(result['extra']).__name__}, not a dict"
     if result.get("reason") is not None and not isinstance(result["reason"], str):
         return f"its reason is a {type(result['reason']).__name__}, not a string"
+    return None
+
+
+class ContractError(TypeError):
+    """A trainer called `report` with something the contract does not allow (raised inside the trainer)."""
+
+
+def check_metrics(metrics: Any) -> str | None:
+    """Why one `report(metrics)` call breaks the contract, or None when it keeps it: a dict of string keys
+    whose values are numbers (int or float, NaN and inf allowed: a diverging loss is a number) or None,
+    with an integer `step` when given."""
+    if not isinstance(metrics, dict):
+        return f"report() got {type(metrics).__name__ if metrics is not None else 'None'}, not a dict of metrics"
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            return f"report() got the metric name {key!r}, not a string"
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real):
+            shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"
+            return f"report() got {key}={shown}, not a number"
+    step = metrics.get("step")
+    if step is not None and (not math.isfinite(step) or step != int(step)):
+        return f"report() got step={step!r}, not a whole number"
+    return None
+
+
+def nonfinite_loss(result: dict[str, Any]) -> str | None:
+    """For a result that says `finished`: the final loss that is NaN or infinite (so it diverged), else None."""
+    for key in ("final_eval_loss", "final_train_loss"):
+        value = result.get(key)
+        if value is not None and not math.isfinite(value):
+            return f"the trainer returned finished with {key}={value}: recorded as diverged"
     return None

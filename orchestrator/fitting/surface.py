@@ -185,6 +185,9 @@ class ParametricLaw(AllocationExponents):
 
     @property
     def G(self) -> float:
+        if not (self.A > 0 and self.B > 0):  # a law without an N or a D term has no compute-optimal allocation
+            raise FitError(f"the fitted law has A={self.A:.3g}, B={self.B:.3g}: the loss does not fall with "
+                           f"{'N' if not self.A > 0 else 'D'}, so there is no compute-optimal frontier")
         return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
 
     def loss(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:

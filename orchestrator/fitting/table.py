@@ -219,6 +219,7 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
             ids = ", ".join(runs["trial_id"].iloc[np.flatnonzero(bad)[:5]])
             raise FitInputError(f"column {col} has {int(bad.sum())} NaN or non-positive value(s) among kept runs "
                                 f"(trial {ids}); N, D, C and loss must be finite and positive.")
+    _check_fittable(runs)
 
     budget_col = runs["budget"].to_numpy(dtype=float) if "budget" in runs else None
     C = runs["C"].to_numpy(dtype=float)
@@ -239,6 +240,27 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
                    "metric": options.metric, "metric_column": metric_col, "N_column": n_col}
     return RunTable(runs=runs, excluded=tuple(excluded), conventions=conventions, budget_grouping=grouping,
                     n_input=len(df), warnings=tuple(warnings))
+
+
+MAX_LOSS = 1e6
+"""Largest loss a kept run may have: beyond any loss in nats or bits (a perplexity is below the vocabulary size).
+Sizes and FLOPs have no such limit (a row near the float limit is fitted, and its figures say what cannot be
+drawn: tests/report/test_degenerate.py)."""
+
+
+def _check_fittable(runs: pd.DataFrame) -> None:
+    """Kept runs a scaling law can be fitted to: losses in range, and losses that vary."""
+    loss = runs["loss"].to_numpy(dtype=float)
+    huge = loss > MAX_LOSS
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise FitInputError(f"column loss has {int(huge.sum())} value(s) above {MAX_LOSS:.0e} (the first in run "
+                            f"{runs['trial_id'].iat[i]}, the largest {loss.max():.3g}): no real run has such a loss; "
+                            f"fix those rows or leave them out with fit.loss_ceiling.")
+    if len(loss) > 1 and np.ptp(loss) <= 1e-12 * abs(loss[0]):
+        raise FitInputError(f"all {len(loss)} kept runs have the same loss ({loss[0]:.6g}): a scaling law needs "
+                            "losses that change with N and D; check that the loss column (fit.columns.loss, "
+                            "fit.metric) holds each run's final loss.")
 
 
 def _numeric(raw: pd.Series, *, column: str, rows: pd.Series) -> pd.Series:
@@ -301,7 +323,7 @@ def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,
         return out, "exact"
     h = 0.6 * tol_dex
     grid = np.arange(xs[0] - 5 * h, xs[-1] + 5 * h, h / 20)
-    density = np.exp(-0.5 * ((grid[:, None] - xs[None, :]) / h) ** 2).sum(axis=1)  # (grid,)
+    density = _kernel_density(xs, grid, h)
     peaks, props = find_peaks(density, prominence=0.0)
     centres = grid[peaks][props["prominences"] >= 0.5 * density[peaks]]
     counts = (np.abs(x[:, None] - centres[None, :]) <= tol_dex).sum(axis=0)
@@ -316,6 +338,32 @@ def assign_budgets(C: np.ndarray, *, budget_column: np.ndarray | None = None,
         members = on & (nearest == j)
         out[members] = 10 ** np.median(x[members])
     return out, "density"
+
+
+DENSITY_BLOCK = 4_000_000
+"""Most (grid point, run) pairs evaluated at once by _kernel_density."""
+DENSITY_REACH = 12.0
+"""Kernel terms beyond this many bandwidths (exp(-72) relative) are left out."""
+
+
+def _kernel_density(xs: np.ndarray, grid: np.ndarray, h: float) -> np.ndarray:
+    """sum_j exp(-((grid_i - xs_j) / h)^2 / 2) for sorted `xs`, in blocks of grid points, each over the runs within
+    DENSITY_REACH bandwidths: memory stays bounded for a million runs (the full grid x runs matrix would not)."""
+    density = np.zeros(len(grid))
+    per_block = max(1, DENSITY_BLOCK // max(len(xs), 1))
+    start = 0
+    while start < len(grid):
+        lo_x = np.searchsorted(xs, grid[start] - DENSITY_REACH * h)
+        stop = min(len(grid), start + per_block)
+        hi_x = np.searchsorted(xs, grid[stop - 1] + DENSITY_REACH * h, side="right")
+        while stop - start > 1 and (stop - start) * (hi_x - lo_x) > DENSITY_BLOCK:  # a dense stretch: fewer points
+            stop = start + max(1, (stop - start) // 2)
+            hi_x = np.searchsorted(xs, grid[stop - 1] + DENSITY_REACH * h, side="right")
+        window = xs[lo_x:hi_x]
+        if len(window):
+            density[start:stop] = np.exp(-0.5 * ((grid[start:stop, None] - window[None, :]) / h) ** 2).sum(axis=1)
+        start = stop
+    return density
 
 
 def largest_budget(table: RunTable) -> float:

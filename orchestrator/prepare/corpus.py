@@ -5,11 +5,13 @@ not exist, a folder without files, a file that cannot be read, binary data (a NU
 UTF-8, a JSONL line that is not JSON or lacks the text field, a Parquet file that cannot be read or lacks the
 column, no text at all, and fewer documents than a train/validation split needs. The corpus is read in a
 first pass (`scan`) that finds all of these before anything is trained or written, then streamed again for
-each later pass: nothing holds the whole corpus in memory.
+each later pass: nothing holds the whole corpus in memory, nor a whole file (JSONL a line at a time, Parquet a
+row batch at a time, a text file cut at `split_on` a chunk at a time), except a text file that is one document.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from orchestrator.errors import UsageError
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
 PARQUET_BATCH_ROWS = 4096
+CHUNK_BYTES = 8 << 20
+"""Bytes read at a time from a text file cut at prepare.split_on (JSONL is read a line at a time)."""
 
 
 class CorpusError(UsageError):
@@ -88,13 +92,14 @@ class Corpus:
                 pieces = self._jsonl(file)
             elif suffix in PARQUET_SUFFIXES:
                 pieces = self._parquet(file)
+            elif self.split_on:
+                pieces = _split_text(file, self.split_on)
             else:
-                text = _read_text(file)
-                pieces = text.split(self.split_on) if self.split_on else [text]
+                pieces = [_read_text(file)]
             yield from (piece for piece in pieces if piece.strip())
 
     def _jsonl(self, file: Path) -> Iterator[str]:
-        for number, line in enumerate(_read_text(file).splitlines(), start=1):
+        for number, line in enumerate(_text_lines(file), start=1):
             if not line.strip():
                 continue
             try:
@@ -149,6 +154,71 @@ def _read_text(file: Path) -> str:
     except UnicodeDecodeError as err:
         raise CorpusError(f"{file} is not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}): convert it "
                           f"to UTF-8.") from None
+
+
+def _open(file: Path):
+    try:
+        return open(file, "rb")  # noqa: SIM115  (closed by the caller's with)
+    except OSError as err:
+        raise CorpusError(f"{file} cannot be read ({type(err).__name__}: {err.strerror or err}).") from None
+
+
+def _checked(file: Path, data: bytes, offset: int) -> None:
+    """No NUL byte in `data` (which starts at `offset` of the file)."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise CorpusError(f"{file} is binary (a NUL byte at offset {offset + nul}), not text: remove it from "
+                          f"prepare.input or convert it to UTF-8 text, JSONL or Parquet.")
+
+
+def _not_utf8(file: Path, data: bytes, offset: int, err: UnicodeDecodeError) -> CorpusError:
+    return CorpusError(f"{file} is not UTF-8 text (byte {data[err.start]:#04x} at offset {offset + err.start}): "
+                       f"convert it to UTF-8.")
+
+
+def _text_lines(file: Path) -> Iterator[str]:
+    """A file's lines (without their line ends), read one at a time; checked as _read_text checks a whole file."""
+    offset = 0
+    with _open(file) as fh:
+        while True:
+            try:
+                raw = fh.readline()
+            except OSError as err:
+                raise CorpusError(f"{file} cannot be read ({type(err).__name__}: {err.strerror or err}).") from None
+            if not raw:
+                return
+            _checked(file, raw, offset)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(file, raw, offset, err) from None
+            offset += len(raw)
+            yield line.rstrip("\r\n")
+
+
+def _split_text(file: Path, separator: str) -> Iterator[str]:
+    """A text file's pieces between `separator`s, read CHUNK_BYTES at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, carry = 0, ""
+    with _open(file) as fh:
+        while True:
+            try:
+                chunk = fh.read(CHUNK_BYTES)
+            except OSError as err:
+                raise CorpusError(f"{file} cannot be read ({type(err).__name__}: {err.strerror or err}).") from None
+            _checked(file, chunk, offset)
+            pending = decoder.getstate()[0]
+            try:
+                text = carry + decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                raise _not_utf8(file, pending + chunk, offset - len(pending), err) from None
+            offset += len(chunk)
+            pieces = text.split(separator)
+            carry = pieces.pop()
+            yield from pieces
+            if not chunk:
+                break
+    yield carry
 
 
 def _first_line(err: BaseException) -> str:

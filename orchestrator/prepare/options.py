@@ -41,6 +41,10 @@ class PrepareConfig:
     vocabulary has it)."""
     min_tokens: int = 1024
     """Refuse a corpus that encodes to fewer tokens than this: too small to train on."""
+    bpe_sample_mb: float = 100.0
+    """Train the BPE on an evenly spread sample of the training documents of about this many MB of text (every
+    k-th training document); 0: on all of them. Merges learnt from 100 MB of text barely change with more, and
+    training time and memory stay bounded however large the corpus."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.val_fraction) and 0.0 < self.val_fraction < 0.5):
@@ -51,6 +55,9 @@ class PrepareConfig:
             raise ValueError(f"prepare.seed={self.seed} is invalid: it must be >= 0.")
         if self.min_tokens < 0:
             raise ValueError(f"prepare.min_tokens={self.min_tokens} is invalid: it must be >= 0.")
+        if not (math.isfinite(self.bpe_sample_mb) and self.bpe_sample_mb >= 0):
+            raise ValueError(f"prepare.bpe_sample_mb={self.bpe_sample_mb} is invalid: it must be a number of MB >= 0 "
+                             f"(0: train on every training document).")
         if not self.text_field:
             raise ValueError("prepare.text_field is empty: name the JSONL key or Parquet column holding the text.")
 
