@@ -33,6 +33,7 @@ from ray._private import ray_constants
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator.cluster import attach
 from orchestrator.config import Config
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
@@ -179,7 +180,7 @@ def order_trials(trials: list[Trial], order: str) -> list[Trial]:
 
 def connect_ray(config: Config) -> None:
     """A quiet local instance (dashboard off) listening on loopback only, or an existing cluster at
-    cluster.address."""
+    cluster.address, attached as Ray's CLI does (token authentication included: orchestrator/cluster/attach.py)."""
     cluster = config.cluster
     pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
     runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": pythonpath}}
@@ -189,7 +190,9 @@ def connect_ray(config: Config) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                                   configure_logging=True, runtime_env=runtime_env)
     if cluster.address:
-        ray.init(address=cluster.address, **kwargs)
+        head = attach.resolve(cluster.address)  # one sentence (exit 2) for an unreachable or refusing head
+        with _loopback_node() if head.loopback else contextlib.nullcontext():
+            ray.init(address=head.address, **kwargs)
     else:
         # address="local": always a new instance of our own. Without it, ray.init joins whatever cluster another
         # process on this machine started (found via /tmp/ray/ray_current_cluster), and then refuses num_cpus.
