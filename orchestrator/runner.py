@@ -34,6 +34,7 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.cluster import attach
+from orchestrator.cluster.train import TrainWorkerLost, execute_on_train
 from orchestrator.config import Config
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
@@ -45,7 +46,7 @@ from trainers.api import RESULTS, Status, check_result
 
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
-               ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
+               ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError, TrainWorkerLost)
 MAX_LOST = 5
 FLUSH_S = 1.0
 LOG_S = 2.0
@@ -376,6 +377,9 @@ class TrialLoop:
         self.task = ray.remote(max_calls=1 if cluster.gpus_per_trial > 0 else 0)(execute_trial).options(
             num_cpus=cluster.cpus_per_trial, num_gpus=cluster.gpus_per_trial,
             memory=int(cluster.memory_per_trial_gb * 2**30) or None, max_retries=0, retry_exceptions=False)
+        # A trial of several workers: a driving task without resources of its own; Ray Train reserves the workers
+        # as one placement group (orchestrator/cluster/train.py).
+        self.gang_task = ray.remote(execute_on_train).options(num_cpus=0, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
@@ -392,9 +396,9 @@ class TrialLoop:
                     self.tracker.heartbeat(self.parent)
                     if self.lease is not None:
                         self.lease.renew()  # LeaseLost when another driver took the sweep over
-                while waiting and len(self.inflight) < 2 * slots:
+                while waiting and self._load() < 2 * slots:
                     self._submit(waiting.pop(0))
-                free = 2 * slots - len(self.inflight)
+                free = 2 * slots - self._load()
                 if free > 0 and not self.source.done():
                     fed = self.source.next_trials(free)
                     if source is not None:
@@ -425,14 +429,31 @@ class TrialLoop:
             raise
         return self.all_results
 
+    def workers(self, trial: Trial) -> int:
+        """The trial's workers (cluster.workers_per_trial, or cluster.workers_rule by its C, N or D)."""
+        return self.config.cluster.workers_for(C=trial.budget if trial.budget is not None else trial.cost.c_exact,
+                                               N=trial.cost.n_total, D=trial.tokens)
+
+    def _load(self) -> int:
+        """Worker slots the trials in flight take (a trial of k workers takes k)."""
+        return sum(self.workers(a.trial) for a in self.inflight.values())
+
     def _submit(self, attempt: _Attempt) -> None:
         trial, cluster = attempt.trial, self.config.cluster
         key = (trial.trial_id, attempt.attempt)
         own_dir = getattr(self.source, "run_dir", None)  # a fork resumes in its fork-point folder (forks.py)
         run_dir = (own_dir(trial) if own_dir else None) or str(checkpoint_root(self.config) / trial.trial_id)
-        ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
-                               run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
-                               gpu_fraction=cluster.gpus_per_trial)
+        workers = self.workers(trial)
+        if workers > 1:
+            ref = self.gang_task.remote(
+                trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue, run_dir=run_dir,
+                threads=cluster.cpus_per_trial, device=self.device, workers=workers,
+                gpus_per_worker=cluster.gpus_per_trial, reporter=_Reporter,
+                storage=str((checkpoint_root(self.config) / "_ray_train").resolve()))
+        else:
+            ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
+                                   run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
+                                   gpu_fraction=cluster.gpus_per_trial)
         attempt.ref = ref
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
