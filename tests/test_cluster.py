@@ -327,3 +327,52 @@ def test_nothing_listening_is_one_sentence_within_10_s(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     assert time.monotonic() - t0 < 10 + 5
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_two_worker_trial_spans_both_nodes_and_resumes_after_losing_a_worker(tmp_path, two_node_cluster):
+    # One GPT trial of 2 workers on Ray Train, 1 CPU per node: its gang must take one worker on each node. Once it
+    # has written a checkpoint, one of its worker processes is SIGKILLed: the attempt is recorded lost, the next
+    # attempt resumes from that checkpoint, and the trial has exactly one FINISHED run.
+    address, _, env = two_node_cluster
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep=tiny", "sweep.budgets=[2e11]",
+                             "sweep.sizes_per_budget=1", "cluster.workers_per_trial=2", f"cluster.address={address}",
+                             "trainer.checkpoint_interval_tokens=65536"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    checkpoints = tmp_path / "checkpoints"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.name == "checkpoint.pt" for p in checkpoints.rglob("checkpoint.pt")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    ours = set(ray_pids(Path(env["RAY_TMPDIR"])))
+    train_workers = [int(line.split(None, 1)[0]) for line in table
+                     if "RayTrainWorker" in line and int(line.split(None, 1)[0]) in ours]
+    assert len(train_workers) == 2, table
+    assert len({raylet_of(pid) for pid in train_workers}) == 2  # one worker on each node
+    os.kill(train_workers[-1], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+            if r.data.tags.get("kind") == "trial"]
+    statuses = sorted(r.data.tags["status"] for r in runs)
+    assert statuses.count("finished") == 1 and "lost" in statuses, [
+        (r.data.tags["status"], r.data.tags.get("failure_reason")) for r in runs]
+    finished = next(r for r in runs if r.data.tags["status"] == "finished")
+    assert finished.data.metrics["workers"] == 2
+    assert finished.data.metrics["resumed_from_tokens"] > 0  # from the last checkpoint, not from scratch
+    lost = next(r for r in runs if r.data.tags["status"] == "lost")
+    assert "a worker of the trial died" in lost.data.tags.get("failure_reason", ""), lost.data.tags
+
+
+def raylet_of(pid: int) -> int:
+    """The raylet (node) a process descends from."""
+    rows = {int(r[0]): (int(r[1]), r[2] if len(r) > 2 else "") for r in (
+        line.split(None, 2) for line in subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                                                       text=True).stdout.splitlines())}
+    while pid in rows and "/raylet/raylet " not in rows[pid][1]:
+        pid = rows[pid][0]
+    assert pid in rows, "no raylet above the process"
+    return pid
