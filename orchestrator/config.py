@@ -320,6 +320,8 @@ class ClusterConfig:
     batch split across the workers."""
     workers_rule: WorkersRule = field(default_factory=WorkersRule)
     """More workers for bigger trials (thresholds of C, N or D); empty: every trial gets workers_per_trial."""
+    gpu_hour_cost: float = 0.0
+    """Price of one GPU-hour (any currency): the plan prints the sweep's cost from its GPU-hours (0: no cost)."""
     parallel: str = "ddp"
     """How a multi-worker trial shares its model: ddp (a replica per worker, gradients all-reduced)."""
     assumed_flops_per_s: float = 3.0e10
@@ -331,7 +333,7 @@ class ClusterConfig:
             raise ValueError(f"cluster.num_cpus={self.num_cpus} is invalid: it must be >= 1 (or null: all cores).")
         if self.cpus_per_trial < 1:
             raise ValueError(f"cluster.cpus_per_trial={self.cpus_per_trial} is invalid: it must be >= 1.")
-        for key in ("gpus_per_trial", "memory_per_trial_gb"):  # NaN compares false with everything: test it
+        for key in ("gpus_per_trial", "memory_per_trial_gb", "gpu_hour_cost"):  # NaN compares false with everything: test it
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"cluster.{key}={value} is invalid: it must be a finite number >= 0.")

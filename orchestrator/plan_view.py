@@ -15,7 +15,7 @@ MAX_ROWS = 60
 """Plans with more trials show the first and last MAX_ROWS // 2 rows."""
 YEAR_S = 365.25 * 86400
 HEADER = ["trial_id", "budget C", "shape LxD/H", "N_total", "N_nonemb", "D", "C_exact", "D/N", "C/6ND", "lr",
-          "batch", "steps", "seed", "est", "status"]
+          "batch", "steps", "workers", "GPUs", "seed", "est", "status"]
 
 
 def duration(seconds: float) -> str:
@@ -37,12 +37,19 @@ def slots(cluster: ClusterConfig, *, cpus: int) -> int:
     return min(n, cluster.max_concurrent) if cluster.max_concurrent else n
 
 
-def _row(t: Trial, *, rate: float, status: str) -> list[str]:
+def workers_of(t: Trial, cluster: ClusterConfig) -> int:
+    """The trial's workers (cluster.workers_per_trial or cluster.workers_rule)."""
+    return cluster.workers_for(C=t.budget if t.budget is not None else t.cost.c_exact, N=t.cost.n_total, D=t.tokens)
+
+
+def _row(t: Trial, *, rate: float, status: str, cluster: ClusterConfig) -> list[str]:
+    k = workers_of(t, cluster)
     return [
         t.trial_id, f"{t.budget:.3g}" if t.budget is not None else "-", t.shape, human(t.cost.n_total),
         human(t.cost.n_nonembed), human(t.tokens), f"{t.cost.c_exact:.3e}", f"{t.cost.tokens_per_param:.1f}",
         f"{t.cost.c_ratio:.3f}", f"{t.config['trainer']['lr']:.3g}", str(t.config["trainer"]["batch_tokens"]),
-        str(t.steps), str(t.config["seed"]), duration(t.cost.c_exact / rate),
+        str(t.steps), str(k), f"{k * cluster.gpus_per_trial:g}", str(t.config["seed"]),
+        duration(t.cost.c_exact / (rate * k)),
         status if t.invalid is None else f"{status}, INVALID",
     ]
 
@@ -54,7 +61,7 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
     rate, statuses = cluster.assumed_flops_per_s, statuses or {}
     half = MAX_ROWS // 2
     shown = trials if len(trials) <= MAX_ROWS else [*trials[:half], *trials[-half:]]
-    rows = [_row(t, rate=rate, status=statuses.get(t.trial_id, Status.PENDING)) for t in shown]
+    rows = [_row(t, rate=rate, status=statuses.get(t.trial_id, Status.PENDING), cluster=cluster) for t in shown]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADER)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)), "  ".join("-" * w for w in widths)]
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -73,7 +80,10 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
         if status != Status.FINISHED:
             pending_flops += t.cost.c_exact
             n_pending += 1
+    # A trial of k workers runs at k x the per-worker rate (ideal data parallelism: an upper bound on its speed)
+    # and holds k of the slots, so the wall time of the worker-seconds is unchanged by k.
     wall = pending_flops / rate / n_slots
+    gpu_hours = pending_flops / rate * cluster.gpus_per_trial / 3600
     lines.append("")
     lines.append(f"sweep {sweep}: {len(trials)} trials, {total:.3e} FLOPs "
                  f"(C_6ND {sum(t.cost.c_6nd for t in trials):.3e})")
@@ -81,8 +91,12 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
     lines.append(
         f"estimated time: {duration(serial)} of trial time; about {duration(wall)} "
         f"wall for the {n_pending} not finished on {n_slots} slot(s), at an assumed "
-        f"{rate:.2g} FLOP/s per trial (cluster.assumed_flops_per_s)"
+        f"{rate:.2g} FLOP/s per worker (cluster.assumed_flops_per_s)"
     )
+    if cluster.gpus_per_trial:
+        cost = (f", about {cluster.gpu_hour_cost * gpu_hours:,.2f} at {cluster.gpu_hour_cost:g} per GPU-hour "
+                f"(cluster.gpu_hour_cost)" if cluster.gpu_hour_cost else "")
+        lines.append(f"GPU time: {gpu_hours:.3g} GPU-hours for the {n_pending} not finished{cost}")
     invalid = [t for t in trials if t.invalid is not None]
     if invalid:
         lines.append(f"invalid: {len(invalid)} trial(s) would not be valid scaling points, e.g. {invalid[0].trial_id} "

@@ -39,7 +39,7 @@ from orchestrator.config import Config
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
-from orchestrator.preflight import check_resources
+from orchestrator.preflight import check_gang, check_resources
 from orchestrator.progress import Display, SweepProgress
 from orchestrator.tracking import Tracker, open_sweep_store
 from trainers.api import RESULTS, Status, check_result
@@ -283,6 +283,7 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     connect_ray(config)
     try:
         check_resources(config.cluster, node_resources())
+        check_gang(config.cluster, node_resources(), workers=_most_workers(config, trials, source))
         tracker = open_sweep_store(config, create=True)
         assert tracker is not None
         lease = SweepLease(tracker, sweep=sweep)
@@ -298,6 +299,15 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
                       f"driver takes it over once it is stale.", file=sys.stderr)
     finally:
         ray.shutdown()
+
+
+def _most_workers(config: Config, trials: list[Trial], source: TrialSource | None) -> int:
+    """The largest gang the sweep will ask for (a source's trials are not known yet: the rule's largest)."""
+    cluster = config.cluster
+    if source is not None or not trials:
+        return max([cluster.workers_per_trial, *cluster.workers_rule.workers])
+    return max(cluster.workers_for(C=t.budget if t.budget is not None else t.cost.c_exact, N=t.cost.n_total,
+                                   D=t.tokens) for t in trials)
 
 
 def _pending(config: Config, trials: list[Trial], statuses: dict[str, str]) -> list[Trial]:

@@ -242,3 +242,13 @@ def test_a_two_worker_gpt_trial_reaches_the_loss_of_one_worker(tmp_path):
     (eval1, train1, flops1, tokens1), (eval2, train2, flops2, tokens2) = losses[1], losses[2]
     assert abs(eval2 - eval1) / eval1 < 1e-4 and abs(train2 - train1) / train1 < 1e-4, losses
     assert (flops2, tokens2) == (flops1, tokens1)  # FLOP accounting unchanged
+
+
+def test_a_gang_bigger_than_the_cluster_is_refused_before_anything_is_written(tmp_path):
+    # 3 workers of 1 CPU on a 2-CPU local instance: Ray Train's placement group would wait forever.
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "sweep=tiny", "trainer=surrogate", "cluster.num_cpus=2",
+                             "cluster.workers_per_trial=3"], cwd=tmp_path, env={**os.environ, **ENV},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "a trial of 3 workers" in result.stderr and "holds 2 workers" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
