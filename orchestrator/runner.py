@@ -272,6 +272,10 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     running every trial again.
     """
     sweep = config.sweep.name
+    # MLflow prints two "View run ... at: URL" lines on every run's end against a server; the progress panel and
+    # the final links say where the runs are (mlflow/tracking/_tracking_service/client.py). Set it to false to
+    # have them back.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     reader = open_sweep_store(config, create=False)
     if reader is not None:
         SweepLease(reader, sweep=sweep).check()  # a driver of this sweep is running: say so before starting Ray
@@ -328,7 +332,9 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
                              skipped=len(trials) - len(todo))
     took = f"; took over the lease of {taken.host} pid {taken.pid} (gone)" if taken is not None else ""
-    print(f"sweep {sweep}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
+    outlook = getattr(source, "outlook", None)  # a source that plans in waves says what is planned now
+    print(f"sweep {sweep}: " + (outlook() if outlook is not None else
+                                f"{len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run")
           + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + took + f"; tracking {tracker.uri}",
           flush=True)
     if not todo and source is None:
@@ -484,6 +490,7 @@ class TrialLoop:
                 self.tracker.log_reports(attempt.run_id, message["metrics"])
             else:
                 attempt.reports.extend(message["metrics"])
+                self._note_progress(attempt, message["metrics"])
                 for metrics in message["metrics"]:
                     if attempt.pruned is None and attempt.ref in self.inflight and \
                             self.source.on_report(attempt.trial, metrics):
@@ -560,6 +567,7 @@ class TrialLoop:
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
         """Close the attempt's run; count it unless another attempt follows."""
         trial = attempt.trial
+        self.progress.running_flops.pop((trial.trial_id, attempt.attempt), None)
         self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
                                traceback=traceback, reports=attempt.reports)
         attempt.reports, attempt.closed = [], True
@@ -585,6 +593,14 @@ class TrialLoop:
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
+
+    def _note_progress(self, attempt: _Attempt, metrics: list[dict[str, Any]]) -> None:
+        """The running trial's FLOPs so far (its latest report), for the live ETA; capped at what the trial
+        costs this invocation (a fork reports its trunk's FLOPs too)."""
+        flops = [m["flops"] for m in metrics if isinstance(m.get("flops"), (int, float))]
+        if flops:
+            key = (attempt.trial.trial_id, attempt.attempt)
+            self.progress.running_flops[key] = min(float(flops[-1]), self._flops(attempt.trial))
 
     def _flops(self, trial: Trial) -> float:
         """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""

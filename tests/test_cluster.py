@@ -95,6 +95,7 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):
     result = orchestrator(work, trials([0, 5, 6]), f"tracking.uri={mlflow_server}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (work / "mlflow.db").exists()  # everything went to the server
+    assert "View run" not in result.stdout  # MLflow's two lines per run end are silenced
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("list_example")
     runs = client.search_runs([exp.experiment_id])

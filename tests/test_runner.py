@@ -252,3 +252,18 @@ def test_a_gang_bigger_than_the_cluster_is_refused_before_anything_is_written(tm
     assert result.returncode == 2, result.stdout + result.stderr
     assert "a trial of 3 workers" in result.stderr and "holds 2 workers" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_live_eta_counts_the_running_trials_progress():
+    # Before any trial ends, the running trials' reported FLOPs give the rate: 1e9 of 4e9 FLOPs in 10 s leaves
+    # 3e9 at 1e8 FLOP/s, 30 s.
+    from orchestrator.progress import SweepProgress
+
+    progress = SweepProgress(sweep="s", total=4, planned_flops=4e9)
+    assert progress.eta() == "?"
+    progress.started -= 10.0
+    progress.running_flops[("a", 1)] = 6e8
+    progress.running_flops[("b", 1)] = 4e8
+    assert progress.eta() in ("30s", "31s")
+    progress.done_flops, progress.running_flops = 2e9, {}  # both finished at 1e9 each
+    assert progress.eta() in ("10s", "11s")
