@@ -320,6 +320,9 @@ class ClusterConfig:
     batch split across the workers."""
     workers_rule: WorkersRule = field(default_factory=WorkersRule)
     """More workers for bigger trials (thresholds of C, N or D); empty: every trial gets workers_per_trial."""
+    throughput: str = "assumed"
+    """Where the plan's times come from: assumed (assumed_flops_per_s) or probe (a few timed steps per trial
+    shape on this machine's device, cached: orchestrator/throughput.py; the built-in GPT trainer only)."""
     gpu_hour_cost: float = 0.0
     """Price of one GPU-hour (any currency): the plan prints the sweep's cost from its GPU-hours (0: no cost)."""
     parallel: str = "ddp"
@@ -349,6 +352,8 @@ class ClusterConfig:
                 raise ValueError(f"cluster.gpus_per_trial={self.gpus_per_trial} is a fraction, which a trial of "
                                  f"several workers cannot share: give whole GPUs per worker (or 0).")
         self.workers_rule.check()
+        if self.throughput not in ("assumed", "probe"):
+            raise ValueError(f"cluster.throughput={self.throughput!r} is unknown: allowed are assumed, probe.")
         if self.parallel not in PARALLEL:
             raise ValueError(f"cluster.parallel={self.parallel!r} is unknown: allowed are {', '.join(PARALLEL)}.")
         if self.order not in ORDERS:
