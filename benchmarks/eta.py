@@ -49,9 +49,14 @@ def main() -> None:
     (work / "sweep").mkdir()
     plan, probe_s = cli(work / "sweep", f"sweep={sweep}", "action=plan", "cluster.throughput=probe", env=env)
     estimated = seconds(re.search(r"about (\S+) wall", plan).group(1))
-    _, actual = cli(work / "sweep", f"sweep={sweep}", "action=run", env=env)
-    print(f"eta: sweep={sweep}: plan (probe {probe_s:.0f} s) estimated {estimated:.0f} s wall, the sweep took "
-          f"{actual:.0f} s: estimated / actual = {estimated / actual:.2f} (goal 0.75 to 1.25)")
+    planned = int(re.search(r"sweep \S+: (\d+) trials", plan).group(1))
+    out, actual = cli(work / "sweep", f"sweep={sweep}", "action=run", env=env)
+    ran = len(re.findall(r"^(?:finished|crashed|oom|diverged|pruned) ", out, flags=re.M))
+    trials_s = seconds(re.findall(r"elapsed (\S+) eta", out)[-1])  # the progress line: trials only
+    print(f"eta: sweep={sweep}: plan (probe {probe_s:.0f} s) estimated {estimated:.0f} s wall for {planned} planned "
+          f"trials; the sweep ran {ran} trials, {trials_s:.0f} s of trials ({actual:.0f} s with Ray's start and the "
+          f"report): estimated / actual trial time = {estimated / trials_s:.2f}, per trial run "
+          f"{estimated / planned / (trials_s / ran):.2f} (goal 0.75 to 1.25)")
     walls, losses = {}, {}
     for workers in (1, 2):
         folder = work / f"w{workers}"
