@@ -5,9 +5,10 @@
 trial's model and optimizer on this machine's device, runs one warm-up step and then PROBE_STEPS timed optimizer
 steps of the trial's own batch, and times one evaluation micro-batch. The trial's time is then
 
-    t = D * s_train + n_evals * eval_tokens * s_eval + STARTUP_S
+    t = D * s_train + n_evals * eval_tokens * s_eval + s_build
 
-(s_train, s_eval: seconds per training / evaluation token measured; n_evals: the trainer's evaluations). The
+(s_train, s_eval: seconds per training / evaluation token measured; n_evals: the trainer's evaluations; s_build:
+the measured time to build the trial: model, optimizer, its data source). The
 seconds per token are cached in a JSON file (`throughput.json` under $XDG_CACHE_HOME or ~/.cache,
 `scaling-orchestrator/`), keyed by device, torch version and shape, so a second plan probes nothing. A probe
 measures an idle machine: trials that share its cores run slower (the plan says which it used).
@@ -25,17 +26,17 @@ from pathlib import Path
 from orchestrator.planner import Trial
 
 PROBE_STEPS = 3
-STARTUP_S = 1.0
-"""Per-trial overhead outside the steps (task start, model build, data): measured about 1 s on 2 cores."""
 GPT_TARGET = "trainers.gpt:train"
 
 
 @dataclass(frozen=True)
 class Speed:
-    """Measured seconds per training token and per evaluation token of one shape on one device."""
+    """Measured seconds per training token and per evaluation token of one shape on one device, and seconds to
+    build the trial (model, optimizer, data source)."""
 
     s_train: float
     s_eval: float
+    s_build: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def probe(trial: Trial, *, device: str, threads: int) -> Speed:
     config["trainer"] = dict(config["trainer"], eval_tokens=int(trial.config["model"]["seq_len"]) * 8)
     previous = torch.get_num_threads()
     try:
+        t0 = time.perf_counter()
         run = GPTTrial(config, lambda metrics: None, run_dir=None, device=device, threads=threads)
+        s_build = time.perf_counter() - t0
         batch, n = run.fetch(0)
         run.step(batch, n)  # warm-up: allocations, the optimizer's state
         t0 = time.perf_counter()
@@ -84,14 +87,14 @@ def probe(trial: Trial, *, device: str, threads: int) -> Speed:
         s_eval = (time.perf_counter() - t0) / (8 * run.seq_len)
     finally:
         torch.set_num_threads(previous)
-    return Speed(s_train=s_train, s_eval=s_eval)
+    return Speed(s_train=s_train, s_eval=s_eval, s_build=s_build)
 
 
 def trial_seconds(trial: Trial, speed: Speed) -> float:
     t = trial.config["trainer"]
     interval = t.get("eval_interval_tokens") or 0
     evals = math.ceil(trial.tokens / interval) if interval else int(t.get("evals_per_run", 10))
-    return trial.tokens * speed.s_train + evals * int(t["eval_tokens"]) * speed.s_eval + STARTUP_S
+    return trial.tokens * speed.s_train + evals * int(t["eval_tokens"]) * speed.s_eval + speed.s_build
 
 
 def estimate(trials: list[Trial], *, device: str, threads: int) -> Estimate | None:
