@@ -74,8 +74,9 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
                           f"of {len(trials)} trials ...")
     lines += body
     total = sum(t.cost.c_exact for t in trials)
-    serial = sum(seconds.values())
-    n_slots = slots(cluster, cpus=cpus)
+    serial = sum(seconds[t.trial_id] / workers_of(t, cluster) for t in trials)  # each trial's own wall time
+    # A gang needs its workers at once: the cluster holds at least the largest one (the run refuses it otherwise).
+    n_slots = max(slots(cluster, cpus=cpus), max((workers_of(t, cluster) for t in trials), default=1))
     counts: dict[str, int] = {}
     pending_s, longest, n_pending = 0.0, 0.0, 0
     for t in trials:
@@ -86,7 +87,7 @@ def format_plan(trials: list[Trial], *, cluster: ClusterConfig, cpus: int, sweep
             longest = max(longest, seconds[t.trial_id] / workers_of(t, cluster))
             n_pending += 1
     # A trial of k workers runs at k x the per-worker rate (ideal data parallelism: an upper bound on its speed)
-    # and holds k of the slots, so the wall time of the worker-seconds is unchanged by k.
+    # and holds k of the slots: the worker-seconds are unchanged by k.
     wall = max(pending_s / n_slots, longest)  # the slots' share, or the longest trial if that is longer
     gpu_hours = pending_s * cluster.gpus_per_trial / 3600
     lines.append("")
