@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-browser demo lint test test-all bench clean
+.PHONY: setup setup-browser setup-postgres demo lint test test-all bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,9 +22,18 @@ $(BIN)/.browser: $(BIN)/.installed
 		|| echo "chromium not installed: the browser test will be skipped"
 	touch $@
 
+# Debian's PostgreSQL for the tracking-server test on PostgreSQL (skipped when it cannot be installed).
+$(BIN)/.postgres: $(BIN)/.installed
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+		|| echo "postgresql not installed: the PostgreSQL tracking-server test will be skipped"
+	touch $@
+
 setup: $(BIN)/.installed
 
 setup-browser: $(BIN)/.browser
+
+setup-postgres: $(BIN)/.postgres
 
 demo: setup
 	$(BIN)/python -m orchestrator sweep=cpu_small
@@ -38,7 +47,7 @@ lint: setup
 test: setup setup-browser
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-test-all: setup setup-browser
+test-all: setup setup-browser setup-postgres
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -60,6 +60,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -85,11 +86,11 @@ from trainers import device as devices  # noqa: E402
 
 GPU_FRACTION = 0.25
 """Each sweep trial's share of a GPU: 4 trials per GPU."""
-STEP_SHARES = {"throughput": 0.40, "sweep": 0.35, "oom": 0.15}
+STEP_SHARES = {"throughput": 0.35, "sweep": 0.30, "oom": 0.15, "workers": 0.15}
 """Shares of the budget; what a step leaves unused passes on to the next. The rest is slack."""
-SHARES_WITHOUT_CLI = {"throughput": 0.60, "sweep": 0.0, "oom": 0.15}
+SHARES_WITHOUT_CLI = {"throughput": 0.60, "sweep": 0.0, "oom": 0.15, "workers": 0.0}
 """Where the CLI cannot run, step 2 takes no time and step 1 gets it."""
-SWEEP_EXPERIMENT, OOM_EXPERIMENT = "gpu_check_isoflop", "gpu_check_oom"
+SWEEP_EXPERIMENT, OOM_EXPERIMENT, WORKERS_EXPERIMENT = "gpu_check_isoflop", "gpu_check_oom", "gpu_check_workers"
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ def run_cli(ctx: Context, args: list[str], *, timeout: float, log: str) -> dict[
             "log": f"{log}.log", **({"log_tail": tail} if code != 0 else {})}
 
 
-METRICS = ("final_eval_loss", "flops", "tokens_per_s", "mfu", "wall_s", "peak_flops", "gpu_physical_index",
+METRICS = ("final_eval_loss", "workers", "flops", "tokens_per_s", "mfu", "wall_s", "peak_flops", "gpu_physical_index",
            "gpu_visible_count", "gpu_memory_fraction", "gpu_max_memory_allocated_gb", "entropy_floor")
 
 
@@ -480,6 +481,39 @@ def sweep_step(ctx: Context, allowance: float) -> dict[str, Any]:
     return section
 
 
+def workers_step(ctx: Context, allowance: float) -> dict[str, Any]:
+    """One trial spanning workers on Ray Train (1 worker per GPU: 1 on a 1-GPU machine, 2 on a 2-GPU one; 2 gloo
+    workers of 1 thread on the CPU), and the measured ETA's error: the plan's probe-based estimate
+    (cluster.throughput=probe) against the trial's measured wall time."""
+    if (missing := missing_packages()) is not None:
+        return missing
+    workers = max(ctx.n_gpus, 1) if ctx.cuda else 2
+    args = ["sweep=tiny", f"sweep.name={WORKERS_EXPERIMENT}", "sweep.sizes_per_budget=1", "fit.bootstrap=0",
+            f"cluster.workers_per_trial={workers}"]
+    args += (["sweep.budgets=[3e14]", "model.seq_len=256", "trainer.batch_tokens=65536", "cluster.gpus_per_trial=1",
+              "cluster.cpus_per_trial=2"] if ctx.cuda else ["sweep.budgets=[1e10]", "cluster.num_cpus=2"])
+    plan = run_cli(ctx, [*args, "action=plan", "cluster.throughput=probe"], timeout=allowance / 3, log="workers_plan")
+    text = (ctx.out / "workers_plan.log").read_text()
+    match = re.search(r"about (\S+) wall", text)
+    estimated = None
+    if match:
+        value, unit = float(match.group(1)[:-1]), match.group(1)[-1]
+        estimated = value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    cli = run_cli(ctx, [*args, "action=run"], timeout=allowance - plan["cli_wall_s"] - 10, log="workers_cli")
+    trials = read_trials(ctx.out / "mlflow.db", WORKERS_EXPERIMENT)
+    finished = [t for t in trials if t["status"] == "finished"]
+    actual = finished[0]["wall_s"] if finished else None
+    section = {**cli, "plan": plan, "workers": workers, "trials": trials, "estimated_s": estimated, "actual_s": actual,
+               "eta_error": (estimated / actual - 1) if estimated and actual else None}
+    section["checks"] = {
+        "plan and run exit code 0": plan["exit_code"] == 0 and cli["exit_code"] == 0,
+        "the trial finished (read from the store)": len(finished) == 1 == len(trials),
+        f"it ran on {workers} workers": bool(finished) and finished[0].get("workers") == workers,
+        "the plan's probe gave an estimate": estimated is not None and estimated > 0,
+    }
+    return section
+
+
 def oom_design(ctx: Context) -> dict[str, Any]:
     """Step 3's trials, the model that cannot fit its memory share first, then small ones that can."""
     if ctx.cuda:
@@ -617,7 +651,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"{'smoke mode, ' if meta['smoke'] else ''}budget {meta['budget_s']:.0f} s, took {meta['wall_s']:.0f} s; "
              f"torch.compile cache: `{meta['compile_cache']}`", "",
              "| step | status | figures | wall |", "|---|---|---|---|"]
-    tp, sw, oom = (results.get(k, {}) for k in ("throughput", "sweep", "oom"))
+    tp, sw, oom, wk = (results.get(k, {}) for k in ("throughput", "sweep", "oom", "workers"))
     lines.append(f"| 1. throughput | {tp.get('status', '-')} | best MFU {fmt(tp.get('best_mfu'), '.1f', 100, '%')} "
                  f"| {fmt(tp.get('wall_s'), '.0f', 1, ' s')} |")
     lines.append(f"| 2. IsoFLOP sweep on Ray | {sw.get('status', '-')} | {sw.get('n_finished', '-')}/"
@@ -627,7 +661,10 @@ def markdown(results: dict[str, Any]) -> str:
     big = oom.get("oom_trial") or {}
     lines.append(f"| 3. OOM | {oom.get('status', '-')} | big trial: {big.get('status', '-')} | "
                  f"{fmt(oom.get('wall_s'), '.0f', 1, ' s')} |")
-    for name, section in (("throughput", tp), ("sweep", sw), ("oom", oom)):
+    err = wk.get("eta_error")
+    lines.append(f"| 4. workers | {wk.get('status', '-')} | one trial on {wk.get('workers', '-')} workers (Ray Train); "
+                 f"ETA error {'-' if err is None else f'{100 * err:+.0f}%'} | {fmt(wk.get('wall_s'), '.0f', 1, ' s')} |")
+    for name, section in (("throughput", tp), ("sweep", sw), ("oom", oom), ("workers", wk)):
         failed = [k for k, ok in section.get("checks", {}).items() if not ok]
         if section.get("error") or failed:
             lines.append(f"\n**{name}**: " + (section.get("error") or "failed checks: " + "; ".join(failed)))
@@ -719,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         guarded(ctx, "throughput", throughput_step)
         guarded(ctx, "sweep", sweep_step)
         guarded(ctx, "oom", oom_step)
+        guarded(ctx, "workers", workers_step)
     finally:
         results = {"meta": {**meta, "wall_s": time.monotonic() - wall0}, **ctx.results}
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

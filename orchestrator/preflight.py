@@ -108,3 +108,21 @@ def check_resources(cluster: ClusterConfig, nodes: list[dict[str, float]]) -> No
     raise PreflightError(f"no single node of {where} has cluster.cpus_per_trial={cluster.cpus_per_trial}, "
                          f"cluster.gpus_per_trial={cluster.gpus_per_trial:g} and cluster.memory_per_trial_gb="
                          f"{cluster.memory_per_trial_gb:g} at once; lower one of them.")
+
+
+def check_gang(cluster: ClusterConfig, nodes: list[dict[str, float]], *, workers: int) -> None:
+    """A trial of `workers` workers needs them all at once (Ray Train reserves them as one placement group): the
+    cluster must hold that many workers of cluster.cpus_per_trial CPUs and cluster.gpus_per_trial GPUs, counted
+    node by node, or the trial would wait forever."""
+    if workers <= 1:
+        return
+    need = {"CPU": float(cluster.cpus_per_trial), "GPU": float(cluster.gpus_per_trial),
+            "memory": cluster.memory_per_trial_gb * GIB}
+    capacity = sum(min(int(node.get(k, 0.0) / v + 1e-9) for k, v in need.items() if v > 0) for node in nodes)
+    if capacity >= workers:
+        return
+    where = f"the Ray cluster at {cluster.address}" if cluster.address else "the local Ray instance"
+    raise PreflightError(f"a trial of {workers} workers (cluster.workers_per_trial / cluster.workers_rule) can never "
+                         f"be placed: {where} holds {capacity} workers of cluster.cpus_per_trial="
+                         f"{cluster.cpus_per_trial} and cluster.gpus_per_trial={cluster.gpus_per_trial:g} at once; "
+                         f"lower the workers per trial or use a larger cluster.")

@@ -24,16 +24,25 @@ class SweepProgress:
     best: dict[str, float] = field(default_factory=dict)
     """Best final eval loss per budget label."""
     started: float = field(default_factory=time.monotonic)
+    running_flops: dict[tuple[str, int], float] = field(default_factory=dict)
+    """FLOPs the running trials have done so far (their latest report), by (trial id, attempt)."""
+
+    @property
+    def measured_flops(self) -> float:
+        """FLOPs done in this invocation: finished trials' and the running trials' progress."""
+        return self.done_flops + sum(self.running_flops.values())
 
     @property
     def pending(self) -> int:
         return self.total - self.done - self.failed - self.running - self.skipped
 
     def eta(self) -> str:
-        elapsed = time.monotonic() - self.started
-        if self.done_flops <= 0:
+        """Remaining FLOPs at the measured rate: FLOPs done so far (running trials' reports included, so the ETA
+        is there from the first reports on, not only after the first trial ends) per second elapsed."""
+        elapsed, done = time.monotonic() - self.started, self.measured_flops
+        if done <= 0:
             return "?"
-        return duration(elapsed * (self.planned_flops - self.done_flops) / self.done_flops)
+        return duration(elapsed * max(self.planned_flops - done, 0.0) / done)
 
     def line(self) -> str:
         elapsed = duration(time.monotonic() - self.started)

@@ -37,19 +37,21 @@ from ray._private import ray_constants
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator.cluster import attach
+from orchestrator.cluster.train import TrainWorkerLost, execute_on_train
 from orchestrator.config import Config
 from orchestrator.faults import MAX_REPORTS_PER_S, death_reason, death_witness, thin_reports, trial_time_limit
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
-from orchestrator.preflight import check_resources
+from orchestrator.preflight import check_gang, check_resources
 from orchestrator.progress import Display, SweepProgress
 from orchestrator.tracking import Tracker, open_sweep_store
 from trainers.api import RESULTS, ContractError, Status, check_metrics, check_result, nonfinite_loss
 
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
-               ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError)
+               ray.exceptions.OwnerDiedError, ray.exceptions.RaySystemError, TrainWorkerLost)
 MAX_LOST = 5
 FLUSH_S = 1.0
 LOG_S = 2.0
@@ -211,7 +213,7 @@ def order_trials(trials: list[Trial], order: str) -> list[Trial]:
 
 def connect_ray(config: Config) -> None:
     """A quiet local instance (dashboard off) listening on loopback only, or an existing cluster at
-    cluster.address."""
+    cluster.address, attached as Ray's CLI does (token authentication included: orchestrator/cluster/attach.py)."""
     cluster = config.cluster
     pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
     runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": pythonpath}}
@@ -221,7 +223,9 @@ def connect_ray(config: Config) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                                   configure_logging=True, runtime_env=runtime_env)
     if cluster.address:
-        ray.init(address=cluster.address, **kwargs)
+        head = attach.resolve(cluster.address)  # one sentence (exit 2) for an unreachable or refusing head
+        with _loopback_node() if head.loopback else contextlib.nullcontext():
+            ray.init(address=head.address, **kwargs)
     else:
         # address="local": always a new instance of our own. Without it, ray.init joins whatever cluster another
         # process on this machine started (found via /tmp/ray/ray_current_cluster), and then refuses num_cpus.
@@ -300,6 +304,10 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     running every trial again.
     """
     sweep = config.sweep.name
+    # MLflow prints two "View run ... at: URL" lines on every run's end against a server; the progress panel and
+    # the final links say where the runs are (mlflow/tracking/_tracking_service/client.py). Set it to false to
+    # have them back.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     reader = open_sweep_store(config, create=False)
     if reader is not None:
         SweepLease(reader, sweep=sweep).check()  # a driver of this sweep is running: say so before starting Ray
@@ -311,6 +319,7 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
     connect_ray(config)
     try:
         check_resources(config.cluster, node_resources())
+        check_gang(config.cluster, node_resources(), workers=_most_workers(config, trials, source))
         tracker = open_sweep_store(config, create=True)
         assert tracker is not None
         lease = SweepLease(tracker, sweep=sweep)
@@ -326,6 +335,15 @@ def run_sweep(config: Config, *, trials: list[Trial], display_live: bool | None 
                       f"driver takes it over once it is stale.", file=sys.stderr)
     finally:
         ray.shutdown()
+
+
+def _most_workers(config: Config, trials: list[Trial], source: TrialSource | None) -> int:
+    """The largest gang the sweep will ask for (a source's trials are not known yet: the rule's largest)."""
+    cluster = config.cluster
+    if source is not None or not trials:
+        return max([cluster.workers_per_trial, *cluster.workers_rule.workers])
+    return max(cluster.workers_for(C=t.budget if t.budget is not None else t.cost.c_exact, N=t.cost.n_total,
+                                   D=t.tokens) for t in trials)
 
 
 def _pending(config: Config, trials: list[Trial], statuses: dict[str, str]) -> list[Trial]:
@@ -346,7 +364,9 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
                              skipped=len(trials) - len(todo))
     took = f"; took over the lease of {taken.host} pid {taken.pid} (gone)" if taken is not None else ""
-    print(f"sweep {sweep}: {len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run"
+    outlook = getattr(source, "outlook", None)  # a source that plans in waves says what is planned now
+    print(f"sweep {sweep}: " + (outlook() if outlook is not None else
+                                f"{len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run")
           + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + took + f"; tracking {tracker.uri}",
           flush=True)
     if not todo and source is None:
@@ -405,6 +425,9 @@ class TrialLoop:
         self.task = ray.remote(max_calls=1 if cluster.gpus_per_trial > 0 else 0)(execute_trial).options(
             num_cpus=cluster.cpus_per_trial, num_gpus=cluster.gpus_per_trial,
             memory=int(cluster.memory_per_trial_gb * 2**30) or None, max_retries=0, retry_exceptions=False)
+        # A trial of several workers: a driving task without resources of its own; Ray Train reserves the workers
+        # as one placement group (orchestrator/cluster/train.py).
+        self.gang_task = ray.remote(execute_on_train).options(num_cpus=0, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
@@ -421,9 +444,9 @@ class TrialLoop:
                     self.tracker.heartbeat(self.parent)
                     if self.lease is not None:
                         self.lease.renew()  # LeaseLost when another driver took the sweep over
-                while waiting and len(self.inflight) < 2 * slots:
+                while waiting and self._load() < 2 * slots:
                     self._submit(waiting.pop(0))
-                free = 2 * slots - len(self.inflight)
+                free = 2 * slots - self._load()
                 if free > 0 and not self.source.done():
                     fed = self.source.next_trials(free)
                     if source is not None:
@@ -455,14 +478,31 @@ class TrialLoop:
             raise
         return self.all_results
 
+    def workers(self, trial: Trial) -> int:
+        """The trial's workers (cluster.workers_per_trial, or cluster.workers_rule by its C, N or D)."""
+        return self.config.cluster.workers_for(C=trial.budget if trial.budget is not None else trial.cost.c_exact,
+                                               N=trial.cost.n_total, D=trial.tokens)
+
+    def _load(self) -> int:
+        """Worker slots the trials in flight take (a trial of k workers takes k)."""
+        return sum(self.workers(a.trial) for a in self.inflight.values())
+
     def _submit(self, attempt: _Attempt) -> None:
         trial, cluster = attempt.trial, self.config.cluster
         key = (trial.trial_id, attempt.attempt)
         own_dir = getattr(self.source, "run_dir", None)  # a fork resumes in its fork-point folder (forks.py)
         run_dir = (own_dir(trial) if own_dir else None) or str(checkpoint_root(self.config) / trial.trial_id)
-        ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
-                               run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
-                               gpu_fraction=cluster.gpus_per_trial)
+        workers = self.workers(trial)
+        if workers > 1:
+            ref = self.gang_task.remote(
+                trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue, run_dir=run_dir,
+                threads=cluster.cpus_per_trial, device=self.device, workers=workers,
+                gpus_per_worker=cluster.gpus_per_trial, reporter=_Reporter,
+                storage=str((checkpoint_root(self.config) / "_ray_train").resolve()))
+        else:
+            ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
+                                   run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
+                                   gpu_fraction=cluster.gpus_per_trial)
         attempt.ref, attempt.run_dir = ref, run_dir
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
@@ -485,6 +525,7 @@ class TrialLoop:
                 self.tracker.log_reports(attempt.run_id, message["metrics"])
             else:
                 attempt.reports.extend(message["metrics"])
+                self._note_progress(attempt, message["metrics"])
                 for metrics in message["metrics"]:
                     if attempt.pruned is None and attempt.ref in self.inflight and \
                             self.source.on_report(attempt.trial, metrics):
@@ -613,6 +654,7 @@ class TrialLoop:
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
         """Close the attempt's run; count it unless another attempt follows."""
         trial = attempt.trial
+        self.progress.running_flops.pop((trial.trial_id, attempt.attempt), None)
         self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
                                traceback=traceback, reports=attempt.reports)
         attempt.reports, attempt.closed = [], True
@@ -640,6 +682,14 @@ class TrialLoop:
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
+
+    def _note_progress(self, attempt: _Attempt, metrics: list[dict[str, Any]]) -> None:
+        """The running trial's FLOPs so far (its latest report), for the live ETA; capped at what the trial
+        costs this invocation (a fork reports its trunk's FLOPs too)."""
+        flops = [m["flops"] for m in metrics if isinstance(m.get("flops"), (int, float))]
+        if flops:
+            key = (attempt.trial.trial_id, attempt.attempt)
+            self.progress.running_flops[key] = min(float(flops[-1]), self._flops(attempt.trial))
 
     def _flops(self, trial: Trial) -> float:
         """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""

@@ -34,7 +34,7 @@ def test_plan_prints_every_trial_and_totals_and_writes_nothing(cli, tmp_path: Pa
     rows = [line for line in lines if re.fullmatch(r"[0-9a-f]{16}", line.split(" ", 1)[0])]
     assert len(rows) == 6  # 2 budgets x 3 sizes
     assert "sweep tiny: 6 trials" in result.stdout
-    assert "estimated time" in result.stdout and "FLOP/s per trial" in result.stdout
+    assert "estimated time" in result.stdout and "FLOP/s per worker" in result.stdout
     for column in ("trial_id", "N_total", "D/N", "C/6ND", "est", "status"):
         assert column in lines[0]
     assert list(tmp_path.iterdir()) == []  # no outputs/, no mlflow.db, nothing

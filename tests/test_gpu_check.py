@@ -38,7 +38,7 @@ def test_smoke_mode_runs_every_step_and_writes_what_it_measured(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    for step in ("throughput", "sweep", "oom"):
+    for step in ("throughput", "sweep", "oom", "workers"):
         assert results[step]["status"] == "passed", (step, results[step].get("checks"), results[step].get("error"))
 
     rows = [r for r in results["throughput"]["rows"] if "mfu" in r]
@@ -53,6 +53,11 @@ def test_smoke_mode_runs_every_step_and_writes_what_it_measured(tmp_path):
     assert all(r.data.tags["status"] == "finished" and r.data.tags["device"] == "cpu" for r in sweep)
     assert 0 < results["sweep"]["slot_utilisation"] <= 1 and results["sweep"]["max_concurrent"] == 2
     assert 0 < results["sweep"]["sweep_mfu"] < 1
+
+    # One trial on 2 Ray Train workers (gloo on the CPU), and the probe's ETA against its measured time.
+    workers = trial_runs(out / "mlflow.db", "gpu_check_workers")
+    assert len(workers) == 1 and workers[0].data.metrics["workers"] == 2
+    assert results["workers"]["estimated_s"] > 0 and math.isfinite(results["workers"]["eta_error"])
 
     # The model that cannot fit its memory limit is an oom result, with the allocator's own error;
     # the others finished and the sweep exited 0.

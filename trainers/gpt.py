@@ -15,6 +15,13 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
   out-of-memory end the trial as results (`diverged`, `oom`) with the reason; out of memory is a
   result wherever it strikes (building the model, a step, the optimizer's state, evaluation), so a
   size that cannot fit is recorded as `oom` and not retried as a crash;
+- several workers (a trial that spans workers: orchestrator/cluster/train.py starts them on Ray Train, which
+  sets up torch.distributed, gloo on CPU, NCCL on GPUs): the model is wrapped in DDP; every optimizer step's
+  batch is the GLOBAL batch of `trainer.batch_tokens`, rank r taking its contiguous share of the very sequences
+  one worker would take (so the data order is that of one worker), each micro-batch's loss weighted by its share
+  of the global batch (x world size, which DDP's gradient mean divides out), so the gradient is the global batch
+  mean's up to float summation order; the loss is summed over ranks. Rank 0 alone evaluates, reports and writes
+  checkpoints; every rank resumes from the same checkpoint. FLOP accounting is that of the global batch;
 - checkpoints to `run_dir` every `trainer.checkpoint_interval_tokens`; a restarted trial resumes there
   and reaches the same final loss as an uninterrupted one (the data stream is indexed by sequence, and
   init and data order are functions of the seed);
@@ -35,6 +42,7 @@ training sequence is seq_len tokens (inputs x_0..x_{T-1}, targets x_1..x_T).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -67,6 +75,27 @@ class Counters:
     micro_seqs: int = 0
     min_loss: float = math.inf
     last_loss: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranks:
+    """This process's place in a multi-worker trial (rank 0 of 1 when torch.distributed is not initialised)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> Ranks:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return cls(rank=dist.get_rank(), world=dist.get_world_size())
+        return cls()
+
+    def share(self, n: int) -> tuple[int, int]:
+        """(offset, count) of this rank's contiguous share of `n` sequences (the first n % world ranks take one
+        more)."""
+        base, extra = divmod(n, self.world)
+        return self.rank * base + min(self.rank, extra), base + (self.rank < extra)
 
 
 class Stop(Exception):
@@ -122,7 +151,11 @@ class GPTTrial:
         self.params = count_params(self.model_cfg, vocab_size=vocab)
         assert self.model.n_params() == self.params.total, "model and accounting disagree"
         self.flops_per_token = train_flops_per_token(self.model_cfg, vocab_size=vocab)
-        self.compiled = torch.compile(self.model) if self.cfg.compile else self.model
+        self.ranks = Ranks.current()
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        if self.ranks.world > 1:  # the same init on every rank (the seed); DDP broadcasts rank 0's anyway
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
+        self.compiled = torch.compile(self.ddp or self.model) if self.cfg.compile else (self.ddp or self.model)
         self.opt = torch.optim.AdamW(
             self.model.param_groups(weight_decay=self.cfg.weight_decay), lr=self.cfg.lr,
             betas=(self.cfg.beta1, self.cfg.beta2), fused=True,
@@ -150,7 +183,10 @@ class GPTTrial:
         self.resumed_from = self.c.tokens
 
     def save(self, run_dir: str | None = None, config: dict[str, Any] | None = None) -> None:
-        """This trial's checkpoint, or (a trunk at a fork point) the fork's, under the fork's config."""
+        """This trial's checkpoint, or (a trunk at a fork point) the fork's, under the fork's config (rank 0 only:
+        every rank holds the same state)."""
+        if self.ranks.rank != 0:
+            return
         checkpoint.save(run_dir or self.run_dir, {
             "config": config or self.config, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "counters": dataclasses.asdict(self.c),
@@ -169,33 +205,45 @@ class GPTTrial:
             self.report({"step": self.c.step, "tokens": self.c.tokens, "fork_ready": float(after)})
 
     # -- one optimizer step --------------------------------------------------------------------
-    def _accumulate(self, batch: torch.Tensor) -> torch.Tensor:
-        """Forward and backward over micro-batches; returns the batch's mean loss (0-dim tensor)."""
-        n = batch.size(0)
+    def _accumulate(self, batch: torch.Tensor, n: int) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches of a global batch of `n` sequences; returns the
+        global batch's mean loss (0-dim tensor). A rank whose share is empty (a last step of fewer sequences than
+        ranks) runs one sequence at weight 0, so that it still joins DDP's gradient all-reduce."""
+        empty = batch.size(0) == 0
+        if empty:
+            batch = self.source.train(0, 1)
         total = torch.zeros((), device=self.rt.device)
-        for i in range(0, n, self.c.micro_seqs):
+        starts = range(0, batch.size(0), self.c.micro_seqs)
+        for i in starts:
             micro = batch[i : i + self.c.micro_seqs].to(self.rt.device, non_blocking=True)  # (b, T+1)
-            with self.rt.autocast():
+            # DDP all-reduces gradients on the last micro-batch's backward only (gradient accumulation).
+            sync = self.ddp is None or i == starts[-1]
+            with contextlib.nullcontext() if sync else self.ddp.no_sync(), self.rt.autocast():
                 loss = self.compiled(micro[:, :-1], micro[:, 1:])
-            # Weight by the micro-batch's share so the gradient is that of the batch mean.
-            share = micro.size(0) / n
-            (loss * share).backward()
+            # Weight by the micro-batch's share of the global batch so the gradient is that of the batch mean
+            # (x world: DDP averages over ranks).
+            share = 0.0 if empty else micro.size(0) / n
+            (loss * (share * self.ranks.world)).backward()
             total += loss.detach() * share
+        if self.ranks.world > 1:
+            torch.distributed.all_reduce(total)  # sum of the ranks' shares: the global batch mean
         return total
 
-    def fetch(self, tokens: int) -> torch.Tensor:
-        """The batch of the step that starts after `tokens` training tokens: (n, T+1)."""
+    def fetch(self, tokens: int) -> tuple[torch.Tensor, int]:
+        """This rank's share (n_r, T+1) of the batch of the step that starts after `tokens` training tokens, and
+        that global batch's size n in sequences."""
         n_seqs = min(self.batch_seqs, (self.total - tokens) // self.seq_len)
-        batch = self.source.train(tokens // self.seq_len, n_seqs)
-        return batch.pin_memory() if self.rt.device.type == "cuda" else batch
+        offset, count = self.ranks.share(n_seqs)
+        batch = self.source.train(tokens // self.seq_len + offset, count)
+        return (batch.pin_memory() if self.rt.device.type == "cuda" else batch), n_seqs
 
-    def step(self, batch: torch.Tensor) -> float:
-        """One optimizer step on `batch` (n, T+1); halves the micro-batch while it runs out of memory."""
-        n_seqs = batch.size(0)
+    def step(self, batch: torch.Tensor, n_seqs: int) -> float:
+        """One optimizer step on `batch` (this rank's share of a global batch of `n_seqs` sequences); halves the
+        micro-batch while it runs out of memory."""
         while True:
             self.opt.zero_grad(set_to_none=True)
             try:
-                loss = self._accumulate(batch).item()
+                loss = self._accumulate(batch, n_seqs).item()
                 break
             except Exception as err:
                 if not devices.is_oom(err):
@@ -263,10 +311,10 @@ class GPTTrial:
         try:
             while self.c.tokens < self.stop:
                 t0 = time.perf_counter()
-                batch = pending.result()  # (n, T+1)
-                after = self.c.tokens + batch.size(0) * self.seq_len
+                batch, n_seqs = pending.result()  # (n_r, T+1): this rank's share of n_seqs
+                after = self.c.tokens + n_seqs * self.seq_len
                 pending = loader.submit(self.fetch, after) if after < self.stop else None
-                loss = self.step(batch)
+                loss = self.step(batch, n_seqs)
                 devices.synchronize(self.rt.device)
                 dt = time.perf_counter() - t0
                 before = self.c.tokens
@@ -276,7 +324,7 @@ class GPTTrial:
                 evaluate = after == self.stop or _every(self.eval_interval, before, after)
                 if evaluate or self.c.step % self.log_every == 0:
                     metrics = self._metrics(window_losses, window_tokens, window_s)
-                    if evaluate:
+                    if evaluate and self.ranks.rank == 0:
                         eval_loss, eval_se = self.evaluate()
                         metrics.update(eval_loss=eval_loss, eval_loss_se=eval_se)
                     self.report(metrics)
@@ -285,7 +333,7 @@ class GPTTrial:
                     self.save()
                 if self.forks:
                     self.fork_points(before, after)
-            if eval_loss is None:  # resumed from a checkpoint taken at D: nothing left but to score it
+            if eval_loss is None and self.ranks.rank == 0:  # resumed from a checkpoint taken at D: score it
                 eval_loss, eval_se = self.evaluate()
         except Stop as stop:
             return self._result(stop.status, start, train_s, reason=stop.reason)
@@ -319,7 +367,8 @@ class GPTTrial:
             "peak_flops_source": self.rt.peak_source, "tokens_per_s": tokens_per_s,
             "mfu": tokens_per_s * self.flops_per_token / self.rt.peak_flops,
             "micro_batch_tokens": self.c.micro_seqs * self.seq_len, "resumed_from_tokens": self.resumed_from,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, **self.rt.gpu_numbers(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "workers": self.ranks.world,
+            **self.rt.gpu_numbers(),
         }
         if self.rt.device.type == "cuda":
             extra["gpu_name"] = self.rt.name
