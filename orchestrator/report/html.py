@@ -87,7 +87,7 @@ def _checks(page: Page) -> str:
     checks = page.result.get("checks") or []
     if not checks:
         return "<p>No checks were recorded in fit.json.</p>"
-    label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+    label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
     rows = [[escape(label[c["status"]]), escape(c["title"]), escape(c["detail"]), escape(c["fix"] or "")]
             for c in checks]
     return _table(["outcome", "check", "measured", "to fix"], rows, id_="checks-table", left=4)

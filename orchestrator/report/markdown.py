@@ -46,7 +46,7 @@ def render(page: Page) -> str:
     out += [f"- {safe(s)}" for s in headline(page)] + [""]
     checks = r.get("checks") or []
     if checks:
-        label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+        label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
         out += ["Checks:", "", _table(["outcome", "check", "measured", "to fix"],
                                      [[label[c["status"]], md(c["title"]), md(c["detail"]), md(c["fix"] or "")]
                                       for c in checks]), ""]
