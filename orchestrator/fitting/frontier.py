@@ -126,7 +126,10 @@ def holdout_score(fit: object, *, observed: dict, held: pd.DataFrame, baseline_l
         return {"status": "skipped", "reason": "predicts only the frontier, and the held-out budget's minimum is not "
                                                "bracketed, so nothing like a minimum was observed to compare with"}
     obs = held["loss"].to_numpy(float)
-    rel = np.asarray(fit.loss(held["N"].to_numpy(float), held["D"].to_numpy(float)), float) / obs - 1
+    # A law form that reads more than N and D (unique tokens: fitting/forms.py) predicts from the runs themselves.
+    predicted = fit.predict_runs(held) if hasattr(fit, "predict_runs") else fit.loss(held["N"].to_numpy(float),
+                                                                                      held["D"].to_numpy(float))
+    rel = np.asarray(predicted, float) / obs - 1
     rms = float(np.sqrt(np.mean(rel ** 2)))
     row.update(kind="runs", loss_error=float(np.mean(rel * obs)), loss_rel_error=float(np.copysign(rms, rel.mean())),
                baseline_rel_error=float(np.sqrt(np.mean((baseline_loss / obs - 1) ** 2))), n_scored=len(obs))

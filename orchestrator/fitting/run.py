@@ -36,6 +36,7 @@ from orchestrator.fitting.checks import FRONTIER_METHODS, bound_words, headline_
 from orchestrator.fitting.compute import ComputeModel, local_exponent
 from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
 from orchestrator.fitting.errors import FitError, FitInputError
+from orchestrator.fitting.forms import compare_forms
 from orchestrator.fitting.frontier import ShapeOf, compare_fits, leave_largest_budget_out, predictions
 from orchestrator.fitting.isoflop import fit_isoflop
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
@@ -363,6 +364,9 @@ def _fit_methods(ctx: FitContext) -> dict:
         out["vpnls"]["vs_parametric"] = compare_fits(out["parametric"], out["vpnls"])
     if ctx.floor is not None:
         out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
+    if options.forms:
+        out["forms"] = compare_forms(runs, compute_for=ctx.compute_for, forms=tuple(options.forms),
+                                     delta=options.huber_delta)
     if options.holdout:
         try:
             iso = ctx.fits.get("isoflop")
@@ -478,6 +482,27 @@ def _jsonable(obj: object) -> object:
     return obj
 
 
+def form_lines(forms: dict | None) -> list[str]:
+    """The law forms (fitting/forms.py) side by side by held-out error, the winner and its margin."""
+    if not forms:
+        return []
+    lines = ["", f"law forms by held-out error ({forms['held_out']} predicted at each run's N and D"
+             + (f"; no improvement {forms['baseline_rel_error']:.2%})" if "baseline_rel_error" in forms else ")")]
+    for name, e in forms["forms"].items():
+        h = e.get("holdout", {})
+        if e["status"] != "ok" or "rel_error" not in h:
+            lines.append(f"  {name:<17}{e.get('reason') or h.get('reason')}")
+            continue
+        mark = ""
+        if name == forms.get("winner"):
+            mark = "  <- best" + (f", {forms['margin']:.3g}x less error than {forms['runner_up']}"
+                                  if "runner_up" in forms else "")
+        stuck = f"; on a bound: {', '.join(e['on_bound'])}" if e.get("on_bound") else ""
+        lines.append(f"  {name:<17}RMS error {h['rel_error']:.2%}  ({e['citation']}; {e['n_params']} parameters"
+                     f"{stuck}){mark}")
+    return lines
+
+
 def format_summary(report: FitReport) -> str:
     """The printed table: methods side by side with CIs, the frontier at target budgets, hold-out, warnings."""
     r = report.result
@@ -539,6 +564,7 @@ def format_summary(report: FitReport) -> str:
                              f"{e['baseline_rel_error']:.2%})")
     elif h:
         lines += ["", f"leave-largest-budget-out skipped: {h['reason']}"]
+    lines += form_lines(r.get("forms"))
     fc = r.get("floor_check")
     if fc and fc.get("status") == "ok":
         lines += ["", f"known floor {fc['floor']:.4g}: fitted E {fc['E']:.4g} is {fc['verdict']}"
