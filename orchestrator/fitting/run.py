@@ -144,8 +144,7 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     compute_for = _compute_source(options, shape_rule=shape_rule, budgets=budgets)
     ctx = FitContext(table=runs, options=options, compute=compute_for(runs.runs), compute_for=compute_for,
                      budgets=budgets, slope_budgets=slope_grid(swept),
-                     resampler=bs.Resampler.of_runs(runs.runs, resamples=options.bootstrap, seed=options.seed)
-                     if options.bootstrap else None,
+                     resampler=make_resampler(runs.runs, options) if options.bootstrap else None,
                      shape_of=None if shape_rule is None or options.c_convention != "exact" else shape_rule.shape_of,
                      curves=curves, floor=known_floor(options, runs.runs))
     result = {"name": name, **_fit_methods(ctx), "swept_range": [min(swept), max(swept)]}
@@ -161,6 +160,14 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     path = folder / "fit.json"
     path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
     return FitReport(name=name, result=result, json_path=path)
+
+
+def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:
+    """fit.resampler: "stratified" (design points within budgets, fitting/bootstrap.py) or "plain": every run
+    drawn with replacement, as Besiroglu et al. 2024 resampled the Epoch data (their published intervals)."""
+    if options.resampler == "plain":
+        return bs.Resampler.plain(len(runs), resamples=options.bootstrap, seed=options.seed)
+    return bs.Resampler.of_runs(runs, resamples=options.bootstrap, seed=options.seed)
 
 
 def swept_budgets(table: RunTable) -> list[float]:
