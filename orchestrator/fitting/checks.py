@@ -18,7 +18,7 @@ measured, its threshold, and what would fix it (a command where one exists):
 6. it predicts: fitted without the largest budget, the headline law predicts that budget like with like (its
    L_opt against the held-out parabola's minimum and N_opt within a factor 1.25 of the vertex's when the
    minimum is bracketed, else each held-out run against the law at that run's N and D), with at most half the
-   error of the "no improvement" predictor (every held-out loss = the best loss of the training budgets);
+   error of the "no improvement" predictor (the held-out best loss = the best loss of the training budgets);
 7. E is right: where the data's irreducible loss is known (a synthetic language's entropy floor, or fit.floor),
    the fitted E is within 5% of it or its interval covers it, and not on its bound;
 8. extrapolation (a warning, with its own words): target budgets more than one decade past the largest swept
@@ -71,7 +71,7 @@ def run_checks(result: dict, *, command: str | None = None) -> list[Check]:
     primary = headline_method(result)
     rerun = command or "python -m orchestrator <your sweep>"
     return [_bracketed(result, rerun), _budgets(result, rerun), _agree(result, primary), _allocation(result, primary),
-            _width(result, primary, rerun), _holdout(result, primary), _floor(result, primary),
+            _width(result, primary, rerun), holdout_check(result, primary), _floor(result, primary),
             _extrapolation(result)]
 
 
@@ -223,7 +223,8 @@ def _width(result: dict, primary: str | None, rerun: str) -> Check:
                   "(fit.floor=...), or add larger models and budgets so every term of the law is measured"))
 
 
-def _holdout(result: dict, primary: str | None) -> Check:
+def holdout_check(result: dict, primary: str | None) -> Check:
+    """Check 6 of the module docstring on fit.json's `holdout` entry for the headline method `primary`."""
     title = (f"predicts a held-out budget (error at most {HOLDOUT_SKILL:.0%} of the no-improvement predictor's; "
              f"N_opt within {HOLDOUT_N_OPT}x of a bracketed minimum)")
     h = result.get("holdout") or {}
