@@ -13,6 +13,7 @@ import json
 from html import escape
 
 from orchestrator.report.page import Page, headline
+from orchestrator.report import tables
 from orchestrator.report.tables import METHOD_LABELS, QUANTITIES, bounds
 from orchestrator.report.text import MISSING, count, extrapolation, hours, interval, num, sci
 
@@ -185,6 +186,10 @@ def _methods(page: Page) -> str:
                          id_="holdout"))
     elif h:
         out += f"<p>Leave-largest-budget-out skipped: {escape(h.get('reason', ''))}</p>"
+    caption, form_rows = tables.form_rows(page.result)
+    if form_rows:
+        out += (f"<h3>{escape(caption)}</h3>"
+                + _table(tables.FORM_HEADER, [[escape(c) for c in row] for row in form_rows], id_="forms", left=5))
     labels = "".join(f"<li><b>{escape(m)}</b>: {escape(METHOD_LABELS.get(m, m))}</li>"
                      for m in page.result["method_order"])
     return out + f"<h3>Methods</h3><ul>{labels}</ul>"
