@@ -10,7 +10,7 @@ own checks. With `joint_E`, the same from the joint fit with one shared E (compa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,14 +18,15 @@ from orchestrator.compare import bootstrap as bs
 from orchestrator.compare.fits import SweepFit
 from orchestrator.compare.frontier import LossFrontier
 from orchestrator.compare.joint import fit_joint, joint_resamples
-from orchestrator.compare.multiplier import (TREND_TOL, UNCLEAR, crossings, multipliers, notes, outside, trend,
-                                             verdict)
+from orchestrator.compare.multiplier import (AHEAD, BEHIND, TREND_TOL, UNCLEAR, crossings, multipliers, notes,
+                                             outside, trend, verdict)
 from orchestrator.report.text import sci
 from orchestrator.fitting.errors import FitInputError
 
 CURVE_POINTS = 16  # budgets on which M(C) and its band are drawn
 OVERLAP_TOL = 1.01  # budgets within 1% count as the same
 FAR = 2.0  # a measured budget whose baseline compute lies further than this outside its sweep is warned about
+CAUSE_SHARE = 0.5  # a part of the law whose swap leaves at most this share of M's trend is named as its cause
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,19 @@ def pair(baseline: SweepFit, variant: SweepFit, *, fronts: tuple[LossFrontier, L
                         if slopes is not None and np.isfinite(slopes).sum() >= 2 else [np.nan, np.nan]),
                  "budgets": [C for C, m in zip(budgets, measured) if m]}
     lo_m, hi_m = _measured_range(baseline, variant)
-    crossing = [{"C": c, "measured": bool(lo_m <= c <= hi_m)} for c in crossings(grid, point["log_M"][0])]
+    point_cross = crossings(grid, point["log_M"][0])
+    if "log_M" in ci:
+        # "The curves cross" is a claim about the whole curve, scanned over every budget of the grid: it is held to a
+        # simultaneous band (Bonferroni over the grid's budgets), not to the pointwise intervals of the table, where
+        # one of many intervals missing the truth would report a crossing that is noise.
+        band = bs.percentile_interval(samples["log_M"], valid, level=1 - (1 - options.level) / len(grid))
+        found = significant_crossings(grid, point["log_M"][0], *band)
+    else:
+        found = point_cross
+    crossing = [{"C": c, "measured": bool(lo_m <= c <= hi_m), "from_interval": "log_M" in ci} for c in found]
     out = {"baseline": baseline.name, "variant": variant.name, "rows": rows, "trend": trend_out,
-           "crossings": crossing, "n_valid": int(valid.sum()) if valid is not None else 0,
+           "crossings": crossing, "point_crossings": point_cross,
+           "trend_cause": trend_cause(fronts, x[measured]) if measured.sum() >= 2 else None, "n_valid": int(valid.sum()) if valid is not None else 0,
            "n_resamples": len(valid) if valid is not None else 0,
            "curve": {"C": np.exp(grid).tolist(), "M": np.exp(point["log_M"][0]).tolist(),
                      "M_lo": ci["log_M"][0].tolist() if "log_M" in ci else [],
@@ -158,6 +169,39 @@ def pair(baseline: SweepFit, variant: SweepFit, *, fronts: tuple[LossFrontier, L
            "laws": {"baseline": _law(fronts[0]), "variant": _law(fronts[1])}}
     out["warnings"] = warnings_for(out, baseline=baseline.name, variant=variant.name, level=options.level)
     return out
+
+
+def significant_crossings(x: np.ndarray, log_M: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[float]:
+    """Budgets where M crosses 1 with the band's support: between two grid budgets where the band (lo, hi) of M
+    lies wholly above 1 at one and wholly below at the other (intervals containing 1 in between are skipped); the
+    crossing is placed where the point estimate crosses between them, else halfway in ln C. A point estimate that
+    wobbles around 1 inside its interval (a constant multiplier near 1, or noise) is no crossing."""
+    sign = np.where(lo > 1, 1, np.where(hi < 1, -1, 0))  # lo, hi: the interval of M itself
+    idx = np.flatnonzero(sign)
+    out = []
+    for i, j in zip(idx[:-1], idx[1:]):
+        if sign[i] != sign[j]:
+            between = crossings(x[i:j + 1], log_M[i:j + 1])
+            out.append(between[0] if between else float(np.exp((x[i] + x[j]) / 2)))
+    return out
+
+
+def trend_cause(fronts: tuple[LossFrontier, LossFrontier], x: np.ndarray) -> list[str]:
+    """Why M depends on the budget: the variant's law with the baseline's exponents (alpha, beta; or the loss law's
+    p), then with the baseline's E, each put in its place; a part whose swap makes M constant over the measured
+    budgets x (removes at least 1 - CAUSE_SHARE of its trend) is a cause. Both named when neither alone does."""
+    base, var = fronts
+    names = ("alpha", "beta") if base.is_surface and var.is_surface else ("p",) if not (base.is_surface or var.is_surface) else ()
+    full = abs(trend(x, multipliers(base, var, x)["log_M"])[0])
+    causes = []
+    for cause, fields in (("exponents", names), ("E", ("E",))):
+        if not fields:
+            continue
+        swapped = replace(var, **{f: getattr(base, f) for f in fields})
+        slope = abs(trend(x, multipliers(base, swapped, x)["log_M"])[0])
+        if np.isfinite(slope) and slope <= CAUSE_SHARE * full:
+            causes.append(cause)
+    return causes or ["exponents", "E"]
 
 
 def _measured_range(baseline: SweepFit, variant: SweepFit) -> tuple[float, float]:
@@ -200,11 +244,13 @@ def warnings_for(comparison: dict, *, baseline: str, variant: str, level: float)
                         (", beyond the budgets both sweeps swept (an extrapolation of both laws)",
                          [x for x in comparison["crossings"] if not x["measured"]])):
         if cross:
-            above = [r for r in rows if r["M"] > 1]
-            below = [r for r in rows if r["M"] < 1]
+            interval = cross[0]["from_interval"]
+            above = [r for r in rows if (r["verdict"] == AHEAD if interval else r["M"] > 1)]
+            below = [r for r in rows if (r["verdict"] == BEHIND if interval else r["M"] < 1)]
             out.append(f"the curves cross at C = {', '.join(sci(x['C']) for x in cross)} FLOPs{kind}: {variant} is "
                        f"ahead (M > 1) at {_budgets(above)} and behind (M < 1) at {_budgets(below)}, so which sweep "
-                       "is better changes with the budget")
+                       "is better changes with the budget" + ("" if interval else " (point estimates: no bootstrap "
+                                                                 "interval, compare.bootstrap=0)"))
     unclear = [r for r in rows if r["verdict"] == UNCLEAR and r["measured"]]
     if unclear:
         out.append(f"{variant}'s difference from {baseline} is not significant at {_budgets(unclear)} (the {level:.0%} "
@@ -213,9 +259,16 @@ def warnings_for(comparison: dict, *, baseline: str, variant: str, level: float)
     if t["per_decade"] is not None and abs(t["per_decade"] - 1) > TREND_TOL:
         lo, hi = t["ci"]
         sure = (np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+        laws = comparison["laws"]
+        words = {"exponents": "the fitted laws' exponents differ (" + ", ".join(
+            f"{q} {laws['baseline'][q]:.3g} vs {laws['variant'][q]:.3g}" for q in ("alpha", "beta", "p")
+            if q in laws["baseline"] and q in laws["variant"]) + ")",
+                 "E": f"the fitted floors differ (E {laws['baseline']['E']:.4g} vs {laws['variant']['E']:.4g}: with "
+                      "equal exponents, the losses approach different floors)"}
+        cause = " and ".join(words[c] for c in comparison.get("trend_cause") or ["exponents"])
         out.append(f"M depends on the budget: it changes by a factor {t['per_decade']:.3g} per decade of compute over "
-                   f"the measured budgets ({'significantly' if sure else 'within the noise'}; the fitted laws' "
-                   f"exponents differ), so no single multiplier describes {variant}: quote M at a budget")
+                   f"the measured budgets ({'significantly' if sure else 'within the noise'}; {cause}), so no single "
+                   f"multiplier describes {variant}: quote M at a budget")
     unreachable = [r for r in rows if not np.isfinite(r["M"])]
     if unreachable:
         out.append(f"at {_budgets(unreachable)} {variant}'s predicted loss is below {baseline}'s fitted floor E: no "

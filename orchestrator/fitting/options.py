@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 METHODS = ("parametric", "vpnls", "isoflop", "envelope", "powerlaw")
+FORM_NAMES = ("chinchilla", "overtrained", "data_constrained", "farseer")  # fitting/forms.FORMS
+RESAMPLERS = ("stratified", "plain")
 N_CONVENTIONS = ("total", "nonembed")
 C_CONVENTIONS = ("exact", "6nd")
 
@@ -34,6 +36,7 @@ class ColumnMap:
     seed: str | None = "seed"  # training seed (provenance only)
     budget: str | None = "budget"  # nominal compute budget of the run's IsoFLOP profile
     trial_id: str | None = "trial_id"  # run identity; "row<i>" when absent
+    unique_tokens: str | None = "unique_tokens"  # unique tokens U of a run that repeats its data (epochs D / U)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -66,6 +69,10 @@ class FitConfig:
     target_budgets: list[float] = field(default_factory=list)  # FLOPs; empty: the swept decades up to 2 beyond
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # which methods to fit
     holdout: bool = True  # leave-largest-budget-out validation
+    forms: list[str] = field(default_factory=lambda: list(FORM_NAMES))  # law forms compared by held-out error
+    # (fitting/forms.py: chinchilla, overtrained, data_constrained, farseer; each where it applies); [] for none
+    resampler: str = "stratified"  # bootstrap: "stratified" (design points within budgets) or "plain" (runs
+    # drawn with replacement, Besiroglu et al. 2024's resampler)
     budget_tol_dex: float = 0.05  # IsoFLOP grouping: max |log10(C / budget)| of a run on a budget's profile
     out_dir: str = "reports"  # fit.json goes to <out_dir>/<sweep or csv name>/
 
@@ -105,6 +112,13 @@ class FitConfig:
             raise ValueError(f"fit.methods must be a non-empty list drawn from {', '.join(METHODS)}, "
                              f"got {list(self.methods)!r}.")
         self.methods = list(self.methods)
+        bad = [f for f in self.forms if f not in FORM_NAMES]
+        if bad:
+            raise ValueError(f"fit.forms must be a list drawn from {', '.join(FORM_NAMES)} (or []), got "
+                             f"{list(self.forms)!r}.")
+        self.forms = list(self.forms)
+        if self.resampler not in RESAMPLERS:
+            raise ValueError(f"fit.resampler must be one of {', '.join(RESAMPLERS)}, got {self.resampler!r}.")
         if not (_finite(self.budget_tol_dex) and 0 < self.budget_tol_dex < 0.5):
             raise ValueError(f"fit.budget_tol_dex must be in (0, 0.5) decades, got {self.budget_tol_dex!r}.")
         if not isinstance(self.out_dir, str) or not self.out_dir:

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.fitting import bootstrap as bs
-from orchestrator.fitting.checks import FRONTIER_METHODS, headline_method, run_checks, trustworthy
+from orchestrator.fitting.checks import FRONTIER_METHODS, bound_words, headline_method, on_bound, run_checks, trustworthy
 from orchestrator.fitting.compute import ComputeModel, local_exponent
 from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
 from orchestrator.fitting.errors import FitError, FitInputError
+from orchestrator.fitting.forms import compare_forms
 from orchestrator.fitting.frontier import ShapeOf, compare_fits, leave_largest_budget_out, predictions
 from orchestrator.fitting.isoflop import fit_isoflop
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
@@ -143,11 +144,10 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     compute_for = _compute_source(options, shape_rule=shape_rule, budgets=budgets)
     ctx = FitContext(table=runs, options=options, compute=compute_for(runs.runs), compute_for=compute_for,
                      budgets=budgets, slope_budgets=slope_grid(swept),
-                     resampler=bs.Resampler.of_runs(runs.runs, resamples=options.bootstrap, seed=options.seed)
-                     if options.bootstrap else None,
+                     resampler=make_resampler(runs.runs, options) if options.bootstrap else None,
                      shape_of=None if shape_rule is None or options.c_convention != "exact" else shape_rule.shape_of,
                      curves=curves, floor=known_floor(options, runs.runs))
-    result = {"name": name, **_fit_methods(ctx)}
+    result = {"name": name, **_fit_methods(ctx), "swept_range": [min(swept), max(swept)]}
     checks = run_checks(result, command=command)
     result["checks"] = [c.to_json() for c in checks]
     result["trustworthy"] = trustworthy(checks)
@@ -160,6 +160,14 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     path = folder / "fit.json"
     path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
     return FitReport(name=name, result=result, json_path=path)
+
+
+def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:
+    """fit.resampler: "stratified" (design points within budgets, fitting/bootstrap.py) or "plain": every run
+    drawn with replacement, as Besiroglu et al. 2024 resampled the Epoch data (their published intervals)."""
+    if options.resampler == "plain":
+        return bs.Resampler.plain(len(runs), resamples=options.bootstrap, seed=options.seed)
+    return bs.Resampler.of_runs(runs, resamples=options.bootstrap, seed=options.seed)
 
 
 def swept_budgets(table: RunTable) -> list[float]:
@@ -363,6 +371,9 @@ def _fit_methods(ctx: FitContext) -> dict:
         out["vpnls"]["vs_parametric"] = compare_fits(out["parametric"], out["vpnls"])
     if ctx.floor is not None:
         out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
+    if options.forms:
+        out["forms"] = compare_forms(runs, compute_for=ctx.compute_for, forms=tuple(options.forms),
+                                     delta=options.huber_delta)
     if options.holdout:
         try:
             iso = ctx.fits.get("isoflop")
@@ -478,6 +489,27 @@ def _jsonable(obj: object) -> object:
     return obj
 
 
+def form_lines(forms: dict | None) -> list[str]:
+    """The law forms (fitting/forms.py) side by side by held-out error, the winner and its margin."""
+    if not forms:
+        return []
+    lines = ["", f"law forms by held-out error ({forms['held_out']} predicted at each run's N and D"
+             + (f"; no improvement {forms['baseline_rel_error']:.2%})" if "baseline_rel_error" in forms else ")")]
+    for name, e in forms["forms"].items():
+        h = e.get("holdout", {})
+        if e["status"] != "ok" or "rel_error" not in h:
+            lines.append(f"  {name:<17}{e.get('reason') or h.get('reason')}")
+            continue
+        mark = ""
+        if name == forms.get("winner"):
+            mark = "  <- best" + (f", {forms['margin']:.3g}x less error than {forms['runner_up']}"
+                                  if "runner_up" in forms else "")
+        stuck = f"; on a bound: {', '.join(e['on_bound'])}" if e.get("on_bound") else ""
+        lines.append(f"  {name:<17}RMS error {h['rel_error']:.2%}  ({e['citation']}; {e['n_params']} parameters"
+                     f"{stuck}){mark}")
+    return lines
+
+
 def format_summary(report: FitReport) -> str:
     """The printed table: methods side by side with CIs, the frontier at target budgets, hold-out, warnings."""
     r = report.result
@@ -514,38 +546,56 @@ def format_summary(report: FitReport) -> str:
         e = report.methods.get(m)
         if e and e["status"] == "ok":
             lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if "ci" in e else ")"),
-                      f"{'C':<10}{'N_opt':<30}{'D_opt':<30}{'D/N':<10}{'loss':<8}"]
+                      f"{'C':<10}{'N_opt':<30}{'D_opt':<30}{'D/N':<24}{'loss':<8}"]
             for c, p in e["predictions"].items():
                 ci = e.get("ci", {}).get("predictions", {}).get(c, {})
                 fmt = lambda q: f"{p[q]:.3g}" + (f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]" if ci.get(q) and None not in ci[q] else "")
-                lines.append(f"{c:<10}{fmt('N_opt'):<30}{fmt('D_opt'):<30}{p['tokens_per_param']:<10.3g}"
-                             f"{p['loss']:.4g}")
+                lines.append(f"{c:<10}{fmt('N_opt'):<30}{fmt('D_opt'):<30}{fmt('tokens_per_param'):<24}"
+                             f"{fmt('loss')}")
             break
     h = r.get("holdout", {})
     if h.get("status") == "ok":
         o = h["observed"]
-        lines += ["", f"leave-largest-budget-out (C={h['budget']:.3g}: best loss {o['best_loss']:.4g}, "
-                      f"N_opt {o['N_opt']:.3g} from {o['N_opt_source']})"]
+        lines += ["", f"leave-largest-budget-out (C={h['budget']:.3g}: "
+                      + (f"minimum {o['best_loss']:.4g} at N_opt {o['N_opt']:.3g} from the parabola vertex"
+                         if o.get("bracketed") else f"minimum not bracketed, each of {o['n_runs']} runs scored at its N "
+                         f"and D; best run {o['best_loss']:.4g} at N {o['N_opt']:.3g}") + ")"]
         for m, e in h["methods"].items():
-            lines.append(f"  {m:<17}" + (f"loss error {e['loss_rel_error']:+.2%}, N_opt ratio {e['N_opt_ratio']:.3g}"
-                                         if e["status"] == "ok" else e["reason"]))
+            if e["status"] != "ok":
+                lines.append(f"  {m:<17}{e['reason']}")
+            elif e.get("kind") == "minimum":
+                lines.append(f"  {m:<17}L_opt error {e['loss_rel_error']:+.2%} (no improvement "
+                             f"{e['baseline_rel_error']:.2%}), N_opt ratio {e['N_opt_ratio']:.3g}")
+            else:
+                lines.append(f"  {m:<17}RMS error over the runs {abs(e['loss_rel_error']):.2%} (no improvement "
+                             f"{e['baseline_rel_error']:.2%})")
     elif h:
         lines += ["", f"leave-largest-budget-out skipped: {h['reason']}"]
+    lines += form_lines(r.get("forms"))
     fc = r.get("floor_check")
     if fc and fc.get("status") == "ok":
         lines += ["", f"known floor {fc['floor']:.4g}: fitted E {fc['E']:.4g} is {fc['verdict']}"
                       + (" (interval [" + ", ".join(f"{v:.4g}" for v in fc["E_ci"]) + "])" if fc.get("E_ci") else "")]
     checks = r.get("checks", [])
     if checks:
-        marks = {"pass": "ok  ", "fail": "FAIL", "skipped": "n/a "}
+        marks = {"pass": "ok  ", "fail": "FAIL", "skipped": "n/a ", "warn": "warn"}
         lines += ["", "checks (" + ("the frontier can be trusted" if r.get("trustworthy") else
                                     "NOT YET TRUSTWORTHY: see the failed checks") + ")"]
         for c in checks:
             lines.append(f"  [{marks[c['status']]}] {c['title']}: {c['detail']}")
-            if c["status"] == "fail" and c["fix"]:
+            if c["status"] in ("fail", "warn") and c["fix"]:
                 lines.append(f"         fix: {c['fix']}")
     warns = list(r.get("input_warnings", [])) + report.methods.get("isoflop", {}).get("warnings", []) \
         + report.methods.get("envelope", {}).get("warnings", [])
+    for m, e in report.methods.items():
+        stuck = on_bound(r, m) if e["status"] == "ok" else []
+        if stuck:
+            warns.append(bound_words(r, m, stuck) + ": the quantities that depend on it are conditional on it")
+        for q in ("a", "b"):
+            ci = (e.get("ci") or {}).get(q) if e["status"] == "ok" else None
+            if ci and None not in ci and (ci[0] < 0 or ci[1] > 1):
+                warns.append(f"{m}: the interval of {q} [{ci[0]:.3g}, {ci[1]:.3g}] leaves [0, 1], the range {q} can "
+                             "take: resamples end in degenerate fits, so it is not an interval of the allocation")
     vs = report.methods.get("vpnls", {}).get("vs_parametric", {}).get("disagree")
     if vs:
         warns = warns + [f"vpnls and parametric disagree on {', '.join(vs)}"]

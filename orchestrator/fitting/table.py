@@ -36,7 +36,7 @@ SWEEP_COLUMNS = ("trial_id", "sweep", "status", "seed", "budget", "N_total", "N_
 # ColumnMap field -> sweep-schema column it fills.
 _CSV_TO_SWEEP = {"n_params": "N_total", "n_nonembed": "N_nonembed", "tokens": "D", "flops": "C_exact",
                  "flops_6nd": "C_6ND", "loss": "final_eval_loss", "status": "status", "seed": "seed",
-                 "budget": "budget", "trial_id": "trial_id"}
+                 "budget": "budget", "trial_id": "trial_id", "unique_tokens": "unique_tokens"}
 _METRIC_ALIASES = {"loss": "final_eval_loss", "eval_loss": "final_eval_loss", "train_loss": "final_train_loss"}
 
 
@@ -232,7 +232,7 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
     runs["point"] = runs.groupby([np.round(np.log(runs["N"]), 6), np.round(np.log(runs["D"]), 6)],
                                  sort=False).ngroup()
     keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "point", "budget", "N", "D", "C", "loss",
-                             "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset",
+                             "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset", "unique_tokens",
                              "lr", "batch_tokens", "warmup_tokens", "steps", "warmup_steps", "schedule", "trunk")
                  if c in runs.columns]
     runs = runs[keep_cols]

@@ -13,6 +13,7 @@ import json
 from html import escape
 
 from orchestrator.report.page import Page, headline
+from orchestrator.report import tables
 from orchestrator.report.tables import METHOD_LABELS, QUANTITIES, bounds
 from orchestrator.report.text import MISSING, count, extrapolation, hours, interval, num, sci
 
@@ -87,7 +88,7 @@ def _checks(page: Page) -> str:
     checks = page.result.get("checks") or []
     if not checks:
         return "<p>No checks were recorded in fit.json.</p>"
-    label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+    label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
     rows = [[escape(label[c["status"]]), escape(c["title"]), escape(c["detail"]), escape(c["fix"] or "")]
             for c in checks]
     return _table(["outcome", "check", "measured", "to fix"], rows, id_="checks-table", left=4)
@@ -185,6 +186,10 @@ def _methods(page: Page) -> str:
                          id_="holdout"))
     elif h:
         out += f"<p>Leave-largest-budget-out skipped: {escape(h.get('reason', ''))}</p>"
+    caption, form_rows = tables.form_rows(page.result)
+    if form_rows:
+        out += (f"<h3>{escape(caption)}</h3>"
+                + _table(tables.FORM_HEADER, [[escape(c) for c in row] for row in form_rows], id_="forms", left=5))
     labels = "".join(f"<li><b>{escape(m)}</b>: {escape(METHOD_LABELS.get(m, m))}</li>"
                      for m in page.result["method_order"])
     return out + f"<h3>Methods</h3><ul>{labels}</ul>"

@@ -10,6 +10,7 @@ import json
 import re
 
 from orchestrator.report.page import Page, headline
+from orchestrator.report import tables
 from orchestrator.report.tables import QUANTITIES, bounds
 from orchestrator.report.text import MISSING, count, extrapolation, hours, num, sci, with_ci
 
@@ -46,7 +47,7 @@ def render(page: Page) -> str:
     out += [f"- {safe(s)}" for s in headline(page)] + [""]
     checks = r.get("checks") or []
     if checks:
-        label = {"pass": "pass", "fail": "FAIL", "skipped": "not run"}
+        label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
         out += ["Checks:", "", _table(["outcome", "check", "measured", "to fix"],
                                      [[label[c["status"]], md(c["title"]), md(c["detail"]), md(c["fix"] or "")]
                                       for c in checks]), ""]
@@ -102,6 +103,9 @@ def render(page: Page) -> str:
                 _table(["method", "predicted best loss", "loss error", "predicted N_opt", "N_opt ratio"], rows)]
     elif h:
         out += [f"Leave-largest-budget-out skipped: {md(h.get('reason', ''))}", ""]
+    caption, form_rows = tables.form_rows(r)
+    if form_rows:
+        out += [md(caption) + ":", "", _table(tables.FORM_HEADER, [[md(c) for c in row] for row in form_rows])]
 
     out += ["## Excluded runs", ""]
     if page.exclusions:

@@ -127,6 +127,28 @@ def holdout_rows(result: dict) -> list[dict]:
     return [{"method": m, **e} for m, e in h["methods"].items()]
 
 
+FORM_HEADER = ["form", "source", "parameters", "held-out RMS error", "note"]
+
+
+def form_rows(result: dict) -> tuple[str, list[list[str]]]:
+    """The law forms of fit.json (fitting/forms.py) by held-out error: a caption and one row per form."""
+    forms = result.get("forms") or {}
+    if not forms.get("forms"):
+        return "", []
+    rows = []
+    for name, e in forms["forms"].items():
+        h = e.get("holdout", {})
+        scored = e["status"] == "ok" and "rel_error" in h
+        note = (e.get("reason") or h.get("reason") or "") if not scored else (
+            ("best" + (f", {forms['margin']:.3g}x less error than {forms['runner_up']}" if "runner_up" in forms else ""))
+            if name == forms.get("winner") else "")
+        if scored and e.get("on_bound"):
+            note = "; ".join(x for x in (note, "on a bound: " + ", ".join(e["on_bound"])) if x)
+        rows.append([name, e["citation"], str(e["n_params"]), f"{h['rel_error']:.2%}" if scored else "-", note])
+    base = f"; predicting no improvement: {forms['baseline_rel_error']:.2%}" if "baseline_rel_error" in forms else ""
+    return f"Law forms by held-out error ({forms['held_out']} predicted at each run's N and D{base})", rows
+
+
 def exclusions(result: dict) -> list[dict]:
     """Runs left out of some fit and why: every method's exclusions, merged by trial (with which methods)."""
     by_trial: dict[tuple[str, str], list[str]] = {}

@@ -15,3 +15,12 @@ def test_fit_speed_smoke():
     assert proc.returncode == 0, proc.stderr
     for label in ("scipy loop", "ours (4500)", "speed-up", "bootstrap"):
         assert label in proc.stdout
+
+
+def test_published_laws_smoke():
+    # benchmarks/published_laws.py --smoke: Gadre's 6.9B prediction and the Llama 3 checks, from ../shared/reference/
+    # (each dataset skipped with a line when absent).
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "published_laws.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "Gadre et al. 2024" in proc.stdout and "Llama 3" in proc.stdout

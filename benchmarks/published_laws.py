@@ -1,0 +1,120 @@
+"""The fitting stage on published scaling-law data: law forms by held-out error, and what the checks say.
+
+    python benchmarks/published_laws.py            # every dataset, bootstrap 200 on Llama 3
+    python benchmarks/published_laws.py --smoke    # seconds: Gadre and Llama 3 only, no bootstrap
+
+Reads ../shared/reference/ (SOURCES.md); datasets whose file is absent are skipped with a line saying so.
+Prints, per dataset, what its paper found beside what we find:
+- Gadre et al. 2024 (RedPajama, C4 eval): the one-exponent "over-trained" form fitted on their 5-run fit set
+  (11M..411M at 20 tokens per parameter, 11M at 320) predicting the 6.9B run (theirs: 0.73% error);
+- Muennighoff et al. 2023: the data-constrained form's R*_D (published 15.387) and every form's held-out error;
+- Farseer (Li et al. 2025) and the Epoch refit of Chinchilla: every form's held-out error, the winner;
+- Llama 3 (Meta 2024, Fig. 2 digitised): the checks' verdicts, the N_opt of each estimator at the 3.8e25 FLOPs
+  flagship budget (Meta: 402B parameters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from orchestrator.fitting.compute import ComputeModel  # noqa: E402
+from orchestrator.fitting.forms import OVERTRAINED, FormData, compare_forms, fit_form  # noqa: E402
+from orchestrator.fitting.options import ColumnMap, FitConfig  # noqa: E402
+from orchestrator.fitting.run import run_fit  # noqa: E402
+from orchestrator.fitting.table import tidy_runs  # noqa: E402
+
+REFERENCE = REPO.parent / "shared" / "reference"
+SIX = ComputeModel.constant(6.0)
+
+
+def present(name: str) -> Path | None:
+    path = REFERENCE / name
+    if not path.is_file():
+        print(f"{name}: not found in {REFERENCE}, skipped")
+        return None
+    return path
+
+
+def gadre() -> None:
+    path = present("gadre2024_mlfoundations_scaling_losses_flat.csv")
+    if path is None:
+        return
+    g = pd.read_csv(path)
+    rpj = g[(g["dataset"] == "rpj") & (g["val_set"] == "c4_val")]
+    M = rpj["tokens"] / rpj["params"]
+    fit_set = rpj[((rpj["params"] < 5e8) & np.isclose(M, 20, rtol=0.02))
+                  | ((rpj["params"] < 2e7) & np.isclose(M, 320, rtol=0.02))]
+    fit = fit_form(OVERTRAINED, FormData.of(fit_set["params"], fit_set["tokens"]), fit_set["loss"].to_numpy(float))
+    print(f"Gadre et al. 2024, RedPajama -> C4 eval: over-trained form on {len(fit_set)} runs: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in fit.values.items()))
+    for _, run in rpj[rpj["params"] > 1e9].sort_values(["params", "tokens"]).iterrows():
+        pred = float(fit.loss(run["params"], run["tokens"]))
+        print(f"  N {run['params']:.3g}, D {run['tokens']:.3g} (M = {run['tokens'] / run['params']:.0f}): predicted "
+              f"{pred:.4f}, observed {run['loss']:.4f}, error {pred / run['loss'] - 1:+.2%}"
+              + ("  (Gadre et al.: 0.73%)" if run["params"] > 5e9 else ""))
+
+
+def forms_on(name: str, file: str, columns: dict, extra: str = "") -> None:
+    path = present(file)
+    if path is None:
+        return
+    runs = tidy_runs(pd.read_csv(path), options=FitConfig(c_convention="6nd", columns=columns)).runs
+    out = compare_forms(runs, compute_for=lambda r: SIX)
+    print(f"{name} ({len(runs)} runs): held out {out['held_out']}; predicting no improvement "
+          f"{out['baseline_rel_error']:.2%}")
+    for form, e in out["forms"].items():
+        h = e.get("holdout", {})
+        if "rel_error" in h:
+            print(f"  {form:<17} RMS error {h['rel_error']:.2%}" + ("  <- best" if form == out["winner"] else ""))
+        else:
+            print(f"  {form:<17} {e.get('reason') or h.get('reason')}")
+    if "runner_up" in out:
+        print(f"  winner {out['winner']}: {out['margin']:.3g}x less held-out error than {out['runner_up']}")
+    if extra == "muennighoff" and out["forms"]["data_constrained"]["status"] == "ok":
+        print(f"  data-constrained R*_D = {out['forms']['data_constrained']['params']['R_D_star']:.4g} "
+              "(Muennighoff et al. 2023: 15.387, fitted with their parameter-excess term R*_N on all their runs)")
+
+
+def llama(bootstrap: int) -> None:
+    path = present("llama3_isoflops_points_extracted.csv")
+    if path is None:
+        return
+    columns = ColumnMap(n_params=None, tokens="training_tokens", flops="compute_budget", budget="compute_budget",
+                        loss="validation_loss")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_fit(FitConfig(runs_csv=str(path), columns=columns, c_convention="6nd", bootstrap=bootstrap,
+                                   target_budgets=[3.8e25], forms=[]), out_dir=tmp)
+    r = report.result
+    print("Llama 3 IsoFLOPs: N_opt at 3.8e25 FLOPs (Meta: 4.02e11): "
+          + ", ".join(f"{m} {r[m]['predictions']['3.8e+25']['N_opt']:.3g}" for m in ("parametric", "vpnls", "isoflop")
+                      if r.get(m, {}).get("status") == "ok"))
+    for c in r["checks"]:
+        print(f"  [{c['status']}] {c['name']}: {c['detail'][:200]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="Gadre and Llama 3 only, no bootstrap")
+    args = parser.parse_args()
+    gadre()
+    llama(0 if args.smoke else 200)
+    if args.smoke:
+        return
+    forms_on("Muennighoff et al. 2023", "scalebench_data_constrained_train.csv",
+             {"n_params": "params", "tokens": "tokens", "flops": None}, extra="muennighoff")
+    forms_on("Farseer (Li et al. 2025)", "scalebench_farseer_train.csv", {"n_params": "N", "tokens": "D", "flops": None})
+    forms_on("Epoch refit of Chinchilla", "epoch_chinchilla_svg_extracted_data.csv",
+             {"n_params": "Model Size", "tokens": None, "flops": "Training FLOP"})
+
+
+if __name__ == "__main__":
+    main()
