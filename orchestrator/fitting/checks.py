@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from orchestrator.fitting.command_line import CommandLine
+
 A_AGREEMENT = 0.05
 A_WIDTH = 0.2
 HOLDOUT_LOSS = 0.02
@@ -50,12 +52,14 @@ def headline_method(result: dict) -> str | None:
                  result.get(m, {}).get("status") == "ok" and result[m].get("predictions")), None)
 
 
-def run_checks(result: dict, *, command: str | None = None) -> list[Check]:
-    """Every check of the module docstring on a fit.json dict; `command` is how the user reruns the sweep (e.g.
-    `python -m orchestrator sweep=cpu_small`), used in the fixes."""
+def run_checks(result: dict, *, command: CommandLine | str | None = None) -> list[Check]:
+    """Every check of the module docstring on a fit.json dict; `command` is the user's command line (fitting/
+    command_line.py; a plain string is a prefix, e.g. `python -m orchestrator sweep=cpu_small`): each fix is that
+    command with its change, and a change already in effect is never suggested."""
     primary = headline_method(result)
-    rerun = command or "python -m orchestrator <your sweep>"
-    return [_bracketed(result, rerun), _agree(result, primary), _width(result, primary, rerun),
+    rerun = command if isinstance(command, CommandLine) else CommandLine(
+        program=command or "python -m orchestrator <your sweep>")
+    return [_bracketed(result, rerun), _agree(result, primary, rerun), _width(result, primary, rerun),
             _holdout(result, primary), _floor(result)]
 
 
@@ -64,7 +68,20 @@ def trustworthy(checks: list[Check]) -> bool:
         c.status == "skipped" and c.name in ("bracketed", "agree") for c in checks)
 
 
-def _bracketed(result: dict, rerun: str) -> Check:
+def _wider(rerun: CommandLine) -> str:
+    """The fix for unbracketed minima: adaptive placement where it is off, else a wider span of sizes."""
+    if rerun.settings.get("fit.runs_csv", "null") != "null":
+        return "these runs come from fit.runs_csv: add runs with sizes past each unbracketed edge"
+    adaptive = rerun.with_("adaptive.enabled=true")
+    if adaptive is not None:
+        return f"{adaptive} (adds sizes where a minimum is unbracketed), or widen sweep.span"
+    span = float(rerun.settings.get("sweep.span", "nan"))
+    wider = rerun.with_(f"sweep.span={2 * span:g}") if math.isfinite(span) else None
+    return (f"{wider} (adaptive placement is on and stopped at its limits: a wider span of sizes)" if wider else
+            "widen sweep.span or raise adaptive.max_sizes (adaptive placement is already on)")
+
+
+def _bracketed(result: dict, rerun: CommandLine) -> Check:
     title = "IsoFLOP minima bracketed"
     iso = result.get("isoflop", {})
     budgets = result.get("budgets", {}).get("values", [])
@@ -72,8 +89,8 @@ def _bracketed(result: dict, rerun: str) -> Check:
         return Check("bracketed", title, "skipped", "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
     if iso.get("status") != "ok":
-        return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run')}",
-                     f"{rerun} adaptive.enabled=true (adds sizes past every unbracketed edge)")
+        return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
+                     _wider(rerun))
     edge = [p for p in iso["profiles"] if p["edge"]]
     skipped = iso.get("skipped_budgets", [])
     good = len(iso["profiles"]) - len(edge)
@@ -86,8 +103,7 @@ def _bracketed(result: dict, rerun: str) -> Check:
         where.append(f"C={p['budget']:.3g}: sizes {side} N={p['N_opt']:.3g}")
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
-    return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}",
-                 f"{rerun} adaptive.enabled=true (adds sizes where a minimum is unbracketed), or widen sweep.span")
+    return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
 
 
 def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, float] | None]:
@@ -99,7 +115,7 @@ def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, flo
     return e.get("a"), (tuple(ci) if ok else None)
 
 
-def _agree(result: dict, primary: str | None) -> Check:
+def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     title = f"methods agree (|a - a_IsoFLOP| <= {A_AGREEMENT})"
     a, _ = _a(result, primary)
     other = "isoflop" if primary != "isoflop" else "vpnls"
@@ -111,11 +127,14 @@ def _agree(result: dict, primary: str | None) -> Check:
     detail = f"{primary} a = {a:.3f}, {other} a = {b:.3f} (difference {diff:.3f})"
     if diff <= A_AGREEMENT:
         return Check("agree", title, "pass", detail)
+    sizes = rerun.settings.get("sweep.sizes_per_budget", "")
+    more = rerun.with_(f"sweep.sizes_per_budget={int(sizes) + 2}") if sizes.isdigit() else None
     return Check("agree", title, "fail", detail,
+                 f"{more} (more sizes per budget), and more budgets; check the minima are bracketed" if more else
                  "more sizes per budget (sweep.sizes_per_budget) and more budgets; check the minima are bracketed")
 
 
-def _width(result: dict, primary: str | None, rerun: str) -> Check:
+def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     title = f"allocation exponent known (95% interval of a no wider than {A_WIDTH})"
     a, ci = _a(result, primary)
     if a is None or ci is None:
@@ -125,8 +144,10 @@ def _width(result: dict, primary: str | None, rerun: str) -> Check:
     detail = f"a = {a:.3f} in [{ci[0]:.3f}, {ci[1]:.3f}] (width {width:.3f})"
     if width <= A_WIDTH:
         return Check("a_interval", title, "pass", detail)
+    seeds = rerun.with_("sweep.seeds=[0,1,2]")
     return Check("a_interval", title, "fail", detail,
-                 f"{rerun} sweep.seeds=[0,1,2] (averages out seed noise), or add budgets to widen the lever arm")
+                 f"{seeds} (averages out seed noise), or add budgets to widen the lever arm" if seeds else
+                 "add budgets to widen the lever arm (3 seeds already run)")
 
 
 def _holdout(result: dict, primary: str | None) -> Check:
@@ -140,13 +161,21 @@ def _holdout(result: dict, primary: str | None) -> Check:
         return Check("holdout", title, "fail", f"{primary} could not be refitted without the largest budget: "
                                                f"{m.get('reason')}", "add budgets")
     err = m["loss_rel_error"]
+    if not _finite(err) or not _finite(m.get("predicted_best_loss")):
+        return Check("holdout", title, "fail", f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
+                                               f"best loss there", "add budgets")
+    ratio = f", N_opt ratio {m['N_opt_ratio']:.2f}" if _finite(m.get("N_opt_ratio")) else ""
     detail = (f"{primary} fitted without C={h['budget']:.3g} predicts its best loss {m['predicted_best_loss']:.4g} "
-              f"vs {h['observed']['best_loss']:.4g} observed ({err:+.2%}), N_opt ratio {m['N_opt_ratio']:.2f}")
+              f"vs {h['observed']['best_loss']:.4g} observed ({err:+.2%}){ratio}")
     if abs(err) <= HOLDOUT_LOSS:
         return Check("holdout", title, "pass", detail)
     return Check("holdout", title, "fail", detail,
                  "the law does not extrapolate one budget ahead: check the largest budget's runs are valid points, "
                  "then add a budget beyond it")
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _floor(result: dict) -> Check:
