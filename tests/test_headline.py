@@ -136,3 +136,11 @@ def test_the_cli_ends_action_report_with_the_headline_and_the_users_own_fix(tmp_
     assert not any(NAN.search(line) for line in headline)
     # A CSV's runs cannot be re-placed by adaptive placement: the fix says what to add instead of a wrong command.
     assert "fix: these runs come from fit.runs_csv" in "\n".join(headline)
+
+
+def test_the_progress_lines_best_per_budget_sorts_by_number():
+    from orchestrator.progress import SweepProgress
+
+    progress = SweepProgress(sweep="s", total=3, planned_flops=1.0)
+    progress.best.update({"C=1e+11": 3.0, "C=3e+10": 3.5, "C=1e+10": 4.0})
+    assert progress.line().endswith("| best C=1e10:4.0000 C=3e10:3.5000 C=1e11:3.0000")
