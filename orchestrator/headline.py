@@ -29,6 +29,11 @@ def _value(x: float | None, ci: tuple[float, float] | None, *, fmt, flagged: lis
     return f"{text} {interval(ci, fmt=fmt)}" if interval(ci) else text
 
 
+def _ratio(x: float) -> str:
+    """Tokens per parameter: 94.8, 2,860 (never 2.86e+03)."""
+    return f"{x:,.0f}" if finite(x) and x >= 1000 else num(x, digits=3)
+
+
 def _swept(result: dict) -> tuple[float, float] | None:
     values = [v for v in (result.get("budgets") or {}).get("values", []) if finite(v)]
     return (min(values), max(values)) if values else None
@@ -46,7 +51,7 @@ def allocation(result: dict, method: str) -> str:
     if finite(top.get("N_opt")) and finite(top.get("D_opt")):
         parts.append(f"train N = {_value(top['N_opt'], _bounds(ci, 'N_opt'), fmt=count, flagged=flagged, name='N')} "
                      f"parameters on D = {_value(top['D_opt'], _bounds(ci, 'D_opt'), fmt=count, flagged=flagged, name='D')}"
-                     f" tokens ({num(top['tokens_per_param'], digits=3)} tokens per parameter)")
+                     f" tokens ({_ratio(top['tokens_per_param'])} tokens per parameter)")
     if finite(top.get("loss")):
         parts.append(f"loss {_value(top['loss'], _bounds(ci, 'loss'), fmt=num, flagged=flagged, name='the loss')}")
     if finite(entry.get("a")):
@@ -57,7 +62,7 @@ def allocation(result: dict, method: str) -> str:
     where = "" if not place else ", within the swept budgets" if place == "in swept range" else \
         f", {place} the swept budgets"
     level = ci_all.get("level")
-    how = f"{method}, {level:.0%} CI" if level else f"{method}, no interval (fit.bootstrap=0)"
+    how = f"{method}, {level:.0%} CI" if level else f"{method}; no intervals: fit.bootstrap=0"
     line = (f"At C = {sci(top['C'])} FLOPs{where}: " + "; ".join(parts) + f" ({how})." if parts else
             f"At C = {sci(top['C'])} FLOPs the {method} fit gives no finite allocation.")
     if flagged:
