@@ -144,3 +144,27 @@ def test_the_progress_lines_best_per_budget_sorts_by_number():
     progress = SweepProgress(sweep="s", total=3, planned_flops=1.0)
     progress.best.update({"C=1e+11": 3.0, "C=3e+10": 3.5, "C=1e+10": 4.0})
     assert progress.line().endswith("| best C=1e10:4.0000 C=3e10:3.5000 C=1e11:3.0000")
+
+
+@pytest.mark.slow  # a real Ray sweep (surrogate trainer, 6 trials) through the CLI: about 30 s
+def test_a_user_projects_failing_sweep_ends_with_fixes_that_are_its_own_command_line(tmp_path):
+    (tmp_path / "conf" / "sweep").mkdir(parents=True)
+    tiny = (REPO / "conf" / "sweep" / "tiny.yaml").read_text()
+    (tmp_path / "conf" / "sweep" / "mine.yaml").write_text(tiny.replace("name: tiny", "name: mine"))
+    args = ["--config-dir", "conf", "sweep=mine", "trainer=surrogate", "sweep.span=2.0", "fit.bootstrap=20"]
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    headline = lines[next(i for i, line in enumerate(lines) if line.startswith("mine: ")):]
+    assert 3 <= len(headline) <= 6 and headline[0].startswith("mine: NOT YET TRUSTWORTHY")
+    assert lines[-len(headline) - 1].startswith("runs: http://127.0.0.1:5000/#/experiments/")
+    fixes = [line.split("; fix: ", 1)[1] for line in headline if line.startswith("  FAIL ") and "; fix: " in line]
+    commands = [shlex.split(f.split(" (")[0]) for f in fixes if f.startswith(sys.executable)]
+    assert commands, headline
+    for command in commands:  # the user's program, --config-dir and every override, then the change
+        assert command[:3] == [sys.executable, "-m", "orchestrator"]
+        assert command[3:3 + len(args)] == args and len(command) > 3 + len(args), command
+    report = (tmp_path / "reports" / "mine" / "report.md").read_text()
+    assert not NAN.search(report)
+    assert f"Fix: {sys.executable} -m orchestrator --config-dir conf sweep=mine trainer=surrogate" in report
