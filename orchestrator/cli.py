@@ -25,6 +25,7 @@ from yaml import YAMLError
 from orchestrator.conf_dirs import ConfigDirs, builtin_conf_dir, parse_searchpath, yaml_error_sentence
 from orchestrator.config import GROUP_SCHEMAS, Config
 from orchestrator.errors import EXIT_FAILURE, EXIT_USAGE, RunFailure, UsageError
+from orchestrator.fitting.command_line import CommandLine, settings_text
 
 CONF_DIR = builtin_conf_dir()
 """Our conf/: the wheel's package data or the source tree's (orchestrator/conf_dirs.py)."""
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg), end="")
             return 0
         config = to_typed(cfg)
-        return dispatch(config, overrides=inv.overrides, dirs=dirs)
+        return dispatch(config, overrides=inv.overrides, dirs=dirs, command=command_line(argv, cfg))
     except UsageError as err:  # bad input (PlanError, TrackingError, PreflightError, FitInputError, ...)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -283,10 +284,42 @@ def _group_lines(dirs: ConfigDirs) -> str:
     return "\n".join(lines) + ("\n  yours from: " + ", ".join(str(d) for d in dirs.user) if dirs.user else "")
 
 
-def dispatch(config: Config, *, overrides: list[str], dirs: ConfigDirs | None = None) -> int:
+def program_name() -> str:
+    """How the user started us, as they would type it again: `python -m orchestrator` (with the interpreter they
+    typed, e.g. `.venv/bin/python`) or the `orchestrator` console script; `python -m orchestrator` otherwise (an
+    in-process call such as a test's)."""
+    orig = list(getattr(sys, "orig_argv", []))
+    for i in range(len(orig) - 1):
+        if orig[i] == "-m" and orig[i + 1] == "orchestrator":
+            return " ".join([*orig[:1], "-m", "orchestrator"])
+    script = sys.argv[0] if sys.argv else ""
+    if script.endswith("/orchestrator") or script == "orchestrator":
+        return "orchestrator"
+    return "python -m orchestrator"
+
+
+def command_line(argv: list[str], cfg: DictConfig) -> CommandLine:
+    """The user's command line as the checks' fixes rewrite it (fitting/command_line.py): every argument they gave,
+    --config-dir and overrides included, and the composed values in effect."""
+    flat: dict[str, str] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = settings_text(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return CommandLine(program=program_name(), args=tuple(argv), settings=flat)
+
+
+def dispatch(config: Config, *, overrides: list[str], dirs: ConfigDirs | None = None,
+             command: CommandLine | None = None) -> int:
     from orchestrator import commands  # noqa: PLC0415  (heavy imports only once the config is valid)
     from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
 
+    commands.invoked_as(command)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         datasets = data_axis(config, overrides, dirs) if config.action in ("run", "plan") else {}

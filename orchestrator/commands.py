@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
+from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.errors import FitError
 from orchestrator.plan_view import format_plan
 from orchestrator.planner import Trial
@@ -16,6 +17,20 @@ from trainers.api import RESULTS, Status
 from trainers.config import DataConfig
 
 Datasets = dict[str, DataConfig]
+
+_INVOKED: list[CommandLine] = []
+"""The user's command line as the CLI saw it (cli.dispatch sets it; see `invoked_as`)."""
+
+
+def invoked_as(command: CommandLine | None) -> None:
+    """Remember the user's command line for this process's actions: the fixes the checks print are that command
+    line plus the change (fitting/command_line.py)."""
+    _INVOKED[:] = [command] if command is not None else []
+
+
+def command_line(config: Config) -> CommandLine:
+    """The user's command line, or (an action called without the CLI) `python -m orchestrator sweep=NAME`."""
+    return _INVOKED[0] if _INVOKED else CommandLine.for_sweep(config.sweep.name)
 
 
 def local_cpus(config: Config) -> int:
@@ -95,11 +110,14 @@ def action_run(config: Config, *, trials: list[Trial], datasets: Datasets) -> in
     else:
         code = run_sweep(config, trials=trials)
     if code in (0, 1):  # finished, possibly with failed trials: report what there is
+        fit = None
         try:
-            action_report(config, trials=trials, datasets=datasets)
+            fit = write_sweep_report(config)
         except (UsageError, RunFailure) as err:  # too few runs to fit, a failed fit: the sweep itself ran
             print(f"report skipped: {err}")
         print_runs_url(config)
+        if fit is not None:
+            print_headline(fit.result, name=fit.name)
     return code
 
 
@@ -138,7 +156,7 @@ def fit_sweep_or_csv(config: Config):
     """Fit fit.runs_csv when given, else the sweep's runs; returns (fit report, runs, curves, tracker).
     A fit that fails on valid input is a RunFailure (exit 1, one sentence), not a traceback."""
     if config.fit.runs_csv:
-        return _fit(config.fit), None, None, None
+        return _fit(config.fit, command=command_line(config)), None, None, None
     from orchestrator.shape_rule import for_sweep  # noqa: PLC0415
 
     tracker, runs, curves = sweep_runs(config)
@@ -151,7 +169,7 @@ def fit_sweep_or_csv(config: Config):
                       min_warmup_steps=config.hparams.min_warmup_steps if config.fit.min_warmup_steps is None
                       else config.fit.min_warmup_steps)
     report = _fit(options, table=runs, curves=curves, name=config.sweep.name, shape_rule=rule,
-                  command=f"python -m orchestrator sweep={config.sweep.name}")
+                  command=command_line(config))
     if report.json_path is not None:
         tracker.log_to_latest_sweep_run(report.json_path)
     return report, runs, curves, tracker
@@ -172,12 +190,21 @@ def action_fit(config: Config, *, trials: list[Trial], datasets: Datasets) -> in
 
     report = fit_sweep_or_csv(config)[0]
     print(format_summary(report))
+    print()
+    print_headline(report.result, name=report.name)
     return _exit(report)
 
 
 def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
     """Fit, then write reports/<name>/ (index.html, report.md, frontier.csv, runs.csv, fit.json, PNGs);
     for a sweep, log the same files to its newest parent run."""
+    fit = write_sweep_report(config)
+    print_headline(fit.result, name=fit.name)
+    return _exit(fit)
+
+
+def write_sweep_report(config: Config):
+    """Fit and write reports/<name>/ (printing where); the fit report."""
     from orchestrator.report import write_report  # noqa: PLC0415
 
     fit, runs, curves, tracker = fit_sweep_or_csv(config)
@@ -187,7 +214,7 @@ def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) ->
         for path in files:
             tracker.log_to_latest_sweep_run(path, artifact_path="report")
     print(f"report: {out_dir / 'index.html'}")
-    return _exit(fit)
+    return fit
 
 
 def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
@@ -196,6 +223,13 @@ def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -
 
     print(format_summary(run_compare(config)))
     return 0
+
+
+def print_headline(result: dict, *, name: str) -> None:
+    """The last lines of run, fit and report: the answer (orchestrator/headline.py)."""
+    from orchestrator.headline import terminal_headline  # noqa: PLC0415
+
+    print("\n".join(terminal_headline(result, name=name)))
 
 
 def _exit(fit) -> int:

@@ -81,10 +81,10 @@ class Trial:
 
     @property
     def name(self) -> str:
-        """A readable run name, e.g. `C=1e+12 N=1.2M D=140M lr=0.003 s=0`."""
+        """A readable run name, e.g. `C=1e12 N=1.2M D=140M lr=0.003 s=0` (a name only: the id is the config's hash)."""
         if self.label is not None:
             return self.label
-        parts = [f"C={self.budget:.3g}"] if self.budget is not None else []
+        parts = [f"C={sci(self.budget)}"] if self.budget is not None else []
         parts += [f"N={human(self.cost.n_total)}", f"D={human(self.tokens)}"]
         parts += [f"lr={self.config['trainer']['lr']:.3g}", f"s={self.config['seed']}"]
         return " ".join(parts)
@@ -115,6 +115,12 @@ def human(x: float) -> str:
         if abs(x) >= scale:
             return f"{x / scale:.3g}{unit}"
     return f"{x:.3g}"
+
+
+def sci(x: float) -> str:
+    """1e12 -> '1e12', 3.16e10 -> '3.16e10' (no '+', no exponent zeros: a run name, read at a glance)."""
+    mantissa, _, exponent = f"{x:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
 
 def trial_id(config: dict[str, Any]) -> str:

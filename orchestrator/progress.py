@@ -44,9 +44,21 @@ class SweepProgress:
             return "?"
         return duration(elapsed * max(self.planned_flops - done, 0.0) / done)
 
+    def best_by_budget(self) -> list[tuple[str, float]]:
+        """(label, best loss) by budget as numbers (C=3e10 before C=1e11, which a string sort reverses), the labels
+        written without '+' (C=1e10)."""
+        def key(label: str) -> tuple[str, float, str]:
+            kind, _, value = label.partition("=")
+            try:
+                return kind, float(value), label
+            except ValueError:
+                return kind, float("inf"), label
+
+        return [(label.replace("e+", "e"), self.best[label]) for label in sorted(self.best, key=key)]
+
     def line(self) -> str:
         elapsed = duration(time.monotonic() - self.started)
-        best = " ".join(f"{k}:{v:.4f}" for k, v in sorted(self.best.items()))
+        best = " ".join(f"{label}:{v:.4f}" for label, v in self.best_by_budget())
         return (f"[{self.sweep}] done {self.done + self.skipped}/{self.total} running {self.running} "
                 f"failed {self.failed} pending {self.pending} | FLOPs {self.done_flops:.3g}/{self.planned_flops:.3g} "
                 f"| elapsed {elapsed} eta {self.eta()}" + (f" | best {best}" if best else ""))
@@ -75,7 +87,7 @@ class Display:
         table.add_row("FLOPs", f"{p.done_flops:.3g} of {p.planned_flops:.3g} "
                                f"({100 * p.done_flops / max(p.planned_flops, 1):.0f}%)")
         table.add_row("time", f"elapsed {duration(time.monotonic() - p.started)}  eta {p.eta()}")
-        for budget, loss in sorted(p.best.items()):
+        for budget, loss in p.best_by_budget():
             table.add_row(f"best {budget}", f"{loss:.4f}")
         return table
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -63,9 +64,44 @@ def _sqlite_wal_normal(dbapi_connection, connection_record) -> None:  # noqa: AR
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-"""MLflow 3's UI opens an experiment without this tag as a GenAI trace overview; `custom_model_development` is
-its kind for model training (the experiment page's kind selector; mlflow/server/js, ExperimentKind)."""
+TRIAL_METRICS = ("N", "D", "C", "tokens_per_param", "final_loss")
+"""What a researcher reads first, logged on each trial run as metrics (numbers: they sort as numbers, which
+params, stored as text, do not): N = N_total parameters, D tokens, C = C_exact FLOPs, D/N, and the final loss
+(the eval loss at D, else the train loss). tokens_per_param is rounded to 4 significant digits and final_loss to 5
+so that the table's cells read whole; the exact numbers stay in the params under their planner names and in the
+metric final_eval_loss."""
+CURVES = {"train_loss": "loss/train", "eval_loss": "loss/eval"}
+"""The loss curves, logged a second time under a `loss/` prefix: MLflow 3.17's run page (Model metrics) draws
+prefixed sections before its alphabetical section of the rest, so a trial's page opens on its loss curves rather
+than on bar charts of its single numbers. The trainer's own names (train_loss, eval_loss) are what is read back."""
+VIEW = {"searchFilter": "tags.kind = 'trial'", "orderByKey": "metrics.`C`", "orderByAsc": True,
+        "selectedColumns": [f"metrics.`{m}`" for m in TRIAL_METRICS] + ["tags.`status`"],
+        "columnOrder": ["attributes.`Run Name`", *(f"metrics.`{m}`" for m in TRIAL_METRICS), "tags.`status`"],
+        "columnWidths": {"attributes.`Run Name`": 290}, "runListHidden": False, "viewMaximized": False}
+"""The runs table the printed URL opens: trials only (not the sweep's parent runs, not its lease), by budget, with
+N, D, C, tokens per parameter, final loss and status as its columns. MLflow 3.17's UI reads such a view from the
+experiment tag `mlflow.sharedViewState.<key>` named by `?viewStateShareKey=<key>` in the page's URL (its Share
+button's mechanism; plain JSON is accepted: mlflow/server/js, useSharedExperimentViewState): the search facets
+`searchFilter`, `orderByKey`, `orderByAsc` and the UI state keys `selectedColumns`, `columnOrder`, `columnWidths`;
+a column's key is its kind and its backquoted name (metrics.`N`, tags.`status`, attributes.`Run Name`)."""
+VIEW_KEY = "trials-" + hashlib.sha256(json.dumps(VIEW, sort_keys=True).encode()).hexdigest()[:12]
+"""Content-addressed, so a changed view is a new key (an old URL still opens the view it was printed with)."""
+DESCRIPTION = """**Scaling-law sweep `{name}`**, tracked by scaling-orchestrator.
+
+- One run per trial attempt, named by what it trains: `C=` budget (FLOPs), `N=` parameters, `D=` tokens.
+- Columns: `N` (N_total parameters), `D` (training tokens), `C` (C_exact FLOPs), `tokens_per_param` (D/N),
+  `final_loss` (eval loss at D, else train loss), `status`. Every config key is a param under its dotted name.
+- A trial's page, *Model metrics*: its loss curves by step first (`loss/train`, `loss/eval`; the same as
+  `train_loss`, `eval_loss`).
+- The view opens filtered to trials (`tags.kind = 'trial'`); clear the filter to see each invocation's parent
+  run (`kind = sweep`: fit.json and the report as artifacts) and the sweep's lease (`kind = lease`).
+"""
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development", f"mlflow.sharedViewState.{VIEW_KEY}":
+                   json.dumps(VIEW, sort_keys=True)}
+"""MLflow 3's UI opens an experiment without `mlflow.experimentKind` as a GenAI trace overview;
+`custom_model_development` is its kind for model training (the experiment page's kind selector;
+mlflow/server/js, ExperimentKind). The view is `VIEW`; the description (`mlflow.note.content`, which the UI shows
+as the experiment's description) is `DESCRIPTION`."""
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 HEARTBEAT_S = 30.0
@@ -286,25 +322,27 @@ class Tracker:
         if found is None and not create:
             self.experiment_id = None
             return
+        tags = {**EXPERIMENT_TAGS, "mlflow.note.content": DESCRIPTION.format(name=experiment)}
         if found is None:
             location = (path.parent / "mlruns").as_uri() if path else None
             try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
-                                                                   tags=EXPERIMENT_TAGS)
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location, tags=tags)
             except MlflowException as err:  # another driver created it a moment ago: use theirs
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         else:
             self.experiment_id = found.experiment_id
-            if create and not EXPERIMENT_TAGS.items() <= found.tags.items():  # made before the tag existed
-                for key, value in EXPERIMENT_TAGS.items():
-                    self.client.set_experiment_tag(self.experiment_id, key, value)
+            if create and not tags.items() <= found.tags.items():  # made before these tags existed
+                for key, value in tags.items():
+                    if key != "mlflow.note.content" or key not in found.tags:  # a description the user wrote stays
+                        self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def runs_url(self) -> str:
         """Where the sweep's runs table is in the MLflow UI: the server's page, or, for a SQLite store, the page of
         `mlflow ui` (default port) started on that store."""
-        page = f"#/experiments/{self.experiment_id}/runs"
+        # workflowType: the UI's sidebar otherwise stays in GenAI mode (mlflow/server/js, WorkflowTypeProvider).
+        page = f"#/experiments/{self.experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
         if self.uri.startswith(("http://", "https://")):
             return f"{self.uri.rstrip('/')}/{page}"
         return f"http://127.0.0.1:5000/{page}  (after: mlflow ui --backend-store-uri {self.uri})"
@@ -421,6 +459,7 @@ class Tracker:
         params = {**flatten({k: v for k, v in config.items() if k != "trunk"}),
                   **{k: v for k, v in derived.items() if k != "trial_id"}}
         self._log_params(run.info.run_id, params)
+        self._log_metrics(run.info.run_id, trial_metrics(derived))
         self._log_json(run, config, "trial_config.json")
         return run.info.run_id
 
@@ -441,9 +480,10 @@ class Tracker:
 
     def _report_metrics(self, reports: list[dict[str, Any]]) -> list[Metric]:
         stamp = int(time.time() * 1000)
-        return [Metric(key, float(value), stamp, int(report.get("step", 0)))
+        return [Metric(name, float(value), stamp, int(report.get("step", 0)))
                 for report in reports for key, value in report.items()
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)]
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                for name in (key, *([CURVES[key]] if key in CURVES else []))]
 
     def _log_metrics(self, run_id: str, metrics: list[Metric], tags: list[RunTag] = ()) -> None:
         """One request per 1000 metrics (MLflow's batch limit); tags ride on the first."""
@@ -467,6 +507,10 @@ class Tracker:
         stamp = int(time.time() * 1000)
         metrics = self._report_metrics(list(reports))
         numbers = {**{k: v for k, v in result.items() if k != "extra"}, **(result.get("extra") or {})}
+        final = numbers.get("final_eval_loss")
+        final = final if isinstance(final, (int, float)) and math.isfinite(final) else numbers.get("final_train_loss")
+        if isinstance(final, (int, float)) and math.isfinite(final):
+            metrics.append(Metric("final_loss", float(f"{final:.5g}"), stamp, int(result.get("steps", 0))))
         for key, value in numbers.items():
             if key in ("device", "dtype"):
                 tags.append(RunTag(key, str(value)))
@@ -552,6 +596,15 @@ class Tracker:
                    if isinstance(v, (int, float))]
         self.client.log_batch(run_id, metrics=metrics, synchronous=True)
         self.client.set_terminated(run_id, status=status)
+
+
+def trial_metrics(derived: dict[str, Any]) -> list[Metric]:
+    """A trial's N, D, C and tokens per parameter (`TRIAL_METRICS`) from its planned record, at step 0."""
+    stamp = int(time.time() * 1000)
+    values = {"N": derived.get("N_total"), "D": derived.get("D"), "C": derived.get("C_exact"),
+              "tokens_per_param": derived.get("tokens_per_param")}
+    return [Metric(key, float(f"{value:.4g}") if key == "tokens_per_param" else float(value), stamp, 0)
+            for key, value in values.items() if isinstance(value, (int, float)) and math.isfinite(value)]
 
 
 def _use_wal(path: Path) -> None:

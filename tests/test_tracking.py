@@ -5,6 +5,7 @@ a 0-byte mlflow.db, a server that is not MLflow. Through the real CLI, each from
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import sqlite3
@@ -160,14 +161,19 @@ def test_a_run_names_the_resolved_store_never_none(cli, tmp_path):
 
 def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_them(tmp_path, real_store):
     # MLflow 3's UI opens an experiment without mlflow.experimentKind as a GenAI trace overview.
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import VIEW_KEY, open_store  # noqa: PLC0415
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = open_store(uri, experiment="fresh", timeout_s=10, create=True)
     client = MlflowClient(uri)
     assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
-    assert tracker.runs_url() == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs  "
-                                  f"(after: mlflow ui --backend-store-uri {uri})")
+    assert tracker.runs_url() == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs?viewStateShareKey="
+                                  f"{VIEW_KEY}&workflowType=machine_learning  (after: mlflow ui --backend-store-uri {uri})")
+    # The view the URL names is an experiment tag the UI reads (tests/test_mlflow_ui.py opens it in chromium), and the
+    # experiment carries its description.
+    tags = client.get_experiment(tracker.experiment_id).tags
+    assert json.loads(tags[f"mlflow.sharedViewState.{VIEW_KEY}"])["searchFilter"] == "tags.kind = 'trial'"
+    assert tags["mlflow.note.content"].startswith("**Scaling-law sweep `fresh`**")
     # An experiment made before the tag existed gets it when a sweep next opens it for writing, not when read.
     old = tmp_path / "old.db"
     shutil.copy(real_store, old)

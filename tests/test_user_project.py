@@ -136,3 +136,33 @@ def test_the_trainer_code_shipped_to_ray_workers_is_the_users_folder_only(tmp_pa
     assert user_code("trainers.gpt:train") == []
     assert user_code("json:loads") == [] and user_code("sys:exit") == []  # the standard library is everywhere
     assert user_code("no_such_module:train") == []  # the pre-flight says so in one sentence
+
+
+def test_the_readme_trainer_warms_up_decays_to_its_floor_at_D_and_evaluates_along_the_way(tmp_path):
+    """The README's my_pkg/train.py (users copy it) trains one planned trial in-process: its rate rises over the
+    warmup and ends at min_lr_ratio x peak at exactly D, and it evaluates evals_per_run times, the last at D, so its
+    curve and envelope figures have points."""
+    import importlib.util
+
+    from orchestrator.cli import compose_config, data_axis, to_typed
+    from orchestrator.sweep_plan import plan_trials
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    (tmp_path / "readme_train.py").write_text(next(b for b in blocks if b.startswith("# my_pkg/train.py")))
+    spec = importlib.util.spec_from_file_location("readme_train", tmp_path / "readme_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["sweep=tiny", "sweep.budgets=[2e10]", "trainer.warmup_tokens=16384", "trainer.evals_per_run=4"]
+    config = to_typed(compose_config(args))
+    trial = plan_trials(config, datasets=data_axis(config, args))[0]
+    reports: list[dict] = []
+    result = module.train(trial.config, reports.append)
+    peak, D = trial.config["trainer"]["lr"], trial.config["tokens"]
+    lrs = [r["lr"] for r in reports]
+    warm = [r["lr"] for r in reports if r["tokens"] <= 16384]
+    assert len(warm) >= 2 and warm == sorted(warm) and warm[0] < peak / 2  # a warmup, not a constant rate
+    assert max(lrs) == pytest.approx(peak, rel=0.05)
+    assert reports[-1]["tokens"] >= D and lrs[-1] == pytest.approx(0.1 * peak)  # decayed to its floor at D
+    evals = [r for r in reports if "eval_loss" in r]
+    assert len(evals) == 4 and evals[-1] is reports[-1] and evals[0]["tokens"] < D / 2
+    assert result["final_eval_loss"] == evals[-1]["eval_loss"] and result["status"] == "finished"

@@ -161,9 +161,15 @@ def check_data(cfg: DataConfig, *, seq_len: int, tokens: int) -> None:
     corpus_windows(sizes[0], sizes[1], **common)
 
 
+PAD_MULTIPLE = 64
+"""A vocabulary padded up to a multiple of 64 (nanoGPT's 50257 -> 50304, for faster matmuls) is accepted; more
+padding is a mistake (issue 25: data.vocab_size=8192 on a 1024-token folder)."""
+
+
 def _check_meta(cfg: DataConfig, path: Path, files: list[Path]) -> None:
     """A folder that `action=prepare` wrote says what it holds (meta.json): its dtype and vocabulary must agree with
-    data.dtype and data.vocab_size (a larger vocab_size is padding), and its token counts with the files."""
+    data.dtype and data.vocab_size (a larger vocab_size is padding, up to the next multiple of PAD_MULTIPLE), and
+    its token counts with the files."""
     file = path / META_FILE
     if not file.is_file():
         return
@@ -178,6 +184,12 @@ def _check_meta(cfg: DataConfig, path: Path, files: list[Path]) -> None:
     if isinstance(vocab, int) and cfg.vocab_size < vocab:
         raise DataError(f"data.vocab_size={cfg.vocab_size} is smaller than the tokenizer's vocabulary in {file} "
                         f"({vocab}): set data.vocab_size={vocab}.")
+    padded = -(-vocab // PAD_MULTIPLE) * PAD_MULTIPLE if isinstance(vocab, int) else None
+    if padded is not None and cfg.vocab_size > padded:
+        raise DataError(f"data.vocab_size={cfg.vocab_size} is larger than the tokenizer's vocabulary in {file} "
+                        f"({vocab}): the {cfg.vocab_size - vocab} extra embedding rows are never trained yet count in "
+                        f"every trial's N and C; set data.vocab_size={vocab} (padding up to {padded}, the next "
+                        f"multiple of {PAD_MULTIPLE}, is accepted).")
     for split, bin_file in zip(("train", "val"), files):
         stated, held = meta.get(f"{split}_tokens"), _token_count(bin_file, cfg.dtype)
         if stated is not None and stated != held:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from orchestrator.fitting.command_line import CommandLine
+
 A_AGREEMENT = 0.05
 A_WIDTH = 0.2
 ALLOCATION_FACTOR = 1.5
@@ -65,14 +67,16 @@ def headline_method(result: dict) -> str | None:
                  result.get(m, {}).get("status") == "ok" and result[m].get("predictions")), None)
 
 
-def run_checks(result: dict, *, command: str | None = None) -> list[Check]:
-    """Every check of the module docstring on a fit.json dict; `command` is how the user reruns the sweep (e.g.
-    `python -m orchestrator sweep=cpu_small`), used in the fixes."""
+def run_checks(result: dict, *, command: CommandLine | str | None = None) -> list[Check]:
+    """Every check of the module docstring on a fit.json dict; `command` is the user's command line (fitting/
+    command_line.py; a plain string is a prefix, e.g. `python -m orchestrator sweep=cpu_small`): each fix is that
+    command with its change, and a change already in effect is never suggested."""
     primary = headline_method(result)
-    rerun = command or "python -m orchestrator <your sweep>"
-    return [_bracketed(result, rerun), _budgets(result, rerun), _agree(result, primary), _allocation(result, primary),
-            _width(result, primary, rerun), holdout_check(result, primary), _floor(result, primary),
-            _extrapolation(result)]
+    rerun = command if isinstance(command, CommandLine) else CommandLine(
+        program=command or "python -m orchestrator <your sweep>")
+    return [_bracketed(result, rerun), _budgets(result, rerun), _agree(result, primary, rerun),
+            _allocation(result, primary), _width(result, primary, rerun), holdout_check(result, primary),
+            _floor(result, primary), _extrapolation(result)]
 
 
 def trustworthy(checks: list[Check]) -> bool:
@@ -94,7 +98,20 @@ def bound_words(result: dict, method: str, names: list[str]) -> str:
     return f"{method} has {values} on the bound of its search box (the optimum wants to leave the box)"
 
 
-def _bracketed(result: dict, rerun: str) -> Check:
+def _wider(rerun: CommandLine) -> str:
+    """The fix for unbracketed minima: adaptive placement where it is off, else a wider span of sizes."""
+    if rerun.settings.get("fit.runs_csv", "null") != "null":
+        return "these runs come from fit.runs_csv: add runs with sizes past each unbracketed edge"
+    adaptive = rerun.with_("adaptive.enabled=true")
+    if adaptive is not None:
+        return f"{adaptive} (adds sizes where a minimum is unbracketed), or widen sweep.span"
+    span = float(rerun.settings.get("sweep.span", "nan"))
+    wider = rerun.with_(f"sweep.span={2 * span:g}") if math.isfinite(span) else None
+    return (f"{wider} (adaptive placement is on and stopped at its limits: a wider span of sizes)" if wider else
+            "widen sweep.span or raise adaptive.max_sizes (adaptive placement is already on)")
+
+
+def _bracketed(result: dict, rerun: CommandLine) -> Check:
     title = "IsoFLOP minima bracketed"
     iso = result.get("isoflop", {})
     budgets = result.get("budgets", {}).get("values", [])
@@ -102,8 +119,8 @@ def _bracketed(result: dict, rerun: str) -> Check:
         return Check("bracketed", title, "skipped", "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
     if iso.get("status") != "ok":
-        return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run')}",
-                     f"{rerun} adaptive.enabled=true (adds sizes past every unbracketed edge)")
+        return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
+                     _wider(rerun))
     edge = [p for p in iso["profiles"] if p["edge"]]
     skipped = iso.get("skipped_budgets", [])
     good = len(iso["profiles"]) - len(edge)
@@ -116,11 +133,10 @@ def _bracketed(result: dict, rerun: str) -> Check:
         where.append(f"C={p['budget']:.3g}: sizes {side} N={p['N_opt']:.3g}")
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
-    return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}",
-                 f"{rerun} adaptive.enabled=true (adds sizes where a minimum is unbracketed), or widen sweep.span")
+    return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
 
 
-def _budgets(result: dict, rerun: str) -> Check:
+def _budgets(result: dict, rerun: CommandLine) -> Check:
     title = f"enough budgets (at least {MIN_BUDGETS})"
     budgets = result.get("budgets", {}).get("values", [])
     if not budgets:
@@ -131,7 +147,19 @@ def _budgets(result: dict, rerun: str) -> Check:
         return Check("budgets", title, "pass", detail)
     return Check("budgets", title, "fail", detail + ": a frontier through fewer than 3 minima has no tested exponent, "
                  "and leaving one out leaves nothing to extrapolate from",
-                 f"{rerun} with sweep budgets spanning at least 3 (better 5) half-decades")
+                 _more_budgets(rerun, budgets))
+
+
+def _more_budgets(rerun: CommandLine, budgets: list[float]) -> str:
+    """The rerun with the swept budgets extended half a decade at a time to 3 (already run ones are not rerun)."""
+    if rerun.settings.get("fit.runs_csv", "null") != "null":
+        return "these runs come from fit.runs_csv: add runs at 3 or more budgets, half a decade apart"
+    more = sorted(budgets)
+    while len(more) < MIN_BUDGETS:
+        more.append(more[-1] * math.sqrt(10))
+    change = rerun.with_("sweep.budgets=[" + ",".join(f"{c:.3g}" for c in more) + "]")
+    return f"{change} (3 or more budgets, half a decade apart; finished trials are not rerun)" if change else \
+        "add budgets half a decade apart (sweep.budgets)"
 
 
 def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, float] | None]:
@@ -143,7 +171,7 @@ def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, flo
     return e.get("a"), (tuple(ci) if ok else None)
 
 
-def _agree(result: dict, primary: str | None) -> Check:
+def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     title = f"methods agree (|a - a_IsoFLOP| <= {A_AGREEMENT})"
     a, _ = _a(result, primary)
     other = "isoflop" if primary != "isoflop" else "vpnls"
@@ -155,7 +183,10 @@ def _agree(result: dict, primary: str | None) -> Check:
     detail = f"{primary} a = {a:.3f}, {other} a = {b:.3f} (difference {diff:.3f})"
     if diff <= A_AGREEMENT:
         return Check("agree", title, "pass", detail)
+    sizes = rerun.settings.get("sweep.sizes_per_budget", "")
+    more = rerun.with_(f"sweep.sizes_per_budget={int(sizes) + 2}") if sizes.isdigit() else None
     return Check("agree", title, "fail", detail,
+                 f"{more} (more sizes per budget), and more budgets; check the minima are bracketed" if more else
                  "more sizes per budget (sweep.sizes_per_budget) and more budgets; check the minima are bracketed")
 
 
@@ -193,7 +224,7 @@ def _allocation(result: dict, primary: str | None) -> Check:
                  "grids), add budgets nearer the target, and quote the range the estimators span")
 
 
-def _width(result: dict, primary: str | None, rerun: str) -> Check:
+def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     title = f"allocation exponent known (95% interval of a inside [0, 1] and no wider than {A_WIDTH}; no parameter " \
             "on a bound)"
     a, ci = _a(result, primary)
@@ -217,10 +248,12 @@ def _width(result: dict, primary: str | None, rerun: str) -> Check:
                         "interval understates the uncertainty")
     if not problems:
         return Check("a_interval", title, "pass", detail)
+    seeds = rerun.with_("sweep.seeds=[0,1,2]")
+    noise_fix = (f"{seeds} (averages out seed noise), or add budgets to widen the lever arm" if seeds else
+                 "add budgets to widen the lever arm (3 seeds already run)")
     return Check("a_interval", title, "fail", detail + "; " + "; ".join(problems),
-                 (f"{rerun} sweep.seeds=[0,1,2] (averages out seed noise), or add budgets to widen the lever arm"
-                  if not stuck else "fit the other N convention (fit.n_convention), fix E at a known floor "
-                  "(fit.floor=...), or add larger models and budgets so every term of the law is measured"))
+                 noise_fix if not stuck else "fit the other N convention (fit.n_convention), fix E at a known floor "
+                 "(fit.floor=...), or add larger models and budgets so every term of the law is measured")
 
 
 def holdout_check(result: dict, primary: str | None) -> Check:
@@ -235,6 +268,10 @@ def holdout_check(result: dict, primary: str | None) -> Check:
     if m.get("status") != "ok":
         return Check("holdout", title, "fail" if m.get("status") == "failed" else "skipped",
                      f"{primary} could not be scored without the largest budget: {m.get('reason')}", "add budgets")
+    if not all(_finite(m.get(k)) for k in ("loss_rel_error", "baseline_rel_error")) or (
+            m["kind"] == "minimum" and not all(_finite(m.get(k)) for k in ("predicted_best_loss", "N_opt_ratio"))):
+        return Check("holdout", title, "fail", f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
+                                               f"loss there", "add budgets")
     err, base = abs(m["loss_rel_error"]), m["baseline_rel_error"]
     obs = h["observed"]
     if m["kind"] == "minimum":
@@ -259,6 +296,10 @@ def holdout_check(result: dict, primary: str | None) -> Check:
     return Check("holdout", title, "fail", detail + ": " + "; ".join(why),
                  "the law does not extrapolate one budget ahead: check the largest budget's runs are valid points, "
                  "compare law forms (fit.json forms), then add a budget beyond it")
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _floor(result: dict, primary: str | None) -> Check:

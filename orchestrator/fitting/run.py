@@ -33,6 +33,7 @@ import pandas as pd
 
 from orchestrator.fitting import bootstrap as bs
 from orchestrator.fitting.checks import FRONTIER_METHODS, bound_words, headline_method, on_bound, run_checks, trustworthy
+from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.compute import ComputeModel, local_exponent
 from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
 from orchestrator.fitting.errors import FitError, FitInputError
@@ -118,7 +119,7 @@ def safe_name(name: str, *, fallback: str = "runs") -> str:
 
 def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd.DataFrame | None = None,
             name: str | None = None, out_dir: str | None = None, shape_rule: ShapeRule | None = None,
-            command: str | None = None) -> FitReport:
+            command: CommandLine | str | None = None) -> FitReport:
     """Fit `table` (sweep schema) or `options.runs_csv`; write <out_dir or options.out_dir/name>/fit.json.
 
     `command` is how the user reruns the sweep; the checks' fixes build on it (fitting/checks.py)."""

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.tables import METHOD_LABELS, bounds
-from orchestrator.report.text import count, interval, num, sci
+from orchestrator.report.text import count, finite, interval, num, outside, outside_note, sci
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,17 @@ def headline(page: Page) -> list[str]:
         return ["No method produced a compute-optimal frontier from these runs; see the warnings below."]
     out = verdict(r)
     e = r[page.primary]
-    out.append(f"Headline method: {METHOD_LABELS.get(page.primary, page.primary)}. Compute-optimal allocation "
-               f"N_opt \u221d C^{num(e['a'], digits=3)} {interval(bounds(e, 'a'), fmt=_exp)} and "
-               f"D_opt \u221d C^{num(e['b'], digits=3)} {interval(bounds(e, 'b'), fmt=_exp)} "
-               f"({page.level_text()}): {_reading(e['a'], e['b'], bounds(e, 'a'))}".replace("  ", " "))
+    flagged: list[str] = []
+    a_ci, b_ci = bounds(e, "a"), bounds(e, "b")
+    flagged += [q for q, ci in (("a", a_ci), ("b", b_ci)) if outside(e.get(q), ci)]
+    label = METHOD_LABELS.get(page.primary, page.primary)
+    if finite(e.get("a")) and finite(e.get("b")):
+        out.append(f"Headline method: {label}. Compute-optimal allocation N_opt \u221d C^{_exp(e['a'])} "
+                   f"{interval(a_ci, fmt=_exp)} and D_opt \u221d C^{_exp(e['b'])} {interval(b_ci, fmt=_exp)} "
+                   f"({page.level_text()}): {_reading(e['a'], e['b'], a_ci)}".replace("  ", " "))
+    else:
+        out.append(f"Headline method: {label}. It gives no finite allocation exponent over the swept budgets, so how "
+                   "compute should be split between parameters and tokens is not measured.")
     preds = sorted(e["predictions"].values(), key=lambda p: p["C"])
     top = preds[-1]
     key = next(k for k, p in e["predictions"].items() if p is top)
@@ -83,11 +90,21 @@ def headline(page: Page) -> list[str]:
     train = (f" As a model of the sweep's shape rule: {shape['n_layer']} layers x {shape['d_model']} wide "
              f"({shape['n_head']} heads, {count(shape['N_total'])} parameters) on {count(shape['D'])} tokens, "
              f"which costs {sci(shape['C_exact'])} FLOPs.") if shape else ""
-    out.append(f"At the largest target budget, C = {sci(top['C'])} FLOPs: train N_opt = {count(top['N_opt'])} "
-               f"parameters {interval(bounds(e, 'N_opt', budget=key), fmt=count)} on D_opt = {count(top['D_opt'])} "
-               f"tokens {interval(bounds(e, 'D_opt', budget=key), fmt=count)} "
-               f"({num(top['tokens_per_param'], digits=3)} tokens per parameter); predicted loss "
-               f"{num(top['loss'])} {interval(bounds(e, 'loss', budget=key))}.{train}".replace("  ", " "))
+    cis = {q: bounds(e, q, budget=key) for q in ("N_opt", "D_opt", "loss")}
+    flagged += [q for q, ci in cis.items() if outside(top.get(q), ci)]
+    if finite(top.get("N_opt")) and finite(top.get("D_opt")):
+        loss = (f"; predicted loss {num(top['loss'])} {interval(cis['loss'])}" if finite(top.get("loss")) else
+                "; no finite loss is predicted there")
+        out.append(f"At the largest target budget, C = {sci(top['C'])} FLOPs: train N_opt = {count(top['N_opt'])} "
+                   f"parameters {interval(cis['N_opt'], fmt=count)} on D_opt = {count(top['D_opt'])} "
+                   f"tokens {interval(cis['D_opt'], fmt=count)} "
+                   f"({num(top['tokens_per_param'], digits=3)} tokens per parameter){loss}.{train}".replace("  ", " "))
+    else:
+        out.append(f"At the largest target budget, C = {sci(top['C'])} FLOPs, the {page.primary} fit gives no finite "
+                   "allocation.")
+    note = outside_note(flagged)
+    if note:
+        out.append(note)
     spread = page.frontier[page.frontier["C"] == top["C"]]
     spread = spread[np.isfinite(pd.to_numeric(spread["N_opt"], errors="coerce"))]  # methods with no N_opt there
     if len(spread) > 1:
@@ -116,15 +133,18 @@ def verdict(result: dict) -> list[str]:
     if result.get("trustworthy"):
         ran = [c["title"] for c in checks if c["status"] == "pass"]
         return [f"The frontier passes all {len(ran)} checks it could run ({'; '.join(ran)})"
-                + (f"; not checked: {'; '.join(c['title'] for c in missing)}." if missing else ".")]
-    lines = [f"This frontier is not yet trustworthy: {len(failed)} of {len(checks)} checks failed ("
-             + "; ".join(f"{c['title']}: {c['detail']}" for c in failed) + ")"
+                + (f"; not checked: {'; '.join(c['title'] for c in missing)}." if missing else ".")] + _warnings(checks)
+    lines = [f"This frontier is not yet trustworthy: {len(failed)} of {len(checks)} checks failed"
              + (f" and {len(missing)} could not run ({'; '.join(c['title'] for c in missing)})" if missing else "")
              + ". The numbers below are what the runs show so far, not an answer."]
-    fixes = list(dict.fromkeys(c["fix"] for c in failed + missing if c["fix"]))
-    if fixes:
-        lines.append("To fix: " + "; ".join(fixes) + ".")
-    return lines
+    lines += [f"Failed: {c['title']}: {c['detail']}." + (f" Fix: {c['fix']}." if c["fix"] else "") for c in failed]
+    return lines + _warnings(checks)
+
+
+def _warnings(checks: list[dict]) -> list[str]:
+    """Checks that do not gate the verdict but qualify it (a target far past the swept budgets)."""
+    return [f"Warning: {c['title']}: {c['detail']}." + (f" Fix: {c['fix']}." if c["fix"] else "")
+            for c in checks if c["status"] == "warn"]
 
 
 def _exp(x: float) -> str:

@@ -72,3 +72,18 @@ def extrapolation(C: float, *, swept: tuple[float, float]) -> str:
         return "in swept range"
     factor, side = (C / hi, "above") if C > hi else (lo / C, "below")
     return f"{factor:.2g}x {side}" if factor < 99.5 else f"{math.log10(factor):.1f} decades {side}"
+
+
+def outside(x: float | None, bounds: tuple[float, float] | list | None) -> bool:
+    """A point estimate outside its own bootstrap interval (percentile intervals can miss the fit to all runs
+    when the resampled fits land elsewhere: the estimate is unstable, and a reader must be told)."""
+    return bool(interval(bounds)) and finite(x) and not (bounds[0] <= x <= bounds[1])
+
+
+def outside_note(names: list[str]) -> str:
+    """The sentence that explains point estimates lying outside their intervals ('' when none do)."""
+    if not names:
+        return ""
+    which = ", ".join(names)
+    return (f"The point estimate of {which} lies outside its bootstrap interval: the fits to resampled runs land "
+            "elsewhere than the fit to all runs, so the estimate is unstable; trust the interval, not the point.")

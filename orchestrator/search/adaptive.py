@@ -88,6 +88,7 @@ class AdaptiveIsoFLOP:
     def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Trial, float], Trial],
                  previous: dict[str, tuple[str, float | None]]) -> None:
         self.limits, self.plan_point, self.previous = config.adaptive, plan_point, previous
+        self.order = config.cluster.order
         self.profiles: dict[tuple, Profile] = {}
         self.spent = 0.0
         self.decisions: list[dict[str, Any]] = []
@@ -209,9 +210,10 @@ class AdaptiveIsoFLOP:
 
     def next_trials(self, free_slots: int) -> list[Trial]:
         out: list[Trial] = []
-        # Largest budgets first: their trials are the longest, so starting them first lets the short ones fill
-        # the slots at the end instead of one long trial running alone (longest-processing-time-first).
-        for profile in sorted(self.profiles.values(), key=lambda p: -p.budget):
+        # cluster.order=budget (the default): smallest budgets first, as the plain runner does, so that the cheap
+        # profiles settle (and their added sizes are placed) before the long trials take the slots; cost: the
+        # cheapest pending trial first; plan: the budgets in the plan's order.
+        for profile in sorted(self.profiles.values(), key=self._order):
             if not profile.stopped and not profile.pending and not profile.running:
                 self.decide(profile)
             while profile.pending and len(out) < free_slots:
@@ -220,6 +222,13 @@ class AdaptiveIsoFLOP:
                 self._owner[trial.trial_id] = profile
                 out.append(trial)
         return out
+
+    def _order(self, profile: Profile) -> float:
+        if self.order == "budget":
+            return profile.budget
+        if self.order == "cost":
+            return min((t.cost.c_exact for t in profile.pending), default=profile.budget)
+        return 0.0  # a stable sort keeps the plan's order
 
     def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool:  # noqa: ARG002
         return False

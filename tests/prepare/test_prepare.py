@@ -206,6 +206,14 @@ def test_the_plan_refuses_a_D_larger_than_the_corpus_unless_data_may_repeat(prep
     # meta.json is checked against the data config: a smaller vocabulary, another dtype.
     small = run_cli("sweep=list_example", *data[:2], "data.vocab_size=300", "action=plan", cwd=tmp_path)
     assert small.returncode == 2 and "set data.vocab_size=512" in small.stderr
+    # A larger one is padding: to the next multiple of 64 it is accepted, past it one sentence, nothing planned.
+    padded = run_cli("sweep=list_example", *data, "data.allow_repeat=true", "action=plan", cwd=tmp_path)
+    assert padded.returncode == 0, padded.stderr
+    large = run_cli("sweep=list_example", *data[:2], "data.vocab_size=8192", "action=plan", cwd=tmp_path)
+    assert large.returncode == 2 and large.stdout == ""
+    assert large.stderr.strip().splitlines()[-1].endswith(
+        "(512): the 7680 extra embedding rows are never trained yet count in every trial's N and C; set "
+        "data.vocab_size=512 (padding up to 512, the next multiple of 64, is accepted).")
     wide = run_cli("sweep=list_example", *data, "data.dtype=uint32", "action=plan", cwd=tmp_path)
     assert wide.returncode == 2 and "set data.dtype=uint16" in wide.stderr
 

@@ -68,18 +68,27 @@ def log_axes(ax: Axes, *, y: bool = True) -> None:
         ax.set_yscale("log")
 
 
+SUBS = ((1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), (1.0, 2.0, 5.0),
+        (1.0, 3.0), (1.0,))
+"""Labelled positions within a decade, densest first."""
+MAX_LOG_TICKS = 8
+"""Most labelled ticks on a log axis: more overlap on a figure's narrow panel (issue 25)."""
+
+
 def plain_log_axis(axis: Axis, *, fmt=lambda v: f"{v:.4g}", subs: tuple[float, ...] | None = None) -> None:
     """Label a log axis in plain numbers ('30', '3B') instead of matplotlib's '3 x 10^1' minor labels.
 
-    `axis` is ax.xaxis or ax.yaxis; call it once the data are drawn: without `subs` the tick density follows
-    the axis's span (a loss axis often spans less than a decade and needs more than one labelled tick).
+    `axis` is ax.xaxis or ax.yaxis; call it once the data are drawn: the tick density follows the axis's span (a
+    loss axis often spans less than a decade and needs more than one labelled tick; one spanning ten decades gets
+    a label every few decades), at most MAX_LOG_TICKS labels, from `subs` or denser only where they fit.
     """
-    if subs is None:
-        lo, hi = sorted(axis.get_view_interval())
-        decades = np.log10(hi / lo) if lo > 0 else 1.0
-        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 0.6 else (
-            (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.5 else (1.0, 2.0, 5.0))
-    axis.set_major_locator(ticker.LogLocator(subs=subs))
+    lo, hi = sorted(axis.get_view_interval())
+    decades = max(np.log10(hi / lo), 0.1) if lo > 0 else 1.0
+    fits = [s for s in SUBS if (subs is None or len(s) <= len(subs)) and len(s) * decades <= MAX_LOG_TICKS]
+    if fits:
+        axis.set_major_locator(ticker.LogLocator(subs=fits[0]))
+    else:  # more decades than labels: every k-th decade
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0,), numticks=MAX_LOG_TICKS))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt(v)))
     axis.set_minor_formatter(ticker.NullFormatter())
 
