@@ -39,7 +39,7 @@ from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.frontier import holdout_score
 from orchestrator.fitting.options import FORM_NAMES
-from orchestrator.fitting.surface import check_identifiable, fit_surface
+from orchestrator.fitting.surface import SurfaceFit, check_identifiable, fit_surface
 
 HUBER_DELTA = 1e-3
 POLISH_STARTS = 6
@@ -253,6 +253,14 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)).sum(axis=-1)
 
 
+def from_surface(s: SurfaceFit) -> FormFit:
+    """The approach-3 fit (fitting/surface.py) as the Chinchilla form's fit."""
+    theta = (np.log(s.E), np.log(s.A), np.log(s.B), s.alpha, s.beta)
+    names = {"e": "E", "a": "A", "b": "B"}
+    return FormFit(form=CHINCHILLA, theta=theta, values=CHINCHILLA.natural(np.array(theta)), objective=s.objective,
+                   n_points=s.n_points, on_bound=tuple(names.get(n, n) for n in s.on_bound))
+
+
 def fit_form(form: LawForm, data: FormData, L: np.ndarray, *, delta: float = HUBER_DELTA) -> FormFit:
     """Fit `form` to losses L at `data` (module docstring); FitInputError when the form does not apply."""
     why = form.applies(data)
@@ -261,11 +269,7 @@ def fit_form(form: LawForm, data: FormData, L: np.ndarray, *, delta: float = HUB
     check_identifiable(data.N, data.D, L, what=f"the {form.name} form", n_params=len(form.params))
     y = np.log(np.asarray(L, float))
     if form is CHINCHILLA:  # the stage's own approach-3 estimator (the Epoch refit's golden optimum)
-        s = fit_surface(data.N, data.D, L, delta=delta)
-        theta = (np.log(s.E), np.log(s.A), np.log(s.B), s.alpha, s.beta)
-        names = {"e": "E", "a": "A", "b": "B"}
-        return FormFit(form=form, theta=theta, values=form.natural(np.array(theta)), objective=s.objective,
-                       n_points=len(y), on_bound=tuple(names.get(n, n) for n in s.on_bound))
+        return from_surface(fit_surface(data.N, data.D, L, delta=delta))
     lo, hi = np.array(form.lower), np.array(form.upper)
     starts = np.clip(form.starts(data), lo, hi)
     sub = np.unique(np.linspace(0, len(y) - 1, min(len(y), START_POINTS)).astype(int))
@@ -296,11 +300,13 @@ def fit_form(form: LawForm, data: FormData, L: np.ndarray, *, delta: float = HUB
 
 
 def compare_forms(runs: pd.DataFrame, *, compute_for: Callable[[pd.DataFrame], ComputeModel],
-                  forms: tuple[str, ...] | None = None, delta: float = HUBER_DELTA) -> dict:
+                  forms: tuple[str, ...] | None = None, delta: float = HUBER_DELTA,
+                  surface: SurfaceFit | None = None) -> dict:
     """Fit every applicable form to all runs and score each by leave-largest-budget-out error: refitted without
     the largest budget's runs (without the top half-decade of compute when the runs have no budgets), each
     held-out run predicted at its N, D (and U) (frontier.holdout_score). The winner has the smallest held-out
-    error; `margin` is the runner-up's error over the winner's."""
+    error; `margin` is the runner-up's error over the winner's. `surface`: the approach-3 fit of all the runs when
+    the stage has it already (the Chinchilla form's full fit, not repeated)."""
     names = list(forms or FORMS)
     x_all = FormData.of_runs(runs)
     L_all = runs["loss"].to_numpy(float)
@@ -325,7 +331,8 @@ def compare_forms(runs: pd.DataFrame, *, compute_for: Callable[[pd.DataFrame], C
         entry: dict = {"label": form.label, "citation": form.citation, "formula": form.formula,
                        "n_params": len(form.params)}
         try:
-            full = fit_form(form, x_all, L_all, delta=delta)
+            full = (from_surface(surface) if form is CHINCHILLA and surface is not None and surface.fixed_E is None
+                    else fit_form(form, x_all, L_all, delta=delta))
             entry.update(status="ok", params=full.values, objective=full.objective, on_bound=list(full.on_bound))
         except FitInputError as err:
             entry.update(status="skipped", reason=str(err))

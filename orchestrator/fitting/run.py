@@ -374,7 +374,7 @@ def _fit_methods(ctx: FitContext) -> dict:
         out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
     if options.forms:
         out["forms"] = compare_forms(runs, compute_for=ctx.compute_for, forms=tuple(options.forms),
-                                     delta=options.huber_delta)
+                                     delta=options.huber_delta, surface=ctx.fits.get("parametric"))
     if options.holdout:
         try:
             iso = ctx.fits.get("isoflop")
