@@ -57,8 +57,14 @@ class LRSearch:
     """The TrialSource of a learning-rate search (see the module docstring)."""
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
-                 previous: dict[str, tuple[str, float | None]]) -> None:
+                 previous: dict[str, tuple[str, float | None]], batch_choices: list[list[int]] | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        """`batch_choices`: per point, the batch sizes (tokens) its study searches (a pilot's, whose choices
+        follow each point's D); None: search.batch_tokens for every point. Intermediate losses are then keyed
+        by tokens seen, not steps, so that the pruner compares runs of different batches at equal tokens."""
         self.search, self.points, self.previous = config.search, points, previous
+        self.batch_choices, self.extra_tags = batch_choices, tags or {}
+        assert batch_choices is None or len(batch_choices) == len(points)
         self.studies: list[optuna.study.Study] = []
         for index, point in enumerate(points):
             study = optuna.create_study(
@@ -110,8 +116,9 @@ class LRSearch:
         ot = study.ask()
         lr = ot.suggest_float("lr", search.lr_min, search.lr_max, log=True)
         keys: dict[str, Any] = {}
-        if search.batch_tokens:
-            keys["batch_tokens"] = ot.suggest_categorical("batch_tokens", sorted(search.batch_tokens))
+        choices = self.batch_choices[index] if self.batch_choices is not None else search.batch_tokens
+        if choices:
+            keys["batch_tokens"] = ot.suggest_categorical("batch_tokens", sorted(choices))
         if search.warmup_tokens:
             keys["warmup_tokens"] = ot.suggest_categorical("warmup_tokens", sorted(search.warmup_tokens))
         trial = with_lr(point, lr, **keys)
@@ -133,7 +140,8 @@ class LRSearch:
         loss = metrics.get("eval_loss")
         if loss is None or not math.isfinite(loss):
             return False
-        ot.report(float(loss), int(metrics.get("step", 0)))
+        searched_batch = self.batch_choices is not None or bool(self.search.batch_tokens)
+        ot.report(float(loss), int(metrics.get("tokens" if searched_batch else "step", 0)))
         return self.search.pruner != "none" and ot.should_prune()
 
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
@@ -154,7 +162,8 @@ class LRSearch:
 
     def tags(self, trial: Trial) -> dict[str, str]:
         index, ot = self.running[trial.trial_id]
-        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number)}
+        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
+                **self.extra_tags}
 
 
 def previous_results(config: Config) -> dict[str, tuple[str, float | None]]:

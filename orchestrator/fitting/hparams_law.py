@@ -1,0 +1,333 @@
+"""Hyperparameter laws from a table of runs: the optimal learning rate lr*(N, D) and batch B*(D), with intervals.
+
+Two steps, both pure functions over numbers (no printing, no plotting):
+
+1. **The optimum of each cell.** A cell is one (N, D): runs of the same size and tokens at different rates and
+   batches. Near its minimum the final loss is close to a convex quadratic in (ln lr, ln B) (Li et al. 2025,
+   "Predictable Scale: Part I, Optimal Hyperparameter Scaling Law in Large Language Model Pretraining", the
+   Step Law paper, sec. 3: the landscape is convex in log space with a wide flat basin; McCandlish et al. 2018
+   and Wortsman et al. 2023 for the quadratic shape in ln lr). So each cell's optimum is the vertex of a
+   weighted least-squares quadratic
+       L ~ c0 + c1 x + c2 y + c3 x^2 + c4 x y + c5 y^2,   x = ln lr, y = ln B,
+   through its best runs (the lowest-loss half, at least `MIN_POINTS`; a diverged run's loss far above the
+   basin would bend the surface), not the argmin of the grid, which resolves the optimum only to the grid's
+   steps. With a single batch (or a single rate) in a cell the fit is a parabola in the other variable. A
+   vertex that is not a minimum (the surface not convex) or that lies outside the tried range (the optimum is
+   beyond an edge) falls back to the best run, and says so (`how`).
+2. **The law.** Through the cells' optima, by least squares in log space:
+       ln lr* = ln k_lr + alpha ln N + beta ln D      (lr* = k_lr N^alpha D^beta; Step Law eq. 4:
+                                                      eta* = 1.79 N^-0.713 D^0.307)
+       ln B*  = ln k_B + gamma ln D                   (B* = k_B D^gamma; Step Law: B* = 0.58 D^0.571 tokens)
+   DeepSeek LLM (2024, sec. 3.1) fitted the same forms of compute C instead (eta = 0.3118 C^-0.125,
+   B = 0.292 C^0.3271); with one size per D (a pilot's few cells) the N term is not identified and alpha is
+   fixed at 0 (`alpha_free=False`), i.e. lr*(D).
+
+Intervals: the estimator applied to resampled data (Efron & Tibshirani 1993). Each resample draws the runs of
+every cell with replacement (the optimum's noise), and, with at least `MIN_CELLS_FOR_CELL_RESAMPLING` cells,
+also the cells themselves (how far cells scatter about the law: the part that matters for a prediction
+beyond the data; a two-stage bootstrap, Davison & Hinkley 1997, sec. 3.8). Percentile intervals; resamples
+whose law cannot be fitted (too few distinct N or D) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestrator.fitting.errors import FitError
+
+MIN_POINTS = 6
+"""Fewest runs a cell's quadratic is fitted through (a full quadratic in two variables has 6 coefficients)."""
+BEST_FRACTION = 0.5
+"""The share of a cell's runs (the lowest losses) that the quadratic is fitted through."""
+MIN_CELLS_FOR_CELL_RESAMPLING = 8
+"""Below this many cells, the bootstrap resamples runs within cells only (resampling 4 cells for a 3-parameter
+law would leave most resamples unidentified)."""
+EDGE_SLACK = 0.0
+"""How far (in ln units) a vertex may lie beyond the tried range and still count as inside."""
+
+
+@dataclass(frozen=True)
+class CellOptimum:
+    """The optimum of one cell (N, D): lr_opt and batch_opt (the batch in the table's units), the loss there."""
+
+    N: float
+    D: float
+    lr_opt: float
+    batch_opt: float
+    loss_opt: float
+    how: str
+    """vertex (the quadratic's minimum, inside the tried range) or best_run (not convex, or beyond an edge:
+    `edge` says which)."""
+    n_runs: int
+    lr_best_run: float
+    batch_best_run: float
+    loss_best_run: float
+    edge: str = ""
+    """Which side the vertex fell beyond (e.g. 'lr above 0.02'), or why it was not used; empty for a vertex."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class HParamsLaw:
+    """lr* = k_lr N^alpha D^beta and B* = k_B D^gamma (B in the table's units), with 95% percentile intervals.
+
+    alpha is 0 and its interval NaN when the cells hold one size per D (alpha_free False)."""
+
+    k_lr: float
+    alpha: float
+    beta: float
+    k_B: float
+    gamma: float
+    alpha_ci: Interval
+    beta_ci: Interval
+    gamma_ci: Interval
+    n_cells: int
+    alpha_free: bool
+    resampling: str
+    """'runs within cells' or 'cells, then runs within cells'."""
+    n_resamples: int
+    n_valid: int
+    lr_rmse: float
+    """Root-mean-square residual of ln lr* about the law, over the cells (0.1 = 10% off)."""
+    batch_rmse: float
+    laws: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros((0, 5)))
+    """The resamples' (ln k_lr, alpha, beta, ln k_B, gamma), one row per valid resample."""
+
+    def lr(self, *, N: float | np.ndarray, D: float | np.ndarray) -> float | np.ndarray:
+        return self.k_lr * np.asarray(N, float) ** self.alpha * np.asarray(D, float) ** self.beta
+
+    def batch(self, *, D: float | np.ndarray) -> float | np.ndarray:
+        return self.k_B * np.asarray(D, float) ** self.gamma
+
+    def predict(self, *, N: float, D: float, level: float = 0.95) -> Prediction:
+        """lr*(N, D) and B*(D) with percentile intervals from the resampled laws."""
+        lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+        lr = float(self.lr(N=N, D=D))
+        batch = float(self.batch(D=D))
+        if len(self.laws):
+            a = self.laws
+            lrs = np.exp(a[:, 0] + a[:, 1] * math.log(N) + a[:, 2] * math.log(D))
+            bs = np.exp(a[:, 3] + a[:, 4] * math.log(D))
+            lr_ci = Interval(*map(float, np.percentile(lrs, [lo_q, hi_q])))
+            b_ci = Interval(*map(float, np.percentile(bs, [lo_q, hi_q])))
+        else:
+            lr_ci = b_ci = Interval(math.nan, math.nan)
+        return Prediction(N=N, D=D, lr=lr, lr_ci=lr_ci, batch=batch, batch_ci=b_ci)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    N: float
+    D: float
+    lr: float
+    lr_ci: Interval
+    batch: float
+    batch_ci: Interval
+
+
+@dataclass(frozen=True)
+class OffCell:
+    """A cell (or run) whose rate or batch lies more than `factor` from the law's optimum."""
+
+    N: float
+    D: float
+    lr: float
+    lr_opt: float
+    batch: float
+    batch_opt: float
+    what: str
+    """'lr 3.1x above lr*', 'batch 2.5x below B*', or both."""
+
+
+def _design(x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    cols = [np.ones_like(x), x, x * x]
+    if y is not None:
+        cols = [np.ones_like(x), x, y, x * x, x * y, y * y]
+    return np.stack(cols, axis=1)
+
+
+def cell_optimum(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *, N: float, D: float) -> CellOptimum:
+    """The optimum of one cell's runs (see the module docstring, step 1). Non-finite losses are left out."""
+    lr, batch, loss = (np.asarray(v, float) for v in (lr, batch, loss))
+    ok = np.isfinite(loss) & (lr > 0) & (batch > 0)
+    lr, batch, loss = lr[ok], batch[ok], loss[ok]
+    if len(loss) == 0:
+        raise FitError(f"the cell N={N:.4g} D={D:.4g} has no run with a finite loss.")
+    best = int(np.argmin(loss))
+    fallback = dict(N=N, D=D, n_runs=len(loss), lr_best_run=float(lr[best]), batch_best_run=float(batch[best]),
+                    loss_best_run=float(loss[best]))
+    x, y = np.log(lr), np.log(batch)
+    two_d = len(np.unique(np.round(y, 9))) >= 3 and len(np.unique(np.round(x, 9))) >= 3
+    one_var_y = len(np.unique(np.round(x, 9))) < 3 <= len(np.unique(np.round(y, 9)))
+    order = np.argsort(loss)
+    need = MIN_POINTS if two_d else 3
+    keep = order[:max(need, math.ceil(BEST_FRACTION * len(loss)))]
+    result = None
+    if len(keep) >= need:
+        xs, ys, ls = x[keep], y[keep], loss[keep]
+        if two_d:
+            result = _vertex_2d(xs, ys, ls, x_range=(x.min(), x.max()), y_range=(y.min(), y.max()))
+        elif one_var_y:
+            v = _vertex_1d(ys, ls, lo=y.min(), hi=y.max())
+            result = (float(lr[best]), float(np.exp(v[0])) if v[2] == "" else math.nan, v[1], v[2])
+        elif len(np.unique(np.round(x, 9))) >= 3:
+            v = _vertex_1d(xs, ls, lo=x.min(), hi=x.max())
+            result = (float(np.exp(v[0])) if v[2] == "" else math.nan, float(batch[best]), v[1], v[2])
+    if result is None:
+        return CellOptimum(lr_opt=float(lr[best]), batch_opt=float(batch[best]), loss_opt=float(loss[best]),
+                           how="best_run", edge="too few distinct rates or batches for a fit", **fallback)
+    lr_opt, b_opt, l_opt, edge = result
+    if edge:
+        return CellOptimum(lr_opt=float(lr[best]), batch_opt=float(batch[best]), loss_opt=float(loss[best]),
+                           how="best_run", edge=edge, **fallback)
+    return CellOptimum(lr_opt=lr_opt, batch_opt=b_opt, loss_opt=l_opt, how="vertex", **fallback)
+
+
+def _vertex_1d(x: np.ndarray, loss: np.ndarray, *, lo: float, hi: float) -> tuple[float, float, str]:
+    """(x at the parabola's minimum, the loss there, '' or why it is not usable)."""
+    X = _design(x, None)
+    coef, *_ = np.linalg.lstsq(X, loss, rcond=None)
+    c0, c1, c2 = coef
+    if not c2 > 0:
+        return (math.nan, math.nan, "the loss is not convex in ln lr / ln B")
+    v = -c1 / (2 * c2)
+    if v < lo - EDGE_SLACK or v > hi + EDGE_SLACK:
+        return (v, math.nan, f"the vertex lies beyond the tried range (e^{v:.3g})")
+    return (float(v), float(c0 + c1 * v + c2 * v * v), "")
+
+
+def _vertex_2d(x: np.ndarray, y: np.ndarray, loss: np.ndarray, *, x_range: tuple[float, float],
+               y_range: tuple[float, float]) -> tuple[float, float, float, str]:
+    """(lr, batch, loss) at the quadratic surface's minimum, and '' or why it is not usable."""
+    X = _design(x, y)
+    coef, *_ = np.linalg.lstsq(X, loss, rcond=None)
+    c0, c1, c2, c3, c4, c5 = coef
+    H = np.array([[2 * c3, c4], [c4, 2 * c5]])
+    if not (H[0, 0] > 0 and np.linalg.det(H) > 0):
+        return (math.nan, math.nan, math.nan, "the loss surface is not convex in (ln lr, ln B)")
+    vx, vy = np.linalg.solve(H, [-c1, -c2])
+    edges = []
+    if not x_range[0] - EDGE_SLACK <= vx <= x_range[1] + EDGE_SLACK:
+        edges.append(f"lr* {math.exp(vx):.3g} outside the tried {math.exp(x_range[0]):.3g}..{math.exp(x_range[1]):.3g}")
+    if not y_range[0] - EDGE_SLACK <= vy <= y_range[1] + EDGE_SLACK:
+        edges.append(f"B* {math.exp(vy):.4g} outside the tried {math.exp(y_range[0]):.4g}..{math.exp(y_range[1]):.4g}")
+    value = float(c0 + c1 * vx + c2 * vy + c3 * vx * vx + c4 * vx * vy + c5 * vy * vy)
+    return (float(math.exp(vx)), float(math.exp(vy)), value, "; ".join(edges))
+
+
+def cell_optima(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray) -> list[CellOptimum]:
+    """Every cell's optimum, by (N, D)."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    out = []
+    for n, d in sorted({(float(a), float(b)) for a, b in zip(N, D)}):
+        at = (N == n) & (D == d)
+        out.append(cell_optimum(np.asarray(lr)[at], np.asarray(batch)[at], np.asarray(loss)[at], N=n, D=d))
+    return out
+
+
+def _law_params(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, *,
+                alpha_free: bool) -> np.ndarray | None:
+    """(ln k_lr, alpha, beta, ln k_B, gamma) by least squares in log space; None when not identified."""
+    lN, lD = np.log(N), np.log(D)
+    if len(np.unique(lD)) < 2:
+        return None
+    cols = [np.ones_like(lD), lN, lD] if alpha_free else [np.ones_like(lD), lD]
+    A = np.stack(cols, axis=1)
+    if np.linalg.matrix_rank(A) < A.shape[1]:
+        return None
+    c_lr, *_ = np.linalg.lstsq(A, np.log(lr), rcond=None)
+    if not alpha_free:
+        c_lr = np.array([c_lr[0], 0.0, c_lr[1]])
+    B = np.stack([np.ones_like(lD), lD], axis=1)
+    c_b, *_ = np.linalg.lstsq(B, np.log(batch), rcond=None)
+    return np.array([c_lr[0], c_lr[1], c_lr[2], c_b[0], c_b[1]])
+
+
+def identifies_size_term(N: np.ndarray, D: np.ndarray) -> bool:
+    """Whether ln N varies independently of ln D across the cells (else alpha cannot be told from beta)."""
+    lN, lD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
+    A = np.stack([np.ones_like(lD), lN, lD], axis=1)
+    return bool(len(lN) >= 4 and np.linalg.matrix_rank(A, tol=1e-6) == 3)
+
+
+def fit_hparams_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *,
+                    n_resamples: int = 1000, seed: int = 0, alpha_free: bool | None = None,
+                    level: float = 0.95) -> tuple[HParamsLaw, list[CellOptimum]]:
+    """The law through the cells' optima, with bootstrap intervals (see the module docstring).
+
+    One row per run: its size N, tokens D, rate, batch and final loss. `alpha_free` None: free when the cells
+    identify it (`identifies_size_term`). Raises FitError when fewer than 2 token counts are present."""
+    N, D, lr, batch, loss = (np.asarray(v, float) for v in (N, D, lr, batch, loss))
+    optima = cell_optima(N, D, lr, batch, loss)
+    cN = np.array([c.N for c in optima])
+    cD = np.array([c.D for c in optima])
+    if alpha_free is None:
+        alpha_free = identifies_size_term(cN, cD)
+    point = _law_params(cN, cD, np.array([c.lr_opt for c in optima]), np.array([c.batch_opt for c in optima]),
+                        alpha_free=alpha_free)
+    if point is None:
+        raise FitError(f"an hparams law needs cells at 2 or more token counts (and, for the size term, sizes that "
+                       f"vary apart from D); got {len(optima)} cells at D = {sorted(set(cD.tolist()))}.")
+    resample_cells = len(optima) >= MIN_CELLS_FOR_CELL_RESAMPLING
+    rng = np.random.default_rng(seed)
+    cells = [np.flatnonzero((N == c.N) & (D == c.D)) for c in optima]
+    laws = []
+    for _ in range(n_resamples):
+        chosen = rng.integers(0, len(cells), len(cells)) if resample_cells else np.arange(len(cells))
+        rows = []
+        for i in chosen:
+            idx = cells[i]
+            pick = idx[rng.integers(0, len(idx), len(idx))]
+            c = cell_optimum(lr[pick], batch[pick], loss[pick], N=optima[i].N, D=optima[i].D)
+            rows.append((c.N, c.D, c.lr_opt, c.batch_opt))
+        r = np.array(rows)
+        params = _law_params(r[:, 0], r[:, 1], r[:, 2], r[:, 3], alpha_free=alpha_free)
+        if params is not None:
+            laws.append(params)
+    laws_a = np.array(laws) if laws else np.zeros((0, 5))
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def ci(j: int) -> Interval:
+        if len(laws_a) < 2 or (j == 1 and not alpha_free):
+            return Interval(math.nan, math.nan)
+        return Interval(*map(float, np.percentile(laws_a[:, j], [lo_q, hi_q])))
+
+    ln_k, alpha, beta, ln_kb, gamma = map(float, point)
+    lr_res = np.log([c.lr_opt for c in optima]) - (ln_k + alpha * np.log(cN) + beta * np.log(cD))
+    b_res = np.log([c.batch_opt for c in optima]) - (ln_kb + gamma * np.log(cD))
+    law = HParamsLaw(k_lr=math.exp(ln_k), alpha=alpha, beta=beta, k_B=math.exp(ln_kb), gamma=gamma,  # floats
+                     alpha_ci=ci(1), beta_ci=ci(2), gamma_ci=ci(4), n_cells=len(optima), alpha_free=bool(alpha_free),
+                     resampling="cells, then runs within cells" if resample_cells else "runs within cells",
+                     n_resamples=n_resamples, n_valid=len(laws_a), lr_rmse=float(np.sqrt(np.mean(lr_res ** 2))),
+                     batch_rmse=float(np.sqrt(np.mean(b_res ** 2))), laws=laws_a)
+    return law, optima
+
+
+def off_optimum(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, *, law: HParamsLaw,
+                factor: float) -> list[OffCell]:
+    """The runs whose rate or batch lies more than `factor` (e.g. 2: outside [lr*/2, 2 lr*]) from the law's
+    optimum at their (N, D). A NaN lr or batch (not recorded) is not judged."""
+    assert factor > 1
+    out = []
+    for n, d, r, b in zip(*(np.asarray(v, float) for v in (N, D, lr, batch))):
+        r_opt, b_opt = float(law.lr(N=n, D=d)), float(law.batch(D=d))
+        what = []
+        for name, v, opt, sym in (("lr", r, r_opt, "lr*"), ("batch", b, b_opt, "B*")):
+            if math.isfinite(v) and v > 0:
+                ratio = v / opt
+                if ratio > factor:
+                    what.append(f"{name} {ratio:.2g}x above {sym}")
+                elif ratio < 1 / factor:
+                    what.append(f"{name} {1 / ratio:.2g}x below {sym}")
+        if what:
+            out.append(OffCell(N=float(n), D=float(d), lr=float(r), lr_opt=r_opt, batch=float(b), batch_opt=b_opt,
+                               what="; ".join(what)))
+    return out
