@@ -11,9 +11,10 @@ Two steps, both pure functions over numbers (no printing, no plotting):
        L ~ c0 + c1 x + c2 y + c3 x^2 + c4 x y + c5 y^2,   x = ln lr, y = ln B,
    through its best runs (the lowest-loss half, at least `MIN_POINTS`; a diverged run's loss far above the
    basin would bend the surface), not the argmin of the grid, which resolves the optimum only to the grid's
-   steps. With a single batch (or a single rate) in a cell the fit is a parabola in the other variable. A
-   vertex that is not a minimum (the surface not convex) or that lies outside the tried range (the optimum is
-   beyond an edge) falls back to the best run, and says so (`how`).
+   steps; a cell of few runs (a pilot's) is fitted through all of them, without the cross term below
+   `CROSS_POINTS`. With a single batch (or a single rate) in a cell the fit is a parabola in the other
+   variable. A vertex beyond the tried range gives the surface's minimum over that range (on its boundary,
+   `how` = edge); a surface that is not convex falls back to the best run; both say so (`how`, `edge`).
 2. **The law.** Through the cells' optima, by least squares in log space:
        ln lr* = ln k_lr + alpha ln N + beta ln D      (lr* = k_lr N^alpha D^beta; Step Law eq. 4:
                                                       eta* = 1.79 N^-0.713 D^0.307)
@@ -38,8 +39,10 @@ import numpy as np
 
 from orchestrator.fitting.errors import FitError
 
-MIN_POINTS = 6
-"""Fewest runs a cell's quadratic is fitted through (a full quadratic in two variables has 6 coefficients)."""
+MIN_POINTS = 5
+"""Fewest runs a cell's quadratic in two variables is fitted through: 5 without the cross term (ln lr x ln B),
+CROSS_POINTS or more with it (a full quadratic has 6 coefficients)."""
+CROSS_POINTS = 8
 BEST_FRACTION = 0.5
 """The share of a cell's runs (the lowest losses) that the quadratic is fitted through."""
 MIN_CELLS_FOR_CELL_RESAMPLING = 8
@@ -59,8 +62,9 @@ class CellOptimum:
     batch_opt: float
     loss_opt: float
     how: str
-    """vertex (the quadratic's minimum, inside the tried range) or best_run (not convex, or beyond an edge:
-    `edge` says which)."""
+    """vertex (the quadratic's minimum, inside the tried range), edge (its minimum over the tried range, on the
+    range's boundary: the unconstrained vertex lies beyond it; `edge` says where) or best_run (too few runs, or
+    not convex: `edge` says why)."""
     n_runs: int
     lr_best_run: float
     batch_best_run: float
@@ -147,10 +151,10 @@ class OffCell:
     """'lr 3.1x above lr*', 'batch 2.5x below B*', or both."""
 
 
-def _design(x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+def _design(x: np.ndarray, y: np.ndarray | None, *, cross: bool = True) -> np.ndarray:
     cols = [np.ones_like(x), x, x * x]
     if y is not None:
-        cols = [np.ones_like(x), x, y, x * x, x * y, y * y]
+        cols = [np.ones_like(x), x, y, x * x, x * y if cross else np.zeros_like(x), y * y]
     return np.stack(cols, axis=1)
 
 
@@ -172,6 +176,10 @@ def cell_optimum(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *, N: floa
     keep = order[:max(need, math.ceil(BEST_FRACTION * len(loss)))]
     result = None
     if len(keep) >= need:
+        if two_d and len(loss) >= 2 * CROSS_POINTS:
+            keep = order[:max(CROSS_POINTS, math.ceil(BEST_FRACTION * len(loss)))]
+        elif two_d:
+            keep = order  # few runs: all of them (a basin's walls are what locate its bottom)
         xs, ys, ls = x[keep], y[keep], loss[keep]
         if two_d:
             result = _vertex_2d(xs, ys, ls, x_range=(x.min(), x.max()), y_range=(y.min(), y.max()))
@@ -185,6 +193,8 @@ def cell_optimum(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *, N: floa
         return CellOptimum(lr_opt=float(lr[best]), batch_opt=float(batch[best]), loss_opt=float(loss[best]),
                            how="best_run", edge="too few distinct rates or batches for a fit", **fallback)
     lr_opt, b_opt, l_opt, edge = result
+    if edge.startswith("edge: "):  # the optimum within the tried box, on its boundary
+        return CellOptimum(lr_opt=lr_opt, batch_opt=b_opt, loss_opt=l_opt, how="edge", edge=edge[6:], **fallback)
     if edge:
         return CellOptimum(lr_opt=float(lr[best]), batch_opt=float(batch[best]), loss_opt=float(loss[best]),
                            how="best_run", edge=edge, **fallback)
@@ -207,20 +217,39 @@ def _vertex_1d(x: np.ndarray, loss: np.ndarray, *, lo: float, hi: float) -> tupl
 def _vertex_2d(x: np.ndarray, y: np.ndarray, loss: np.ndarray, *, x_range: tuple[float, float],
                y_range: tuple[float, float]) -> tuple[float, float, float, str]:
     """(lr, batch, loss) at the quadratic surface's minimum, and '' or why it is not usable."""
-    X = _design(x, y)
+    X = _design(x, y, cross=len(x) >= CROSS_POINTS)
     coef, *_ = np.linalg.lstsq(X, loss, rcond=None)
     c0, c1, c2, c3, c4, c5 = coef
     H = np.array([[2 * c3, c4], [c4, 2 * c5]])
     if not (H[0, 0] > 0 and np.linalg.det(H) > 0):
         return (math.nan, math.nan, math.nan, "the loss surface is not convex in (ln lr, ln B)")
+
+    def value(vx: float, vy: float) -> float:
+        return float(c0 + c1 * vx + c2 * vy + c3 * vx * vx + c4 * vx * vy + c5 * vy * vy)
+
     vx, vy = np.linalg.solve(H, [-c1, -c2])
+    inside_x = x_range[0] - EDGE_SLACK <= vx <= x_range[1] + EDGE_SLACK
+    inside_y = y_range[0] - EDGE_SLACK <= vy <= y_range[1] + EDGE_SLACK
+    if inside_x and inside_y:
+        return (float(math.exp(vx)), float(math.exp(vy)), value(vx, vy), "")
+    # The minimum of a convex quadratic over the tried box lies on its boundary: the best of the 1-D minima
+    # along each side (clipped to the side) is the optimum within the range; it is marked as at an edge.
+    candidates = []
+    for y0 in y_range:
+        xs = float(np.clip(-(c1 + c4 * y0) / (2 * c3), *x_range))
+        candidates.append((value(xs, y0), xs, y0))
+    for x0 in x_range:
+        ys = float(np.clip(-(c2 + c4 * x0) / (2 * c5), *y_range))
+        candidates.append((value(x0, ys), x0, ys))
+    best, bx, by = min(candidates)
     edges = []
-    if not x_range[0] - EDGE_SLACK <= vx <= x_range[1] + EDGE_SLACK:
-        edges.append(f"lr* {math.exp(vx):.3g} outside the tried {math.exp(x_range[0]):.3g}..{math.exp(x_range[1]):.3g}")
-    if not y_range[0] - EDGE_SLACK <= vy <= y_range[1] + EDGE_SLACK:
-        edges.append(f"B* {math.exp(vy):.4g} outside the tried {math.exp(y_range[0]):.4g}..{math.exp(y_range[1]):.4g}")
-    value = float(c0 + c1 * vx + c2 * vy + c3 * vx * vx + c4 * vx * vy + c5 * vy * vy)
-    return (float(math.exp(vx)), float(math.exp(vy)), value, "; ".join(edges))
+    if math.isclose(bx, x_range[0]) or math.isclose(bx, x_range[1]):
+        edges.append(f"lr* at the {'low' if math.isclose(bx, x_range[0]) else 'high'} end of the tried "
+                     f"{math.exp(x_range[0]):.3g}..{math.exp(x_range[1]):.3g}")
+    if math.isclose(by, y_range[0]) or math.isclose(by, y_range[1]):
+        edges.append(f"B* at the {'low' if math.isclose(by, y_range[0]) else 'high'} end of the tried "
+                     f"{math.exp(y_range[0]):.4g}..{math.exp(y_range[1]):.4g}")
+    return (float(math.exp(bx)), float(math.exp(by)), best, "edge: " + "; ".join(edges))
 
 
 def cell_optima(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray) -> list[CellOptimum]:
@@ -331,3 +360,155 @@ def off_optimum(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
             out.append(OffCell(N=float(n), D=float(d), lr=float(r), lr_opt=r_opt, batch=float(b), batch_opt=b_opt,
                                what="; ".join(what)))
     return out
+
+
+def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: np.ndarray, cell: np.ndarray,
+                      lN: np.ndarray, lD: np.ndarray, alpha_free: bool, n_cells: int, mode: str,
+                      y_mean: np.ndarray) -> np.ndarray:
+    """Residuals of the pooled model (see fit_pooled_law); theta = (ln k_lr, [alpha], beta, ln k_B, gamma, a, c, b,
+    f_1..f_cells). mode: bowl (quadratic in ln lr and ln B), linear (quadratic in ln lr, a shared slope c in ln B
+    about each cell's mean: B* lies beyond the batches tried), none (one batch per cell: ln lr alone)."""
+    i = 0
+    ln_k = theta[i]; i += 1
+    alpha = theta[i] if alpha_free else 0.0
+    i += alpha_free
+    beta, ln_kb, gamma, a, c, b = theta[i:i + 6]
+    f = theta[i + 6:i + 6 + n_cells]
+    dx = x - (ln_k + alpha * lN + beta * lD)  # distance from each run's cell's ln lr*
+    A = math.exp(a)
+    out = f[cell] + A * dx * dx - loss
+    if mode == "bowl":
+        C = math.exp(c)
+        Bc = math.tanh(b) * math.sqrt(A * C)  # |B| < sqrt(AC): the bowl stays convex
+        dy = y - (ln_kb + gamma * lD)
+        out += C * dy * dy + 2 * Bc * dx * dy
+    elif mode == "linear":
+        out += c * (y - y_mean)
+    return out
+
+
+def fit_pooled_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *,
+                   n_resamples: int = 1000, seed: int = 0, alpha_free: bool | None = None,
+                   level: float = 0.95) -> tuple[HParamsLaw, list[CellOptimum]]:
+    """The law fitted to every run at once, for a pilot's few runs per cell.
+
+    With 6 to 10 runs per cell, a quadratic per cell is barely determined and the law through 4 such optima
+    is noise. So one convex bowl in (ln lr, ln B) is shared by all cells, centred on the law:
+        L_i = f_c + A (x_i - x*_c)^2 + C (y_i - y*_c)^2 + 2 B (x_i - x*_c)(y_i - y*_c),
+        x*_c = ln k_lr + alpha ln N_c + beta ln D_c,   y*_c = ln k_B + gamma ln D_c,
+    with a free loss level f_c per cell, B^2 < A C, fitted by robust least squares (soft-L1, scale 0.01 nats, so
+    that a diverged run far up the walls does not bend the bowl; scipy least_squares). The same shape of basin
+    at every scale is the Step Law's observation (Li et al. 2025, sec. 3: the landscape keeps its shape and
+    only its centre moves). Cell optima are the bowl's centre at each cell (`how` = pooled, or edge where the
+    centre lies beyond the tried range of that cell). Intervals: runs resampled within cells, refitted."""
+    from scipy.optimize import least_squares  # noqa: PLC0415
+
+    N, D, lr, batch, loss = (np.asarray(v, float) for v in (N, D, lr, batch, loss))
+    ok = np.isfinite(loss) & (lr > 0) & (batch > 0)
+    N, D, lr, batch, loss = N[ok], D[ok], lr[ok], batch[ok], loss[ok]
+    keys = sorted({(float(a), float(b)) for a, b in zip(N, D)})
+    cell = np.array([keys.index((float(a), float(b))) for a, b in zip(N, D)])
+    cN, cD = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
+    if alpha_free is None:
+        alpha_free = identifies_size_term(cN, cD)
+    if len(np.unique(cD)) < 2:
+        raise FitError(f"an hparams law needs cells at 2 or more token counts; got {len(keys)} cells at "
+                       f"D = {sorted(set(cD.tolist()))}.")
+    x, y, lN, lD = np.log(lr), np.log(batch), np.log(N), np.log(D)
+    best = [int(np.flatnonzero(cell == i)[np.argmin(loss[cell == i])]) for i in range(len(keys))]
+    start = _law_params(cN, cD, lr[best], batch[best], alpha_free=alpha_free)
+    if start is None:
+        raise FitError(f"an hparams law needs sizes that vary apart from D; got cells {keys}.")
+    law0 = [start[0], *([start[1]] if alpha_free else []), start[2], start[3], start[4]]
+    theta0 = np.array([*law0, math.log(0.02), math.log(0.01), 0.0, *loss[best]])
+
+    # A cell with one batch says nothing about B*: without any searched batch the model is in ln lr alone and
+    # B*(D) is the law through the batches the cells ran at.
+    searched = any(len(np.unique(y[cell == i])) > 1 for i in range(len(keys)))
+    y_mean = np.array([y[cell == i].mean() for i in range(len(keys))])[cell]
+    b_law = _law_params(cN, cD, lr[best], batch[best], alpha_free=False)
+    n_law = 3 + alpha_free + 1  # ln k_lr, [alpha], beta, ln k_B, gamma
+    lower = np.full(len(theta0), -np.inf)
+    upper = np.full(len(theta0), np.inf)
+    lower[n_law - 1], upper[n_law - 1] = -2.0, 3.0  # gamma
+    lower[n_law - 2], upper[n_law - 2] = -60.0, 60.0  # ln k_B
+    lower[n_law:n_law + 2], upper[n_law:n_law + 2] = math.log(1e-6), math.log(10.0)  # ln A, ln C of the bowl
+    theta0 = np.clip(theta0, lower + 1e-9, upper - 1e-9)
+
+    def solve(idx: np.ndarray, init: np.ndarray, mode: str) -> np.ndarray | None:
+        if len(np.unique(cell[idx])) < len(keys):
+            return None
+        lo, hi = lower.copy(), upper.copy()
+        if mode == "linear":
+            lo[n_law + 1], hi[n_law + 1] = -np.inf, np.inf  # c is a slope there
+        fit = least_squares(_pooled_residuals, np.clip(init, lo + 1e-9, hi - 1e-9), loss="soft_l1", f_scale=0.01,
+                            x_scale="jac", bounds=(lo, hi),
+                            kwargs=dict(x=x[idx], y=y[idx], loss=loss[idx], cell=cell[idx], lN=lN[idx], lD=lD[idx],
+                                        alpha_free=alpha_free, n_cells=len(keys), mode=mode, y_mean=y_mean[idx]))
+        if not fit.success:
+            return None
+        if mode != "bowl":  # the batch law is the cells' best batches, not a fitted centre
+            fit.x[n_law - 2:n_law] = b_law[3:5]
+        return fit.x
+
+    mode = "bowl" if searched else "none"
+    theta = solve(np.arange(len(loss)), theta0, mode)
+    if theta is not None and mode == "bowl":
+        ys = theta[n_law - 2] + theta[n_law - 1] * np.log(cD)
+        beyond = sum(not y[cell == i].min() <= ys[i] <= y[cell == i].max() for i in range(len(keys)))
+        if beyond > len(keys) / 2:  # the loss keeps falling past the batches tried: no bowl to centre a law on
+            mode = "linear"
+            start = theta0.copy()
+            start[n_law + 1] = 0.0
+            theta = solve(np.arange(len(loss)), start, mode)
+    if theta is None:
+        raise FitError("the pooled hparams fit did not converge.")
+
+    def law_of(t: np.ndarray) -> np.ndarray:
+        return np.array([t[0], t[1] if alpha_free else 0.0, *t[1 + alpha_free:4 + alpha_free]])
+
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(cell == i) for i in range(len(keys))]
+    laws = []
+    for _ in range(n_resamples):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        t = solve(idx, theta, mode)
+        if t is not None:
+            laws.append(law_of(t))
+    laws_a = np.array(laws) if laws else np.zeros((0, 5))
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def ci(j: int) -> Interval:
+        if len(laws_a) < 2 or (j == 1 and not alpha_free):
+            return Interval(math.nan, math.nan)
+        return Interval(*map(float, np.percentile(laws_a[:, j], [lo_q, hi_q])))
+
+    ln_k, alpha, beta, ln_kb, gamma = map(float, law_of(theta))
+    f = theta[4 + alpha_free + 3:]
+    optima = []
+    for i, (n, d) in enumerate(keys):
+        g = groups[i]
+        xs, ys = ln_k + alpha * math.log(n) + beta * math.log(d), ln_kb + gamma * math.log(d)
+        edges = []
+        if not x[g].min() <= xs <= x[g].max():
+            edges.append(f"lr* {math.exp(xs):.3g} beyond the tried {lr[g].min():.3g}..{lr[g].max():.3g}")
+        if mode == "bowl" and not y[g].min() <= ys <= y[g].max():
+            edges.append(f"B* {math.exp(ys):.4g} beyond the tried {batch[g].min():.4g}..{batch[g].max():.4g}")
+        elif mode == "linear":
+            slope = float(theta[n_law + 1])
+            end = batch[g].min() if slope > 0 else batch[g].max()
+            edges.append(f"B* beyond the tried {batch[g].min():.4g}..{batch[g].max():.4g}: the loss falls by "
+                         f"{abs(slope) * math.log(2):.3g} nats per halving/doubling toward {end:.4g}")
+            ys = math.log(end)
+        j = g[np.argmin(loss[g])]
+        optima.append(CellOptimum(N=n, D=d, lr_opt=math.exp(xs), batch_opt=math.exp(ys), loss_opt=float(f[i]),
+                                  how="edge" if edges else "pooled", n_runs=len(g), lr_best_run=float(lr[j]),
+                                  batch_best_run=float(batch[j]), loss_best_run=float(loss[j]),
+                                  edge="; ".join(edges)))
+    res = _pooled_residuals(theta, x=x, y=y, loss=loss, cell=cell, lN=lN, lD=lD, alpha_free=alpha_free,
+                            n_cells=len(keys), mode=mode, y_mean=y_mean)
+    law = HParamsLaw(k_lr=math.exp(ln_k), alpha=alpha, beta=beta, k_B=math.exp(ln_kb), gamma=gamma,
+                     alpha_ci=ci(1), beta_ci=ci(2), gamma_ci=ci(4), n_cells=len(keys), alpha_free=bool(alpha_free),
+                     resampling=f"runs within cells, pooled ({mode})", n_resamples=n_resamples, n_valid=len(laws_a),
+                     lr_rmse=float(np.sqrt(np.mean(res ** 2))), batch_rmse=math.nan, laws=laws_a)
+    return law, optima

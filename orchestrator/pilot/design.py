@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.fitting.hparams_law import HParamsLaw
+from orchestrator.fitting.hparams_law import CellOptimum, HParamsLaw
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.hparams import HParamsConfig, ScaleRule
 
@@ -104,27 +104,39 @@ class VocabularyCheck:
                 f"N at C={self.budgets[worst]:.3g}")
         if collapsed:
             text += "; the sizes collapse to few shapes (" + "; ".join(collapsed) + ")"
-        return text + (": a law of N would mostly measure the vocabulary; use a smaller vocabulary "
-                       "(prepare.vocab_size) or larger budgets" if self.verdict != "ok" else "")
+        return text + (": a law of N_total then largely measures the vocabulary, not the model; a smaller "
+                       "vocabulary (prepare.vocab_size) or larger budgets leave room for the shapes"
+                       if self.verdict != "ok" else "")
 
 
 def vocabulary_check(budgets: list[float], *, n_total: list[list[int]], n_embed: list[list[int]],
-                     shapes: list[list[str]], vocab_size: int) -> VocabularyCheck:
-    """The check over a planned design: per budget, its trials' N_total, N_embed and shape strings."""
+                     shapes: list[list[str]], vocab_size: int, planned: int) -> VocabularyCheck:
+    """The check over a planned design: per budget, its trials' N_total, N_embed and shape strings; `planned`
+    sizes were asked for at each budget."""
     return VocabularyCheck(budgets=tuple(budgets),
                            embed_share=tuple(max(e / n for n, e in zip(ns, es)) for ns, es in zip(n_total, n_embed)),
-                           shapes=tuple(len(set(s)) for s in shapes), sizes=tuple(len(s) for s in shapes),
+                           shapes=tuple(len(set(s)) for s in shapes), sizes=tuple(planned for _ in shapes),
                            vocab_size=vocab_size)
 
 
-def pilot_rules(law: HParamsLaw, *, base: HParamsConfig, centre: float, name: str, lr_range: tuple[float, float],
-                seq_len: int, note: str) -> HParamsConfig:
+def batch_at_small_edge(optima: list[CellOptimum]) -> bool:
+    """Whether B* lay below the smallest batch tried in most cells (more steps still lowered the loss)."""
+    below = sum(1 for c in optima if "B*" in c.edge and c.batch_opt <= c.batch_best_run)
+    return below > len(optima) / 2
+
+
+def pilot_rules(law: HParamsLaw, optima: list[CellOptimum], *, base: HParamsConfig, centre: float, name: str,
+                lr_range: tuple[float, float], seq_len: int, note: str, most_steps: float) -> HParamsConfig:
     """The hparams option a pilot writes: its lr*(N, D) and B*(D) (B in tokens), its centre; the base's warmup,
-    beta2 and validity rules."""
+    beta2 and validity rules. Where B* lay below every batch tried in most cells, the law's batch is an
+    extrapolation past the runs: the rule keeps the most steps tried instead (B = D / most_steps, the form of
+    a constant-steps rule), rather than steps nobody ran."""
     lr = ScaleRule(of="N", coef=law.k_lr, exponent=law.alpha, of2="D", exponent2=law.beta, min=lr_range[0],
                    max=lr_range[1]) if law.alpha_free else ScaleRule(of="D", coef=law.k_lr, exponent=law.beta,
                                                                      min=lr_range[0], max=lr_range[1])
     batch = ScaleRule(of="D", coef=law.k_B, exponent=law.gamma, min=float(seq_len))
+    if batch_at_small_edge(optima):
+        batch = ScaleRule(of="D", coef=1.0 / most_steps, exponent=1.0, min=float(seq_len))
     return HParamsConfig(name=name, lr=lr, batch_tokens=batch, warmup_tokens=base.warmup_tokens,
                          beta2_batch_ref=base.beta2_batch_ref, beta2_ref=base.beta2_ref, beta2_min=base.beta2_min,
                          beta2_max=base.beta2_max, min_steps=base.min_steps, min_warmup_steps=base.min_warmup_steps,

@@ -5,7 +5,7 @@ few short runs at its smallest budgets, and write them as the hparams option `pi
    take more than 90% of N or a budget's sizes collapse to fewer than 3 shapes, a warning above 50%.
 2. The search: one Optuna study per cell (one size at each of the `pilot.budgets` smallest budgets, each size the
    guessed centre of one budget, so that N and D vary apart), over ln lr and the batch (choices that keep each
-   run a valid point), with the median pruner on eval losses at equal tokens, on the Ray runner into the MLflow
+   run a valid point), with a percentile pruner on eval losses at equal tokens, on the Ray runner into the MLflow
    experiment `pilot_<name>` (search/lr_search.py). The law lr*(N, D) = k N^alpha D^beta, B*(D) = k_B D^gamma
    through the cells' optima (fitting/hparams_law.py: Li et al. 2025's Step Law form), with bootstrap intervals.
 3. The profile: an IsoFLOP profile at the smallest budget under those rules (experiment `pilot_<name>_profile`),
@@ -33,18 +33,21 @@ from orchestrator.conf_dirs import ConfigDirs
 from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
-from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law
+from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
 from orchestrator.pilot import design
 from orchestrator.planner import Trial
 from orchestrator.sweep_plan import plan_trials
 from trainers.api import Status
 from trainers.config import DataConfig
 
+PRUNE_PERCENTILE = 75.0
+"""The pilot stops a trial only when its eval loss is in the worst quarter at equal tokens (most trials finish:
+each cell's quadratic needs its points)."""
 
 def _sub(config: Config, *, name: str, **sweep_keys) -> Config:
     """The config of one of the pilot's own sweeps: its own experiment, no adaptive placement, no forks."""
-    sweep = replace(config.sweep, name=name, sizes=[], shapes=[], tokens=[], lr=[], batch_tokens=[], warmup_tokens=[],
-                    lr_from="", forks=False, **sweep_keys)
+    keys = dict(sizes=[], shapes=[], tokens=[], lr=[], batch_tokens=[], warmup_tokens=[], lr_from="", forks=False)
+    sweep = replace(config.sweep, name=name, **(keys | sweep_keys))
     return replace(config, sweep=sweep, adaptive=replace(config.adaptive, enabled=False),
                    tracking=replace(config.tracking, experiment=None))
 
@@ -56,12 +59,14 @@ def _by_budget(trials: list[Trial]) -> dict[float, list[Trial]]:
     return dict(sorted(out.items()))
 
 
-def check_vocabulary(trials: list[Trial], *, vocab_size: int) -> design.VocabularyCheck:
+def check_vocabulary(trials: list[Trial], *, vocab_size: int, sizes_per_budget: int) -> design.VocabularyCheck:
+    """The vocabulary check of a planned IsoFLOP design (the planner has already collapsed sizes that resolved
+    to one shape: `sizes_per_budget` is how many each budget asked for)."""
     groups = _by_budget(trials)
     return design.vocabulary_check(
         list(groups), n_total=[[t.cost.n_total for t in ts] for ts in groups.values()],
         n_embed=[[t.cost.n_embed for t in ts] for ts in groups.values()],
-        shapes=[[t.shape for t in ts] for ts in groups.values()], vocab_size=vocab_size)
+        shapes=[[t.shape for t in ts] for ts in groups.values()], vocab_size=vocab_size, planned=sizes_per_budget)
 
 
 def _finished(config: Config) -> pd.DataFrame:
@@ -78,8 +83,8 @@ def _finished(config: Config) -> pd.DataFrame:
 def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budgets: list[float]):
     """Step 2: the cells' studies, run (or resumed); returns the runs as (N, D, lr, batch, loss) rows."""
     from orchestrator.runner import run_sweep  # noqa: PLC0415
-    from orchestrator.search.lr_search import LRSearch, point_label, previous_results  # noqa: PLC0415
-    from orchestrator.search.storage import open_storage, study_name  # noqa: PLC0415
+    from orchestrator.search.lr_search import LRSearch, previous_results  # noqa: PLC0415
+    from orchestrator.search.storage import open_storage  # noqa: PLC0415
 
     p = config.pilot
     sizes = design.cell_sizes(budgets, centre_guess=p.centre_guess)
@@ -92,21 +97,13 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
                                     min_steps=config.hparams.min_steps, n=p.batch_choices) for t in points]
     storage = open_storage(cfg.search, tracking_uri=cfg.tracking.uri)
     source = LRSearch(cfg, points=points, storage=storage, previous=previous_results(cfg), batch_choices=choices,
-                      tags={"stage": "pilot"})
+                      tags={"stage": "pilot"}, prune_percentile=PRUNE_PERCENTILE)
     print(f"pilot {name}: search over lr {p.lr_min:g}..{p.lr_max:g} and batch at {len(points)} cells x "
-          f"{p.trials_per_cell} trials (TPE, median pruner); {source.resumed} already done", flush=True)
+          f"{p.trials_per_cell} trials (TPE, percentile pruner); {source.resumed} already done", flush=True)
     code = run_sweep(cfg, trials=points, source=source)
     if code not in (0, 1):
         raise RunFailure(f"the pilot's search stopped (exit {code}); rerun the same command to resume it.")
-    import optuna  # noqa: PLC0415  (search/ owns Optuna; the pilot reads its studies' frozen trials)
-
-    rows, pruned = [], 0
-    for point, study in zip(points, source.studies):
-        assert study.study_name == study_name(name, point_label(point))
-        for t in study.get_trials(deepcopy=False):
-            if t.state == optuna.trial.TrialState.COMPLETE:
-                rows.append((point.cost.n_total, point.tokens, t.params["lr"], t.params["batch_tokens"], t.value))
-            pruned += t.state == optuna.trial.TrialState.PRUNED
+    rows, pruned = source.finished_runs()
     return cfg, points, pd.DataFrame(rows, columns=["N", "D", "lr", "batch", "loss"]), pruned
 
 
@@ -170,7 +167,8 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     budgets = sorted(sweep.budgets)[:p.budgets]
     guess = replace(config, sweep=replace(sweep, centre_tokens_per_param=p.centre_guess),
                     hparams=replace(config.hparams, centre_tokens_per_param=0.0))
-    vocab = check_vocabulary(plan_trials(guess, datasets=datasets), vocab_size=data.vocab_size)
+    vocab = check_vocabulary(plan_trials(guess, datasets=datasets), vocab_size=data.vocab_size,
+                             sizes_per_budget=sweep.sizes_per_budget)
     if vocab.verdict == "refuse":
         raise UsageError(f"action=pilot refuses this design: {vocab.sentence()}.")
     if vocab.verdict == "warn":
@@ -178,21 +176,24 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
 
     search_cfg, points, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
     try:
-        law, optima = fit_hparams_law(rows["N"], rows["D"], rows["lr"], rows["batch"], rows["loss"],
-                                      n_resamples=p.bootstrap, seed=p.seed)
+        law, optima = fit_pooled_law(rows["N"], rows["D"], rows["lr"], rows["batch"], rows["loss"],
+                                     n_resamples=p.bootstrap, seed=p.seed)
     except FitError as err:
         raise RunFailure(f"the pilot's hparams law could not be fitted: {err}") from None
     seq_len = points[0].config["model"]["seq_len"]
+    most_steps = max(t.tokens / min(c) for t, c in zip(points, choices))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    provisional = design.pilot_rules(law, base=config.hparams, centre=0.0, name=name, lr_range=(p.lr_min, p.lr_max),
-                                     seq_len=seq_len, note="")
+    provisional = design.pilot_rules(law, optima, base=config.hparams, centre=0.0, name=name,
+                                     lr_range=(p.lr_min, p.lr_max), seq_len=seq_len, note="", most_steps=most_steps)
     minimum, profile_cfg = _profile(config, datasets=datasets, name=f"{name}_profile", budget=budgets[0],
                                     rules=provisional)
     note = (f"lr, batch_tokens and centre_tokens_per_param measured by action=pilot of sweep {sweep.name} "
-            f"({stamp}; {len(optima)} cells, {len(rows)} finished runs, profile at C={minimum.budget:.3g})")
+            f"({stamp}; {len(optima)} cells, {len(rows)} finished runs, profile at C={minimum.budget:.3g})"
+            + (f"; B* lay below the smallest batch tried in most cells, so the batch keeps the most steps tried "
+               f"(D / {most_steps:.0f})" if design.batch_at_small_edge(optima) else ""))
     rules = replace(provisional, centre_tokens_per_param=minimum.centre, pilot=note)
     final = plan_trials(replace(config, hparams=rules), datasets=datasets)
-    vocab_final = check_vocabulary(final, vocab_size=data.vocab_size)
+    vocab_final = check_vocabulary(final, vocab_size=data.vocab_size, sizes_per_budget=sweep.sizes_per_budget)
     measured = throughput(pd.concat([_finished(search_cfg), _finished(profile_cfg)], ignore_index=True))
     invalid = sum(t.invalid is not None for t in final)
 

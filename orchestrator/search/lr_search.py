@@ -45,7 +45,12 @@ def make_sampler(search: SearchConfig, *, seed: int) -> optuna.samplers.BaseSamp
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 
-def make_pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
+def make_pruner(search: SearchConfig, *, percentile: float | None = None) -> optuna.pruners.BasePruner:
+    """search.pruner's pruner; with `percentile` (a pilot's), Optuna's PercentilePruner: a trial is stopped only
+    when its loss is in the worst (100 - percentile)% at its step, so most trials finish and give the per-cell
+    fit its points."""
+    if percentile is not None:
+        return optuna.pruners.PercentilePruner(percentile, n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "successive_halving":
@@ -58,7 +63,7 @@ class LRSearch:
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
                  previous: dict[str, tuple[str, float | None]], batch_choices: list[list[int]] | None = None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, prune_percentile: float | None = None) -> None:
         """`batch_choices`: per point, the batch sizes (tokens) its study searches (a pilot's, whose choices
         follow each point's D); None: search.batch_tokens for every point. Intermediate losses are then keyed
         by tokens seen, not steps, so that the pruner compares runs of different batches at equal tokens."""
@@ -69,7 +74,8 @@ class LRSearch:
         for index, point in enumerate(points):
             study = optuna.create_study(
                 study_name=study_name(config.sweep.name, point_label(point)), storage=storage,
-                sampler=make_sampler(self.search, seed=self.search.seed + index), pruner=make_pruner(self.search),
+                sampler=make_sampler(self.search, seed=self.search.seed + index),
+                pruner=make_pruner(self.search, percentile=prune_percentile),
                 direction="minimize", load_if_exists=True)
             study.set_user_attr("N_total", point.cost.n_total)
             study.set_user_attr("budget", point.budget)
@@ -156,6 +162,18 @@ class LRSearch:
             self.studies[index].tell(ot, state=TrialState.PRUNED)
         else:  # crashed, diverged, oom, lost: not a loss the sampler should model
             self.studies[index].tell(ot, state=TrialState.FAIL)
+
+    def finished_runs(self) -> tuple[list[tuple[float, int, float, float, float]], int]:
+        """((N_total, D, lr, batch_tokens, final loss) of every finished trial, the number pruned) over the
+        studies; batch_tokens is the point's own where the batch was not searched."""
+        rows, pruned = [], 0
+        for point, study in zip(self.points, self.studies):
+            for t in study.get_trials(deepcopy=False):
+                if t.state == TrialState.COMPLETE:
+                    batch = t.params.get("batch_tokens", point.config["trainer"]["batch_tokens"])
+                    rows.append((point.cost.n_total, point.tokens, t.params["lr"], batch, t.value))
+                pruned += t.state == TrialState.PRUNED
+        return rows, pruned
 
     def done(self) -> bool:
         return not any(self._open(i) for i in range(len(self.points)))
