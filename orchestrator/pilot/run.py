@@ -104,7 +104,7 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
     if code not in (0, 1):
         raise RunFailure(f"the pilot's search stopped (exit {code}); rerun the same command to resume it.")
     rows, pruned = source.finished_runs()
-    return cfg, points, pd.DataFrame(rows, columns=["N", "D", "lr", "batch", "loss"]), pruned
+    return cfg, points, choices, pd.DataFrame(rows, columns=["N", "D", "lr", "batch", "loss"]), pruned
 
 
 def _profile(config: Config, *, datasets: dict[str, DataConfig], name: str, budget: float, rules):
@@ -174,7 +174,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     if vocab.verdict == "warn":
         print(f"warning: {vocab.sentence()}.", flush=True)
 
-    search_cfg, points, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
+    search_cfg, points, choices, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
     try:
         law, optima = fit_pooled_law(rows["N"], rows["D"], rows["lr"], rows["batch"], rows["loss"],
                                      n_resamples=p.bootstrap, seed=p.seed)
