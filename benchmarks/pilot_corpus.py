@@ -136,7 +136,7 @@ def main() -> int:
     budgets = "[" + ", ".join(args.budgets.split(",")) + "]"
     (conf / "sweep" / "stdlib.yaml").write_text(SWEEP.format(budgets=budgets))
     (conf / "data" / "stdlib.yaml").write_text(
-        f"name: stdlib\nvocab_size: {meta['vocab_size']}\npath: {out / 'tokens'}\ndtype: {meta['dtype']}\n"
+        f"name: tokens\nvocab_size: {meta['vocab_size']}\npath: {out / 'tokens'}\ndtype: {meta['dtype']}\n"
         f"allow_repeat: false\n")
     base = ["--config-dir", str(conf), "sweep=stdlib", "data=stdlib"]
     code, secs, text = cli(*base, "action=pilot", "pilot.name=stdlib", cwd=out, log=out / "pilot.log")

@@ -33,7 +33,7 @@ whose law cannot be fitted (too few distinct N or D) are dropped and counted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -102,6 +102,8 @@ class HParamsLaw:
     lr_rmse: float
     """Root-mean-square residual of ln lr* about the law, over the cells (0.1 = 10% off)."""
     batch_rmse: float
+    note: str = ""
+    """Why the form is what it is (e.g. the size term dropped because the cells did not identify it)."""
     laws: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros((0, 5)))
     """The resamples' (ln k_lr, alpha, beta, ln k_B, gamma), one row per valid resample."""
 
@@ -387,9 +389,31 @@ def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: 
     return out
 
 
+MAX_ALPHA_WIDTH = 1.0
+"""A size exponent whose 95% interval is wider than this (and holds 0) is not identified by the cells: the pooled
+fit then drops the N term (lr*(D), the one-variable form of DeepSeek LLM 2024) rather than extrapolate noise."""
+
+
 def fit_pooled_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *,
                    n_resamples: int = 1000, seed: int = 0, alpha_free: bool | None = None,
                    level: float = 0.95) -> tuple[HParamsLaw, list[CellOptimum]]:
+    """`_fit_pooled` (below); with alpha_free None, the N term is kept only where its interval identifies it."""
+    law, optima = _fit_pooled(N, D, lr, batch, loss, n_resamples=n_resamples, seed=seed, alpha_free=alpha_free,
+                              level=level)
+    width = law.alpha_ci.hi - law.alpha_ci.lo
+    if alpha_free is None and law.alpha_free and n_resamples and (
+            not math.isfinite(width) or (width > MAX_ALPHA_WIDTH and law.alpha_ci.lo <= 0 <= law.alpha_ci.hi)):
+        note = (f"the size term was dropped: alpha = {law.alpha:.3f}, 95% interval {law.alpha_ci.lo:.3f} to "
+                f"{law.alpha_ci.hi:.3f}, is not identified by these cells")
+        law, optima = _fit_pooled(N, D, lr, batch, loss, n_resamples=n_resamples, seed=seed, alpha_free=False,
+                                  level=level)
+        law = replace(law, note=note)
+    return law, optima
+
+
+def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *,
+                n_resamples: int, seed: int, alpha_free: bool | None,
+                level: float) -> tuple[HParamsLaw, list[CellOptimum]]:
     """The law fitted to every run at once, for a pilot's few runs per cell.
 
     With 6 to 10 runs per cell, a quadratic per cell is barely determined and the law through 4 such optima

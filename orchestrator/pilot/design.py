@@ -20,10 +20,12 @@ EMBED_REFUSE = 0.9
 """Above this share, or when a budget's sizes collapse to fewer than 3 distinct shapes, the pilot refuses."""
 
 
-def cell_sizes(budgets: list[float], *, centre_guess: float) -> list[float]:
-    """One size per budget, N_c = sqrt(C / (6 r)) (Hoffmann et al. 2022), r the guessed tokens per parameter. A
-    grid of these sizes over the budgets gives cells whose N and D vary apart (lr*(N, D) needs both)."""
-    return [math.sqrt(c / (6.0 * centre_guess)) for c in budgets]
+def cells(budgets: list[float], *, centre_guess: float, span: float) -> list[tuple[float, float]]:
+    """(budget, size) of each cell: at every budget, the sizes N = sqrt(C / (6 r)) (Hoffmann et al. 2022) of
+    r = centre_guess and r = centre_guess x span tokens per parameter. The cells then vary N and D apart (lr*(N, D)
+    needs both) over the range of tokens per parameter an IsoFLOP design spans, at the cost of the smallest
+    budgets."""
+    return [(c, math.sqrt(c / (6.0 * r))) for c in budgets for r in (centre_guess, centre_guess * span)]
 
 
 def batch_choices(tokens: int, *, seq_len: int, min_steps: int, n: int) -> list[int]:
@@ -31,6 +33,11 @@ def batch_choices(tokens: int, *, seq_len: int, min_steps: int, n: int) -> list[
     down, so every choice runs at least s steps (a valid scaling point)."""
     s = max(min_steps, MIN_STEPS_FLOOR)
     return sorted({seq_len * max(1, math.floor(tokens / (s * 2 ** i) / seq_len)) for i in range(n)})
+
+
+def most_steps(*, min_steps: int, n: int) -> int:
+    """The most steps the batch choices were laid out to give: s 2^(n-1) (a cell's rounding aside)."""
+    return max(min_steps, MIN_STEPS_FLOOR) * 2 ** (n - 1)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class PilotConfig:
     """How many of the sweep's smallest budgets the learning-rate and batch search runs at (2 or 3)."""
     centre_guess: float = 20.0
     """Tokens per parameter the search's cells and the first profile are centred on (Hoffmann et al. 2022's 20)."""
+    cell_span: float = 16.0
+    """At each budget the cells train at centre_guess and centre_guess x cell_span tokens per parameter."""
     trials_per_cell: int = 10
     """Optuna trials (finished or pruned) per cell (one size at one budget)."""
     lr_min: float = 3e-4
@@ -61,14 +63,15 @@ class PilotConfig:
     def __post_init__(self) -> None:
         if self.budgets < 1:
             raise ValueError(f"pilot.budgets={self.budgets} is invalid: it must be >= 1.")
-        for key in ("centre_guess", "lr_min", "lr_max", "profile_span"):
+        for key in ("centre_guess", "lr_min", "lr_max", "profile_span", "cell_span"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"pilot.{key}={value} is invalid: it must be a positive number.")
         if self.lr_min >= self.lr_max:
             raise ValueError(f"pilot.lr_min={self.lr_min} must be below pilot.lr_max={self.lr_max}.")
-        if self.profile_span <= 1:
-            raise ValueError(f"pilot.profile_span={self.profile_span} is invalid: it must be > 1.")
+        for key in ("profile_span", "cell_span"):
+            if getattr(self, key) <= 1:
+                raise ValueError(f"pilot.{key}={getattr(self, key)} is invalid: it must be > 1.")
         for key, low in (("trials_per_cell", 3), ("batch_choices", 1), ("profile_sizes", 3), ("max_extensions", 0),
                          ("bootstrap", 0)):
             if getattr(self, key) < low:

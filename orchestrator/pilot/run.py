@@ -87,12 +87,13 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
     from orchestrator.search.storage import open_storage  # noqa: PLC0415
 
     p = config.pilot
-    sizes = design.cell_sizes(budgets, centre_guess=p.centre_guess)
-    cfg = _sub(config, name=name, kind="lr_search", sizes=sizes, budgets=budgets)
+    cfg = _sub(config, name=name, kind="lr_search", sizes=[1.0], budgets=budgets[:1])
     cfg = replace(cfg, search=replace(cfg.search, sampler="tpe", pruner="median", trials_per_size=p.trials_per_cell,
                                       parallel_per_size=1, startup_trials=3, lr_min=p.lr_min, lr_max=p.lr_max,
                                       batch_tokens=[], warmup_tokens=[], seed=p.seed))
-    points = plan_trials(cfg, datasets=datasets)
+    points = [t for budget, size in design.cells(budgets, centre_guess=p.centre_guess, span=p.cell_span)
+              for t in plan_trials(replace(cfg, sweep=replace(cfg.sweep, sizes=[size], budgets=[budget])),
+                                   datasets=datasets)]
     choices = [design.batch_choices(t.tokens, seq_len=t.config["model"]["seq_len"],
                                     min_steps=config.hparams.min_steps, n=p.batch_choices) for t in points]
     storage = open_storage(cfg.search, tracking_uri=cfg.tracking.uri)
@@ -174,14 +175,14 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     if vocab.verdict == "warn":
         print(f"warning: {vocab.sentence()}.", flush=True)
 
-    search_cfg, points, choices, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
+    search_cfg, points, _, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
     try:
         law, optima = fit_pooled_law(rows["N"], rows["D"], rows["lr"], rows["batch"], rows["loss"],
                                      n_resamples=p.bootstrap, seed=p.seed)
     except FitError as err:
         raise RunFailure(f"the pilot's hparams law could not be fitted: {err}") from None
     seq_len = points[0].config["model"]["seq_len"]
-    most_steps = max(t.tokens / min(c) for t, c in zip(points, choices))
+    most_steps = design.most_steps(min_steps=config.hparams.min_steps, n=p.batch_choices)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     provisional = design.pilot_rules(law, optima, base=config.hparams, centre=0.0, name=name,
                                      lr_range=(p.lr_min, p.lr_max), seq_len=seq_len, note="", most_steps=most_steps)
@@ -238,6 +239,8 @@ def format_summary(law: HParamsLaw, optima, *, minimum: design.ProfileMinimum, v
     lines += [f"  cell N={c.N:.4g} D={c.D:.4g}: lr*={c.lr_opt:.3g} B*={c.batch_opt:.4g} tokens ({c.how}"
               + (f": {c.edge}" if c.edge else "") + ")" for c in optima]
     lines.append("  " + law_sentence(law, batch_unit="tokens"))
+    if law.note:
+        lines.append(f"  note: {law.note}")
     lines.append(f"  centre: the minimum at C={minimum.budget:.3g} is N={minimum.N_opt:.4g}, D={minimum.D_opt:.4g} "
                  f"({minimum.tokens_per_param:.1f} tokens per parameter) -> centre_tokens_per_param "
                  f"{minimum.centre:.4g}" + (f" (still at the {minimum.edge} edge after the extensions)" if minimum.edge
@@ -259,8 +262,12 @@ def law_sentence(law: HParamsLaw, *, batch_unit: str) -> str:
         return "" if math.isnan(i.lo) else f" [{i.lo:.3f}, {i.hi:.3f}]"
 
     size = f" N^{law.alpha:.3f}{ci(law.alpha_ci)}" if law.alpha_free else ""
-    return (f"lr*(N, D) = {law.k_lr:.4g}{size} D^{law.beta:.3f}{ci(law.beta_ci)}; "
-            f"B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}{ci(law.gamma_ci)} {batch_unit} "
+    batch = f"B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}{ci(law.gamma_ci)} {batch_unit}"
+    if "(linear)" in law.resampling:
+        batch = "B*(D) not fitted: the loss kept falling past the batches tried (see the cells)"
+    elif "(none)" in law.resampling:
+        batch = f"B*(D) = {law.k_B:.4g} D^{law.gamma:.3f} {batch_unit}: the batches the cells ran at (not searched)"
+    return (f"lr*(N, D) = {law.k_lr:.4g}{size} D^{law.beta:.3f}{ci(law.beta_ci)}; {batch} "
             f"(95% intervals, {law.n_valid} of {law.n_resamples} resamples, {law.resampling})")
 
 

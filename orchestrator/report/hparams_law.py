@@ -36,10 +36,16 @@ def section_lines(law: HParamsLaw, optima: list[CellOptimum], *, title: str, fig
     size = f" N^{law.alpha:.3f}" if law.alpha_free else ""
     lines += [f"- lr*(N, D) = {law.k_lr:.4g}{size} D^{law.beta:.3f}: "
               + (f"alpha = {law.alpha:.3f}{_ci(law.alpha_ci)}, " if law.alpha_free else "(one size per D: no N term), ")
-              + f"beta = {law.beta:.3f}{_ci(law.beta_ci)}; cells scatter {100 * law.lr_rmse:.0f}% (rms) about it",
-              f"- B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}: gamma = {law.gamma:.3f}{_ci(law.gamma_ci)}; cells scatter "
-              f"{100 * law.batch_rmse:.0f}% (rms)",
+              + f"beta = {law.beta:.3f}{_ci(law.beta_ci)}"
+              + ("" if law.n_cells and "pooled" in law.resampling else
+                 f"; cells scatter {100 * law.lr_rmse:.0f}% (rms) about it"),
+              (f"- B*(D) not fitted: in most cells the loss kept falling past the batches tried (see `how` below)"
+               if "(linear)" in law.resampling else
+               f"- B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}: gamma = {law.gamma:.3f}{_ci(law.gamma_ci)}"
+               + ("" if math.isnan(law.batch_rmse) else f"; cells scatter {100 * law.batch_rmse:.0f}% (rms)")),
               f"- intervals: {law.n_valid} of {law.n_resamples} bootstrap resamples ({law.resampling})"]
+    if law.note:
+        lines.append(f"- note: {law.note}")
     if predict is not None:
         pr = law.predict(N=predict[0], D=predict[1])
         lines.append(f"- predicted at N = {pr.N:.4g}, D = {pr.D:.4g}: lr* = {pr.lr:.4g} ({pr.lr_ci.lo:.4g} to "
