@@ -32,7 +32,7 @@ class PilotConfig:
     """How many of the sweep's smallest budgets the learning-rate and batch search runs at (2 or 3)."""
     centre_guess: float = 20.0
     """Tokens per parameter the search's cells and the first profile are centred on (Hoffmann et al. 2022's 20)."""
-    cell_span: float = 16.0
+    cell_span: float = 4.0
     """At each budget the cells train at centre_guess and centre_guess x cell_span tokens per parameter."""
     trials_per_cell: int = 10
     """Optuna trials (finished or pruned) per cell (one size at one budget)."""
