@@ -11,7 +11,7 @@ in a scratch folder:
   4. the report       reports/stdlib/: fit.json's checks, how many budgets have a bracketed minimum, the headline.
 Prints each stage's wall time and the figures; exits 1 when fewer than 3 budgets are bracketed.
 
-    python benchmarks/pilot_corpus.py --out DIR [--mb 3] [--vocab 512] [--budgets 1e10,3e10,1e11,3e11]
+    python benchmarks/pilot_corpus.py --out DIR [--mb 3] [--vocab 512] [--budgets 1e10,3e10,1e11]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="a fresh folder")
     parser.add_argument("--mb", type=float, default=3.0)
     parser.add_argument("--vocab", type=int, default=512)
-    parser.add_argument("--budgets", default="1e10,3e10,1e11,3e11")
+    parser.add_argument("--budgets", default="1e10,3e10,1e11")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=False)
@@ -147,6 +147,9 @@ def main() -> int:
         return 1
     code, secs, text = cli(*base, "hparams=pilot_stdlib", cwd=out, log=out / "sweep.log")
     print(f"sweep + report: {secs:.0f} s, exit {code}", flush=True)
+    if not (out / "reports" / "stdlib" / "fit.json").is_file():
+        print(text[-2000:])
+        return 1
     fit = json.loads((out / "reports" / "stdlib" / "fit.json").read_text())
     profiles = fit.get("isoflop", {}).get("profiles", [])
     bracketed = sum(1 for p in profiles if not p["edge"])

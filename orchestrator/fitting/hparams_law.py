@@ -366,7 +366,7 @@ def off_optimum(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
 
 def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: np.ndarray, cell: np.ndarray,
                       lN: np.ndarray, lD: np.ndarray, alpha_free: bool, n_cells: int, mode: str,
-                      y_mean: np.ndarray, gamma_fixed: float | None = None) -> np.ndarray:
+                      y_mean: np.ndarray) -> np.ndarray:
     """Residuals of the pooled model (see fit_pooled_law); theta = (ln k_lr, [alpha], beta, ln k_B, gamma, a, c, b,
     f_1..f_cells). mode: bowl (quadratic in ln lr and ln B), linear (quadratic in ln lr, a shared slope c in ln B
     about each cell's mean: B* lies beyond the batches tried), none (one batch per cell: ln lr alone)."""
@@ -375,7 +375,6 @@ def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: 
     alpha = theta[i] if alpha_free else 0.0
     i += alpha_free
     beta, ln_kb, gamma, a, c, b = theta[i:i + 6]
-    gamma = gamma if gamma_fixed is None else gamma_fixed
     f = theta[i + 6:i + 6 + n_cells]
     dx = x - (ln_k + alpha * lN + beta * lD)  # distance from each run's cell's ln lr*
     A = math.exp(a)
@@ -414,7 +413,7 @@ def fit_pooled_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarr
 
 def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, *,
                 n_resamples: int, seed: int, alpha_free: bool | None,
-                level: float, gamma_fixed: float | None = None) -> tuple[HParamsLaw, list[CellOptimum]]:
+                level: float) -> tuple[HParamsLaw, list[CellOptimum]]:
     """The law fitted to every run at once, for a pilot's few runs per cell.
 
     With 6 to 10 runs per cell, a quadratic per cell is barely determined and the law through 4 such optima
@@ -456,9 +455,6 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     lower = np.full(len(theta0), -np.inf)
     upper = np.full(len(theta0), np.inf)
     lower[n_law - 1], upper[n_law - 1] = -2.0, 3.0  # gamma
-    if gamma_fixed is not None:
-        theta0[n_law - 1] = gamma_fixed
-        theta0[n_law - 2] = float(np.mean(y[best] - gamma_fixed * lD[best]))
     lower[n_law - 2], upper[n_law - 2] = -60.0, 60.0  # ln k_B
     lower[n_law:n_law + 2], upper[n_law:n_law + 2] = math.log(1e-6), math.log(10.0)  # ln A, ln C of the bowl
     theta0 = np.clip(theta0, lower + 1e-9, upper - 1e-9)
@@ -472,19 +468,16 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
         fit = least_squares(_pooled_residuals, np.clip(init, lo + 1e-9, hi - 1e-9), loss="soft_l1", f_scale=0.01,
                             x_scale="jac", bounds=(lo, hi),
                             kwargs=dict(x=x[idx], y=y[idx], loss=loss[idx], cell=cell[idx], lN=lN[idx], lD=lD[idx],
-                                        alpha_free=alpha_free, n_cells=len(keys), mode=mode, y_mean=y_mean[idx],
-                                        gamma_fixed=gamma_fixed))
+                                        alpha_free=alpha_free, n_cells=len(keys), mode=mode, y_mean=y_mean[idx]))
         if not fit.success:
             return None
-        if gamma_fixed is not None:
-            fit.x[n_law - 1] = gamma_fixed
         if mode != "bowl":  # the batch law is the cells' best batches, not a fitted centre
             fit.x[n_law - 2:n_law] = b_law[3:5]
         return fit.x
 
     mode = "bowl" if searched else "none"
     theta = solve(np.arange(len(loss)), theta0, mode)
-    if theta is not None and mode == "bowl" and gamma_fixed is None:
+    if theta is not None and mode == "bowl":
         ys = theta[n_law - 2] + theta[n_law - 1] * np.log(cD)
         beyond = sum(not y[cell == i].min() <= ys[i] <= y[cell == i].max() for i in range(len(keys)))
         if beyond > len(keys) / 2:  # the loss keeps falling past the batches tried: no bowl to centre a law on
@@ -537,7 +530,7 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
                                   batch_best_run=float(batch[j]), loss_best_run=float(loss[j]),
                                   edge="; ".join(edges)))
     res = _pooled_residuals(theta, x=x, y=y, loss=loss, cell=cell, lN=lN, lD=lD, alpha_free=alpha_free,
-                            n_cells=len(keys), mode=mode, y_mean=y_mean, gamma_fixed=gamma_fixed)
+                            n_cells=len(keys), mode=mode, y_mean=y_mean)
     law = HParamsLaw(k_lr=math.exp(ln_k), alpha=alpha, beta=beta, k_B=math.exp(ln_kb), gamma=gamma,
                      alpha_ci=ci(1), beta_ci=ci(2), gamma_ci=ci(4), n_cells=len(keys), alpha_free=bool(alpha_free),
                      resampling=f"runs within cells, pooled ({mode})", n_resamples=n_resamples, n_valid=len(laws_a),
