@@ -11,7 +11,7 @@ in a scratch folder:
   4. the report       reports/stdlib/: fit.json's checks, how many budgets have a bracketed minimum, the headline.
 Prints each stage's wall time and the figures; exits 1 when fewer than 3 budgets are bracketed.
 
-    python benchmarks/pilot_corpus.py --out DIR [--mb 3] [--vocab 512] [--budgets 1e10,3e10,1e11]
+    python benchmarks/pilot_corpus.py --out DIR [--mb 6] [--vocab 512] [--budgets 1e10,3e10,1e11]
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def cli(*args: str, cwd: Path, log: Path) -> tuple[int, float, str]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True, help="a fresh folder")
-    parser.add_argument("--mb", type=float, default=3.0)
+    parser.add_argument("--mb", type=float, default=6.0)
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--budgets", default="1e10,3e10,1e11")
     args = parser.parse_args()

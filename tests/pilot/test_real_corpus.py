@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_stdlib_docs_chain_ends_with_bracketed_minima_and_a_plain_headline(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "pilot_corpus.py"), "--out", str(out),
-                           "--mb", "3", "--vocab", "512", "--budgets", "1e10,3e10,1e11"],
+                           "--mb", "6", "--vocab", "512", "--budgets", "1e10,3e10,1e11"],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rules = (out / "conf" / "hparams" / "pilot_stdlib.yaml").read_text()
