@@ -4,7 +4,8 @@ The corpus is built on the machine without downloads: the docstrings and comment
 standard library (`sysconfig.get_paths()["stdlib"]`, every *.py file: module, class and function docstrings via
 `ast`, comments via `tokenize`), one document per module, capped at --mb megabytes. Then, through the real CLI
 in a scratch folder:
-  1. action=prepare   a byte-level BPE of --vocab entries (a small vocabulary: the embeddings of a large one
+  1. action=prepare   (data.allow_repeat=true: the ~1.8M training tokens are fewer than the smallest models at
+                      1e11 train on) a byte-level BPE of --vocab entries (a small vocabulary: the embeddings of a large one
                       would be most of N at CPU sizes, which the pilot refuses or warns about);
   2. action=pilot     the lr and batch law, the IsoFLOP centre and the throughput, written as hparams=pilot_stdlib;
   3. the sweep        sweep=stdlib (an IsoFLOP design of --budgets, adaptive placement on) with hparams=pilot_stdlib;
@@ -137,7 +138,8 @@ def main() -> int:
     (conf / "sweep" / "stdlib.yaml").write_text(SWEEP.format(budgets=budgets))
     (conf / "data" / "stdlib.yaml").write_text(
         f"name: tokens\nvocab_size: {meta['vocab_size']}\npath: {out / 'tokens'}\ndtype: {meta['dtype']}\n"
-        f"allow_repeat: false\n")
+        f"allow_repeat: true\n")  # the stdlib's docs hold ~1.8M training tokens; the smallest models at 1e11 see
+    # up to about 1.4 epochs of them (each trial records its epochs)
     base = ["--config-dir", str(conf), "sweep=stdlib", "data=stdlib"]
     code, secs, text = cli(*base, "action=pilot", "pilot.name=stdlib", cwd=out, log=out / "pilot.log")
     print(f"pilot: {secs:.0f} s, exit {code}")
