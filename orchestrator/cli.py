@@ -41,6 +41,7 @@ actions (action=...):
   report   write the frontier report
   compare  the compute multiplier of variant sweeps over a baseline (compare.baseline=A compare.variants=[B])
   prepare  tokenize a folder of text, JSONL or Parquet files for data=tokens (prepare.input=DIR prepare.output=DIR)
+  pilot    measure a sweep's lr and batch rules and IsoFLOP centre; writes hparams=pilot_<name> (--config-dir DIR)
 
 groups (* marks yours, from --config-dir DIR or hydra.searchpath=[DIR]):
 {groups}
@@ -322,8 +323,10 @@ def dispatch(config: Config, *, overrides: list[str], dirs: ConfigDirs | None = 
     commands.invoked_as(command)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        datasets = data_axis(config, overrides, dirs) if config.action in ("run", "plan") else {}
-        trials = plan_trials(config, datasets=datasets) if datasets else []
+        datasets = data_axis(config, overrides, dirs) if config.action in ("run", "plan", "pilot") else {}
+        trials = plan_trials(config, datasets=datasets) if datasets and config.action != "pilot" else []
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if config.action == "pilot":  # it writes its hparams option into the user's config folder
+        return commands.action_pilot(config, trials=trials, datasets=datasets, dirs=dirs)
     return commands.ACTIONS[config.action](config, trials=trials, datasets=datasets)

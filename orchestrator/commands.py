@@ -55,11 +55,23 @@ def action_plan(config: Config, *, trials: list[Trial], datasets: Datasets) -> i
                                   device=device, threads=config.cluster.cpus_per_trial)
     print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name,
                       statuses=statuses, estimate=estimate))
+    if config.hparams.pilot:
+        print(pilot_line(config))
     if forks is not None:
         from orchestrator.forks import format_forks  # noqa: PLC0415
 
         print(format_forks(forks))
     return 0
+
+
+def pilot_line(config: Config) -> str:
+    """Which of the plan's values came from a pilot (hparams=pilot_<name>, written by action=pilot)."""
+    h = config.hparams
+    centre = (f", IsoFLOP centre {h.centre_tokens_per_param:.4g} tokens per parameter (instead of "
+              f"sweep.centre_tokens_per_param={config.sweep.centre_tokens_per_param:g})"
+              if h.centre_tokens_per_param and config.sweep.kind == "isoflop" else "")
+    return (f"from the pilot (hparams={h.name}): lr = {h.lr.describe()}, batch_tokens = {h.batch_tokens.describe()}"
+            f"{centre}; {h.pilot}")
 
 
 def fork_plan(config: Config, trials: list[Trial]):
@@ -160,6 +172,11 @@ def fit_sweep_or_csv(config: Config):
     from orchestrator.shape_rule import for_sweep  # noqa: PLC0415
 
     tracker, runs, curves = sweep_runs(config)
+    from orchestrator.report.hparams_law import untuned_lines  # noqa: PLC0415  (named before the frontier fit)
+
+    for line in untuned_lines(runs, rules=config.hparams)[:8]:
+        if line:
+            print(line.lstrip("# "))
     # One compute definition from plan to frontier: the frontier's C = k(N) N D uses the cost per token of the
     # shapes this sweep's shape rule gives each N (fitting/compute.py, orchestrator/shape_rule.py).
     rule = for_sweep(config.model, vocab_size=config.data.vocab_size, n_convention=config.fit.n_convention)
@@ -217,6 +234,15 @@ def write_sweep_report(config: Config):
     return fit
 
 
+def action_pilot(config: Config, *, trials: list[Trial], datasets: Datasets, dirs=None) -> int:  # noqa: ARG001
+    """Measure the sweep's lr and batch rules, IsoFLOP centre and throughput; write hparams=pilot_<name>
+    (orchestrator/pilot); with pilot.runs_csv, fit the law of a table of runs instead."""
+    from orchestrator.conf_dirs import ConfigDirs  # noqa: PLC0415
+    from orchestrator.pilot.run import run_pilot  # noqa: PLC0415
+
+    return run_pilot(config, datasets=datasets, dirs=dirs if dirs is not None else ConfigDirs())
+
+
 def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
     """M(C) of compare.variants over compare.baseline with intervals; the report; a run in MLflow (orchestrator/compare)."""
     from orchestrator.compare.run import format_summary, run_compare  # noqa: PLC0415
@@ -248,4 +274,5 @@ ACTIONS: dict[str, Callable[..., int]] = {
     "report": action_report,
     "compare": action_compare,
     "prepare": action_prepare,
+    "pilot": action_pilot,
 }

@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.compare.options import CompareConfig
 from orchestrator.fitting.options import FitConfig
 from orchestrator.hparams import HParamsConfig
+from orchestrator.pilot.options import PilotConfig
 from orchestrator.prepare.options import PrepareConfig
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
@@ -23,7 +24,7 @@ SWEEP_KINDS = ("grid", "isoflop", "list", "lr_search")
 SAMPLERS = ("tpe", "gp")
 PRUNERS = ("median", "successive_halving", "none")
 SIZE_CONVENTIONS = ("total", "nonembed")
-ACTIONS = ("run", "plan", "fit", "report", "compare", "prepare")
+ACTIONS = ("run", "plan", "fit", "report", "compare", "prepare", "pilot")
 ORDERS = ("budget", "cost", "plan")
 MAX_NAME_LENGTH = 100
 LIST_TRIAL_KEYS = (
@@ -395,6 +396,8 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     """action=prepare: a text/JSONL/Parquet corpus -> data=tokens files (orchestrator/prepare)."""
     search: SearchConfig = field(default_factory=SearchConfig)
+    pilot: PilotConfig = field(default_factory=PilotConfig)
+    """action=pilot: short runs that measure the sweep's lr and batch rules and centre (orchestrator/pilot)."""
     hparams: HParamsConfig = field(default_factory=HParamsConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
 

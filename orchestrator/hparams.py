@@ -6,8 +6,10 @@ Scaling laws fitted on runs whose optimizer settings do not follow scale are bia
 disagreement to a warmup that was too long for small models, learning rate and batch size not tuned per scale,
 and AdamW's beta2 = 0.95 at small batches. So each of these can be a rule:
 
-- `ScaleRule`: value = coef * x^exponent, x the trial's C (its budget, else C_exact), N (N_total) or D
-  (tokens), clipped to [min, max]; coef 0 leaves the trainer's value. DeepSeek LLM (2024, sec. 3.1) fit
+- `ScaleRule`: value = coef * x^exponent (* y^exponent2), x and y the trial's C (its budget, else C_exact),
+  N (N_total) or D (tokens), clipped to [min, max]; coef 0 leaves the trainer's value. The second factor
+  carries the Step Law form lr* = k N^alpha D^beta (Li et al. 2025), which a pilot fits
+  (orchestrator/pilot/, `hparams=pilot_<name>`). DeepSeek LLM (2024, sec. 3.1) fit
   B_opt = 0.292 C^0.3271 tokens and eta_opt = 0.3118 C^-0.125 at GPU scale (`conf/hparams/deepseek.yaml`); the
   CPU demo's rules were measured on the synthetic language (`conf/hparams/cpu.yaml`, `benchmarks/cpu_rules.py`).
 - batch_tokens is rounded to whole sequences (so a rule of D gives every trial the same number of steps).
@@ -36,18 +38,24 @@ VARIABLES = ("C", "N", "D")
 
 @dataclass
 class ScaleRule:
-    """value = coef * x^exponent (x: `of`, one of C, N, D), clipped to [min, max] (max 0: none); coef 0: off."""
+    """value = coef * x^exponent * y^exponent2 (x: `of`, y: `of2`, each one of C, N, D; of2 empty: no second
+    factor), clipped to [min, max] (max 0: none); coef 0: off."""
 
     of: str = "C"
     coef: float = 0.0
     exponent: float = 0.0
     min: float = 0.0
     max: float = 0.0
+    of2: str = ""
+    exponent2: float = 0.0
 
     def check(self, key: str) -> None:
         if self.of not in VARIABLES:
             raise ValueError(f"{key}.of={self.of!r} is unknown: allowed are {', '.join(VARIABLES)}.")
-        for name in ("coef", "exponent", "min", "max"):
+        if self.of2 and (self.of2 not in VARIABLES or self.of2 == self.of):
+            raise ValueError(f"{key}.of2={self.of2!r} is invalid: allowed are {', '.join(VARIABLES)} other than "
+                             f"{key}.of, or empty for no second factor.")
+        for name in ("coef", "exponent", "min", "max", "exponent2"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ValueError(f"{key}.{name}={value} is invalid: it must be a finite number.")
@@ -61,8 +69,10 @@ class ScaleRule:
         return self.coef > 0
 
     def __call__(self, *, C: float, N: float, D: float) -> float:
-        x = {"C": C, "N": N, "D": D}[self.of]
-        value = self.coef * x ** self.exponent
+        values = {"C": C, "N": N, "D": D}
+        value = self.coef * values[self.of] ** self.exponent
+        if self.of2:
+            value *= values[self.of2] ** self.exponent2
         value = max(value, self.min)
         return min(value, self.max) if self.max else value
 
@@ -70,6 +80,8 @@ class ScaleRule:
         if not self.on:
             return "the trainer's value"
         law = f"{self.coef:.4g} {self.of}^{self.exponent:.4g}" if self.exponent else f"{self.coef:.4g}"
+        if self.of2 and self.exponent2:
+            law += f" {self.of2}^{self.exponent2:.4g}"
         clip = [f">= {self.min:.4g}"] if self.min else []
         clip += [f"<= {self.max:.4g}"] if self.max else []
         return law + (f" ({', '.join(clip)})" if clip else "")
@@ -100,6 +112,11 @@ class HParamsConfig:
     """A trial whose warmup spans fewer optimizer steps is not a valid scaling point."""
     allow_invalid: bool = False
     """Run trials that break min_steps or min_warmup_steps anyway (they are still left out of the fit)."""
+    centre_tokens_per_param: float = 0.0
+    """The IsoFLOP design's centre (tokens per parameter) a pilot measured; it replaces
+    sweep.centre_tokens_per_param in an isoflop sweep (0: the sweep's own)."""
+    pilot: str = ""
+    """Which values came from a pilot (action=pilot writes it), printed by the plan; empty: none."""
 
     def __post_init__(self) -> None:
         for key in ("lr", "batch_tokens", "warmup_tokens"):
@@ -116,6 +133,9 @@ class HParamsConfig:
                 raise ValueError(f"hparams.{key}={value} is invalid: it must lie in (0, 1).")
         if self.beta2_min > self.beta2_max:
             raise ValueError(f"hparams.beta2_min={self.beta2_min} is above hparams.beta2_max={self.beta2_max}.")
+        if not (math.isfinite(self.centre_tokens_per_param) and self.centre_tokens_per_param >= 0):
+            raise ValueError(f"hparams.centre_tokens_per_param={self.centre_tokens_per_param} is invalid: it must "
+                             f"be >= 0 (0: the sweep's own centre).")
         for key in ("min_steps", "min_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ValueError(f"hparams.{key}={getattr(self, key)} is invalid: it must be >= 0.")

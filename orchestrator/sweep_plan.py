@@ -6,6 +6,8 @@ same datasets the first wave was planned with (composed once by the CLI, with th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator.config import Config
 from orchestrator.errors import UsageError
 from orchestrator.planner import Trial, plan
@@ -22,5 +24,8 @@ def plan_trials(config: Config, *, datasets: dict[str, DataConfig]) -> list[Tria
             lr_law = tuned_lr_law(config)
         except ValueError as err:  # the named search has no results yet: the user's sweep.lr_from
             raise UsageError(str(err)) from None
-    return plan(config.sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law,
+    sweep = config.sweep
+    if config.hparams.centre_tokens_per_param and sweep.kind == "isoflop":  # a pilot's measured centre
+        sweep = replace(sweep, centre_tokens_per_param=config.hparams.centre_tokens_per_param)
+    return plan(sweep, model=config.model, trainer=config.trainer, datasets=datasets, lr_law=lr_law,
                 hparams=config.hparams)

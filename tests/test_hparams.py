@@ -35,6 +35,10 @@ def test_a_rule_is_a_clipped_power_law():
     assert ScaleRule(of="N", coef=1.0, exponent=1.0, max=1e6)(C=0, N=5e6, D=0) == 1e6
     assert ScaleRule(of="D", coef=1.0, exponent=1.0, min=512)(C=0, N=0, D=10) == 512
     assert not ScaleRule().on
+    # the Step Law form lr* = k N^alpha D^beta (Li et al. 2025) takes a second factor
+    step = ScaleRule(of="N", coef=1.79, exponent=-0.713, of2="D", exponent2=0.307)
+    assert step(C=0, N=1e9, D=1e11) == pytest.approx(1.79 * 1e9 ** -0.713 * 1e11 ** 0.307)
+    assert step.describe() == "1.79 N^-0.713 D^0.307"
 
 
 def test_batch_rounds_to_whole_sequences_and_beta2_follows_it():
@@ -52,6 +56,8 @@ def test_batch_rounds_to_whole_sequences_and_beta2_follows_it():
     ({"batch_tokens": {"coef": -1.0}}, "hparams.batch_tokens: coef, min and max must be >= 0"),
     ({"beta2_ref": 1.0}, "hparams.beta2_ref=1.0 is invalid: it must lie in (0, 1)"),
     ({"min_steps": -1}, "hparams.min_steps=-1 is invalid"),
+    ({"lr": {"of": "N", "of2": "N"}}, "hparams.lr.of2='N' is invalid"),
+    ({"centre_tokens_per_param": -1.0}, "hparams.centre_tokens_per_param=-1.0 is invalid"),
 ])
 def test_bad_rules_are_one_sentence(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

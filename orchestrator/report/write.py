@@ -80,6 +80,10 @@ def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd
     md_path, html_path = folder / "report.md", folder / "index.html"
     md_path.write_text(markdown.render(page), encoding="utf-8")
     html_path.write_text(html.render(page, seconds=time.perf_counter() - t0), encoding="utf-8")
+    if config is not None:  # runs off the sweep's fitted hparams optimum, named before the frontier (issue 22)
+        from orchestrator.report.hparams_law import insert_untuned, untuned_lines  # noqa: PLC0415
+
+        insert_untuned(md_path, html_path, untuned_lines(runs, rules=config.hparams))
     return [html_path, md_path, *written]
 
 

@@ -45,7 +45,12 @@ def make_sampler(search: SearchConfig, *, seed: int) -> optuna.samplers.BaseSamp
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 
-def make_pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
+def make_pruner(search: SearchConfig, *, percentile: float | None = None) -> optuna.pruners.BasePruner:
+    """search.pruner's pruner; with `percentile` (a pilot's), Optuna's PercentilePruner: a trial is stopped only
+    when its loss is in the worst (100 - percentile)% at its step, so most trials finish and give the per-cell
+    fit its points."""
+    if percentile is not None:
+        return optuna.pruners.PercentilePruner(percentile, n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "successive_halving":
@@ -57,13 +62,20 @@ class LRSearch:
     """The TrialSource of a learning-rate search (see the module docstring)."""
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
-                 previous: dict[str, tuple[str, float | None]]) -> None:
+                 previous: dict[str, tuple[str, float | None]], batch_choices: list[list[int]] | None = None,
+                 tags: dict[str, str] | None = None, prune_percentile: float | None = None) -> None:
+        """`batch_choices`: per point, the batch sizes (tokens) its study searches (a pilot's, whose choices
+        follow each point's D); None: search.batch_tokens for every point. Intermediate losses are then keyed
+        by tokens seen, not steps, so that the pruner compares runs of different batches at equal tokens."""
         self.search, self.points, self.previous = config.search, points, previous
+        self.batch_choices, self.extra_tags = batch_choices, tags or {}
+        assert batch_choices is None or len(batch_choices) == len(points)
         self.studies: list[optuna.study.Study] = []
         for index, point in enumerate(points):
             study = optuna.create_study(
                 study_name=study_name(config.sweep.name, point_label(point)), storage=storage,
-                sampler=make_sampler(self.search, seed=self.search.seed + index), pruner=make_pruner(self.search),
+                sampler=make_sampler(self.search, seed=self.search.seed + index),
+                pruner=make_pruner(self.search, percentile=prune_percentile),
                 direction="minimize", load_if_exists=True)
             study.set_user_attr("N_total", point.cost.n_total)
             study.set_user_attr("budget", point.budget)
@@ -110,8 +122,9 @@ class LRSearch:
         ot = study.ask()
         lr = ot.suggest_float("lr", search.lr_min, search.lr_max, log=True)
         keys: dict[str, Any] = {}
-        if search.batch_tokens:
-            keys["batch_tokens"] = ot.suggest_categorical("batch_tokens", sorted(search.batch_tokens))
+        choices = self.batch_choices[index] if self.batch_choices is not None else search.batch_tokens
+        if choices:
+            keys["batch_tokens"] = ot.suggest_categorical("batch_tokens", sorted(choices))
         if search.warmup_tokens:
             keys["warmup_tokens"] = ot.suggest_categorical("warmup_tokens", sorted(search.warmup_tokens))
         trial = with_lr(point, lr, **keys)
@@ -133,7 +146,8 @@ class LRSearch:
         loss = metrics.get("eval_loss")
         if loss is None or not math.isfinite(loss):
             return False
-        ot.report(float(loss), int(metrics.get("step", 0)))
+        searched_batch = self.batch_choices is not None or bool(self.search.batch_tokens)
+        ot.report(float(loss), int(metrics.get("tokens" if searched_batch else "step", 0)))
         return self.search.pruner != "none" and ot.should_prune()
 
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
@@ -149,12 +163,25 @@ class LRSearch:
         else:  # crashed, diverged, oom, lost: not a loss the sampler should model
             self.studies[index].tell(ot, state=TrialState.FAIL)
 
+    def finished_runs(self) -> tuple[list[tuple[float, int, float, float, float]], int]:
+        """((N_total, D, lr, batch_tokens, final loss) of every finished trial, the number pruned) over the
+        studies; batch_tokens is the point's own where the batch was not searched."""
+        rows, pruned = [], 0
+        for point, study in zip(self.points, self.studies):
+            for t in study.get_trials(deepcopy=False):
+                if t.state == TrialState.COMPLETE:
+                    batch = t.params.get("batch_tokens", point.config["trainer"]["batch_tokens"])
+                    rows.append((point.cost.n_total, point.tokens, t.params["lr"], batch, t.value))
+                pruned += t.state == TrialState.PRUNED
+        return rows, pruned
+
     def done(self) -> bool:
         return not any(self._open(i) for i in range(len(self.points)))
 
     def tags(self, trial: Trial) -> dict[str, str]:
         index, ot = self.running[trial.trial_id]
-        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number)}
+        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
+                **self.extra_tags}
 
 
 def previous_results(config: Config) -> dict[str, tuple[str, float | None]]:
