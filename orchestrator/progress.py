@@ -24,6 +24,8 @@ class SweepProgress:
     best: dict[str, float] = field(default_factory=dict)
     """Best final eval loss per budget label."""
     started: float = field(default_factory=time.monotonic)
+    forecasts: dict[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
+    """Running trials' live forecasts: name -> (step, measured eval loss, forecast final loss, lo, hi)."""
 
     @property
     def pending(self) -> int:
@@ -41,6 +43,15 @@ class SweepProgress:
         return (f"[{self.sweep}] done {self.done + self.skipped}/{self.total} running {self.running} "
                 f"failed {self.failed} pending {self.pending} | FLOPs {self.done_flops:.3g}/{self.planned_flops:.3g} "
                 f"| elapsed {elapsed} eta {self.eta()}" + (f" | best {best}" if best else ""))
+
+
+def forecast_rows(progress: SweepProgress, *, limit: int = 8) -> list[tuple[str, str]]:
+    """One row per running trial with a forecast: its measured eval loss beside its forecast final loss."""
+    rows = []
+    for name, (step, measured, loss, lo, hi) in sorted(progress.forecasts.items())[:limit]:
+        rows.append((f"forecast {name}", f"step {step}  eval {measured:.4f}  ->  final {loss:.4f} "
+                                         f"[{lo:.4f}, {hi:.4f}] (90%)"))
+    return rows
 
 
 class Display:
@@ -68,6 +79,8 @@ class Display:
         table.add_row("time", f"elapsed {duration(time.monotonic() - p.started)}  eta {p.eta()}")
         for budget, loss in sorted(p.best.items()):
             table.add_row(f"best {budget}", f"{loss:.4f}")
+        for row in forecast_rows(p):
+            table.add_row(*row)
         return table
 
     def event(self, message: str) -> None:

@@ -34,6 +34,7 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.config import Config
+from orchestrator.forecast.live import LiveForecaster, Trip
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
@@ -115,6 +116,9 @@ class _Attempt:
     """The attempt's run has its final status (late streamed reports are logged to it directly)."""
     pruned: dict[str, Any] | None = None
     """The report at which the source pruned this attempt (None: not pruned)."""
+    tripped: Trip | None = None
+    """The forecaster's divergence tripwire that stopped this attempt (orchestrator/forecast/live.py)."""
+    trip_report: dict[str, Any] = field(default_factory=dict)
 
 
 class TrialSource(Protocol):
@@ -376,6 +380,7 @@ class TrialLoop:
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
+        self.forecaster = LiveForecaster()
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
@@ -451,6 +456,7 @@ class TrialLoop:
             else:
                 attempt.reports.extend(message["metrics"])
                 for metrics in message["metrics"]:
+                    self._forecast(attempt, metrics)
                     if attempt.pruned is None and attempt.ref in self.inflight and \
                             self.source.on_report(attempt.trial, metrics):
                         attempt.pruned = metrics
@@ -482,6 +488,8 @@ class TrialLoop:
         trial, retries = attempt.trial, self.config.cluster.max_retries
         if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
             return self._end_pruned(attempt)
+        if attempt.tripped is not None:  # stopped by the forecaster's divergence tripwire
+            return self._end_tripped(attempt)
         try:
             payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
@@ -503,6 +511,7 @@ class TrialLoop:
         # The tail of the reports came back with the result: the source sees them as if streamed, so a
         # trial that finished before a prune could reach it is recorded as the search decided.
         for metrics in payload["reports"]:
+            self._forecast(attempt, metrics)
             attempt.reports.append(metrics)
             if attempt.pruned is None and self.source.on_report(trial, metrics):
                 attempt.pruned = metrics
@@ -526,6 +535,7 @@ class TrialLoop:
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
         """Close the attempt's run; count it unless another attempt follows."""
         trial = attempt.trial
+        self._forecast_end(attempt, status)
         self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
                                traceback=traceback, reports=attempt.reports)
         attempt.reports, attempt.closed = [], True
@@ -551,6 +561,47 @@ class TrialLoop:
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
+
+    def _forecast(self, attempt: _Attempt, metrics: dict[str, Any]) -> None:
+        """Live forecast of a running trial's final loss (merged into the report it came with, so MLflow
+        plots it per step beside the measured loss) and its tripwires: divergence stops the trial at once."""
+        key = (attempt.trial.trial_id, attempt.attempt)
+        if key not in self.forecaster.tracks and attempt.tripped is None:
+            self.forecaster.start(key, config=attempt.trial.config, n_params=attempt.trial.cost.n_total,
+                                  name=attempt.trial.name)
+        update = self.forecaster.on_report(key, metrics)
+        if update is None:
+            return
+        metrics.update(update.metrics)
+        if update.forecast is not None and "eval_loss" in metrics:
+            f = update.forecast
+            self.progress.forecasts[attempt.trial.name] = (int(metrics["step"]), float(metrics["eval_loss"]),
+                                                           f.loss, f.lo, f.hi)
+        trip = update.trip
+        if trip is None:
+            return
+        if attempt.run_id is not None:
+            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+        if trip.stops and attempt.tripped is None and attempt.pruned is None and attempt.ref in self.inflight:
+            attempt.tripped = trip
+            attempt.trip_report = dict(metrics)
+            ray.cancel(attempt.ref, force=True)
+        elif not trip.stops:
+            self.display.event(f"flagged  {attempt.trial.name}: {trip.kind} at step {trip.step}: {trip.reason}")
+
+    def _end_tripped(self, attempt: _Attempt) -> None:
+        trip, at = attempt.tripped, attempt.trip_report
+        result = {"flops": float(at.get("flops", 0.0)), "tokens": at.get("tokens", 0), "steps": trip.step}
+        return self._end(attempt, Status.DIVERGED, result=result,
+                         reason=f"{trip.reason}; stopped by the driver at step {trip.step}")
+
+    def _forecast_end(self, attempt: _Attempt, status: str) -> None:
+        """A finished curve joins the shared fit; an undercooled one is flagged (tag and event)."""
+        self.progress.forecasts.pop(attempt.trial.name, None)
+        trip = self.forecaster.on_finish((attempt.trial.trial_id, attempt.attempt), finished=status == Status.FINISHED)
+        if trip is not None and attempt.run_id is not None:
+            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+            self.display.event(f"flagged  {attempt.trial.name}: {trip.kind}: {trip.reason}")
 
     def _flops(self, trial: Trial) -> float:
         """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""
