@@ -135,12 +135,17 @@ class LiveForecaster:
             return self._trip(track, Trip("diverged", step, f"eval_loss {value:.4g} at step {step} exceeds "
                                                             f"{self.diverge_factor:g} x its best {track.best:.4g}"))
         trip = None
-        prev, last_loss = track.last, (track.loss[-1] if track.loss else None)
-        if prev is not None and value > prev.hi + self.flag_sd * prev.sd:
-            kind = "spike" if last_loss is not None and value > last_loss else "plateau"
-            trip = Trip(kind, step, f"eval_loss {value:.4f} at step {step} is {(value - prev.loss) / prev.sd:.1f} sd "
-                                    f"above the forecast {prev.loss:.4f}")
-            self.flags.append((track.name, trip))
+        last_loss = track.loss[-1] if track.loss else None
+        if track.last is not None:  # the curve so far predicts this step: is the new point far above it?
+            try:
+                here = forecast(track.curve(), self.sweep(), step=step)
+            except (ForecastError, np.linalg.LinAlgError):
+                here = None
+            if here is not None and value > here.hi + self.flag_sd * here.sd:
+                kind = "spike" if last_loss is not None and value > last_loss else "plateau"
+                trip = Trip(kind, step, f"eval_loss {value:.4f} at step {step} is {(value - here.loss) / here.sd:.1f} "
+                                        f"sd above its forecast {here.loss:.4f}")
+                self.flags.append((track.name, trip))
         track.steps.append(step)
         track.loss.append(value)
         track.best = min(track.best, value)
