@@ -31,6 +31,8 @@ class SweepProgress:
     def measured_flops(self) -> float:
         """FLOPs done in this invocation: finished trials' and the running trials' progress."""
         return self.done_flops + sum(self.running_flops.values())
+    forecasts: dict[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
+    """Running trials' live forecasts: name -> (step, measured eval loss, forecast final loss, lo, hi)."""
 
     @property
     def pending(self) -> int:
@@ -64,6 +66,15 @@ class SweepProgress:
                 f"| elapsed {elapsed} eta {self.eta()}" + (f" | best {best}" if best else ""))
 
 
+def forecast_rows(progress: SweepProgress, *, limit: int = 8) -> list[tuple[str, str]]:
+    """One row per running trial with a forecast: its measured eval loss beside its forecast final loss."""
+    rows = []
+    for name, (step, measured, loss, lo, hi) in sorted(progress.forecasts.items())[:limit]:
+        rows.append((f"forecast {name}", f"step {step}  eval {measured:.4f}  ->  final {loss:.4f} "
+                                         f"[{lo:.4f}, {hi:.4f}] (90%)"))
+    return rows
+
+
 class Display:
     """Live rich panel when stdout is a terminal; one log line per event otherwise."""
 
@@ -89,6 +100,8 @@ class Display:
         table.add_row("time", f"elapsed {duration(time.monotonic() - p.started)}  eta {p.eta()}")
         for budget, loss in p.best_by_budget():
             table.add_row(f"best {budget}", f"{loss:.4f}")
+        for row in forecast_rows(p):
+            table.add_row(*row)
         return table
 
     def event(self, message: str) -> None:

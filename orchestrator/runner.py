@@ -41,6 +41,7 @@ from orchestrator.cluster import attach
 from orchestrator.cluster.train import TrainWorkerLost, execute_on_train
 from orchestrator.config import Config
 from orchestrator.faults import MAX_REPORTS_PER_S, death_reason, death_witness, thin_reports, trial_time_limit
+from orchestrator.forecast.live import LiveForecaster, Trip
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
 from orchestrator.planner import Trial
@@ -149,6 +150,9 @@ class _Attempt:
     run_dir: str | None = None
     timed_out: float | None = None
     """The limit (s) past which the driver stopped this attempt (None: not stopped)."""
+    tripped: Trip | None = None
+    """The forecaster's divergence tripwire that stopped this attempt (orchestrator/forecast/live.py)."""
+    trip_report: dict[str, Any] = field(default_factory=dict)
 
 
 class TrialSource(Protocol):
@@ -431,6 +435,7 @@ class TrialLoop:
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
+        self.forecaster = LiveForecaster()
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
@@ -527,6 +532,7 @@ class TrialLoop:
                 attempt.reports.extend(message["metrics"])
                 self._note_progress(attempt, message["metrics"])
                 for metrics in message["metrics"]:
+                    self._forecast(attempt, metrics)
                     if attempt.pruned is None and attempt.ref in self.inflight and \
                             self.source.on_report(attempt.trial, metrics):
                         attempt.pruned = metrics
@@ -562,6 +568,8 @@ class TrialLoop:
         if attempt.timed_out is not None and _meta_of(ref) is None:  # stopped by the driver (a finished one counts)
             return self._end(attempt, Status.TIMED_OUT, reason=f"it ran past its limit of {attempt.timed_out:.0f} s "
                                                              f"(cluster.trial_timeout_s) and was stopped")
+        if attempt.tripped is not None:  # stopped by the forecaster's divergence tripwire
+            return self._end_tripped(attempt)
         try:
             payload = ray.get(ref)
         except ray.exceptions.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
@@ -586,6 +594,7 @@ class TrialLoop:
         # The tail of the reports came back with the result: the source sees them as if streamed, so a
         # trial that finished before a prune could reach it is recorded as the search decided.
         for metrics in payload["reports"]:
+            self._forecast(attempt, metrics)
             attempt.reports.append(metrics)
             if attempt.pruned is None and self.source.on_report(trial, metrics):
                 attempt.pruned = metrics
@@ -655,6 +664,7 @@ class TrialLoop:
         """Close the attempt's run; count it unless another attempt follows."""
         trial = attempt.trial
         self.progress.running_flops.pop((trial.trial_id, attempt.attempt), None)
+        self._forecast_end(attempt, status)
         self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
                                traceback=traceback, reports=attempt.reports)
         attempt.reports, attempt.closed = [], True
@@ -690,6 +700,47 @@ class TrialLoop:
         if flops:
             key = (attempt.trial.trial_id, attempt.attempt)
             self.progress.running_flops[key] = min(float(flops[-1]), self._flops(attempt.trial))
+
+    def _forecast(self, attempt: _Attempt, metrics: dict[str, Any]) -> None:
+        """Live forecast of a running trial's final loss (merged into the report it came with, so MLflow
+        plots it per step beside the measured loss) and its tripwires: divergence stops the trial at once."""
+        key = (attempt.trial.trial_id, attempt.attempt)
+        if key not in self.forecaster.tracks and attempt.tripped is None:
+            self.forecaster.start(key, config=attempt.trial.config, n_params=attempt.trial.cost.n_total,
+                                  name=attempt.trial.name)
+        update = self.forecaster.on_report(key, metrics)
+        if update is None:
+            return
+        metrics.update(update.metrics)
+        if update.forecast is not None and "eval_loss" in metrics:
+            f = update.forecast
+            self.progress.forecasts[attempt.trial.name] = (int(metrics["step"]), float(metrics["eval_loss"]),
+                                                           f.loss, f.lo, f.hi)
+        trip = update.trip
+        if trip is None:
+            return
+        if attempt.run_id is not None:
+            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+        if trip.stops and attempt.tripped is None and attempt.pruned is None and attempt.ref in self.inflight:
+            attempt.tripped = trip
+            attempt.trip_report = dict(metrics)
+            ray.cancel(attempt.ref, force=True)
+        elif not trip.stops:
+            self.display.event(f"flagged  {attempt.trial.name}: {trip.kind} at step {trip.step}: {trip.reason}")
+
+    def _end_tripped(self, attempt: _Attempt) -> None:
+        trip, at = attempt.tripped, attempt.trip_report
+        result = {"flops": float(at.get("flops", 0.0)), "tokens": at.get("tokens", 0), "steps": trip.step}
+        return self._end(attempt, Status.DIVERGED, result=result,
+                         reason=f"{trip.reason}; stopped by the driver at step {trip.step}")
+
+    def _forecast_end(self, attempt: _Attempt, status: str) -> None:
+        """A finished curve joins the shared fit; an undercooled one is flagged (tag and event)."""
+        self.progress.forecasts.pop(attempt.trial.name, None)
+        trip = self.forecaster.on_finish((attempt.trial.trial_id, attempt.attempt), finished=status == Status.FINISHED)
+        if trip is not None and attempt.run_id is not None:
+            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+            self.display.event(f"flagged  {attempt.trial.name}: {trip.kind}: {trip.reason}")
 
     def _flops(self, trial: Trial) -> float:
         """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""

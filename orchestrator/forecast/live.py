@@ -1,0 +1,183 @@
+"""The driver's live forecasts and tripwires for running trials (pure: no Ray, no MLflow).
+
+`LiveForecaster.on_report` takes a trial's streamed report; at an evaluation it refits the trial's
+forecast of its final eval loss (law.py: the sweep's shared fit, cached, plus the trial's own points),
+at most every `min_interval_s` per trial, and returns the metrics to log beside it
+(`forecast_final_loss`, `forecast_final_loss_lo`, `forecast_final_loss_hi`) and any tripwire:
+
+- diverged: a non-finite loss, or an eval loss above `diverge_factor` x the trial's best so far (the
+  curve, not only the trainer's own train-loss check): the driver stops the trial at once.
+- spike / plateau: an eval loss more than `flag_sd` forecast sds above the previous forecast; a spike
+  when it rose from the previous evaluation, a plateau when it did not (flagged, the trial goes on).
+- undercooled (`on_finish`): a WSD run whose final loss sits far above what its stable phase and the
+  sweep's prior predict for its cooldown (law.undercooled).
+
+The rate of each step is trainers/schedule.py's `Schedule`, built from the trial's own trainer section
+exactly as trainers/gpt.py builds it, at the tokens after each step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.forecast.law import Curve, Forecast, ForecastError, SweepFit, fit_sweep, forecast, undercooled
+from trainers.schedule import Schedule
+
+REFIT_SWEEP_S = 10.0
+"""The shared fit is refitted at most this often, and only when a curve has finished since."""
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A tripwire that fired: `kind` (diverged | spike | plateau | undercooled), at `step`, why."""
+
+    kind: str
+    step: int
+    reason: str
+
+    @property
+    def stops(self) -> bool:
+        return self.kind == "diverged"
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one report produced: the metrics to log with it and any tripwire."""
+
+    metrics: dict[str, float]
+    trip: Trip | None = None
+    forecast: Forecast | None = None
+
+
+def trial_schedule(config: dict[str, Any]) -> tuple[np.ndarray, int] | None:
+    """The rate of each optimizer step of a trial, and its tokens per step (None: not our trainer's keys)."""
+    try:
+        opt, seq_len, total = config["trainer"], int(config["model"]["seq_len"]), int(config["tokens"])
+        per_step = max(int(opt["batch_tokens"]) // seq_len, 1) * seq_len
+        sched = Schedule.for_trial(peak=float(opt["lr"]), total_tokens=total, warmup_tokens=int(opt["warmup_tokens"]),
+                                   kind=str(opt["schedule"]), min_ratio=float(opt["min_lr_ratio"]),
+                                   decay_fraction=float(opt["decay_fraction"]),
+                                   cooldown_shape=str(opt.get("cooldown_shape", "1-sqrt")))
+    except (KeyError, TypeError, ValueError):
+        return None
+    steps = math.ceil(total / per_step)
+    return np.array([sched(min(k * per_step, total)) for k in range(1, steps + 1)]), per_step
+
+
+@dataclass
+class _Track:
+    lr: np.ndarray
+    n_params: float
+    tokens: float
+    name: str
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    best: float = math.inf
+    last: Forecast | None = None
+    fitted_at: float = -math.inf
+
+    def curve(self) -> Curve:
+        return Curve(steps=np.array(self.steps, int), loss=np.array(self.loss, float), lr=self.lr,
+                     n_params=self.n_params, tokens=self.tokens, name=self.name)
+
+
+class LiveForecaster:
+    """Per-trial forecasts from streamed reports, with a cached shared fit over the finished curves."""
+
+    def __init__(self, *, min_interval_s: float = 2.0, diverge_factor: float = 2.0, flag_sd: float = 4.0,
+                 clock=time.monotonic) -> None:
+        self.min_interval_s, self.diverge_factor, self.flag_sd, self.clock = min_interval_s, diverge_factor, flag_sd, clock
+        self.tracks: dict[Any, _Track] = {}
+        self.finished: list[Curve] = []
+        self._sweep: SweepFit | None = None
+        self._sweep_at, self._stale = -math.inf, True
+        self.flags: list[tuple[str, Trip]] = []
+        """Every tripwire that fired: (trial name, trip)."""
+
+    def start(self, key: Any, *, config: dict[str, Any], n_params: float, name: str) -> bool:
+        """Track a trial; False when its trainer's schedule cannot be read (no forecasts for it)."""
+        sched = trial_schedule(config)
+        if sched is None:
+            return False
+        self.tracks[key] = _Track(lr=sched[0], n_params=n_params, tokens=float(config["tokens"]), name=name)
+        self._per_step = sched[1]
+        return True
+
+    def sweep(self) -> SweepFit:
+        now = self.clock()
+        if self._sweep is None or (self._stale and now - self._sweep_at > REFIT_SWEEP_S):
+            self._sweep, self._sweep_at, self._stale = fit_sweep(self.finished), now, False
+        return self._sweep
+
+    def latest(self, key: Any) -> Forecast | None:
+        track = self.tracks.get(key)
+        return None if track is None else track.last
+
+    def on_report(self, key: Any, metrics: dict[str, Any]) -> Update | None:
+        track = self.tracks.get(key)
+        if track is None:
+            return None
+        step = int(metrics.get("step", 0))
+        for name in ("train_loss", "eval_loss"):
+            value = metrics.get(name)
+            if value is not None and not math.isfinite(float(value)):
+                return self._trip(track, Trip("diverged", step, f"{name} is {value} at step {step}"))
+        value = metrics.get("eval_loss")
+        if value is None or step < 1 or step > len(track.lr):
+            return None
+        value = float(value)
+        if value > self.diverge_factor * track.best:
+            return self._trip(track, Trip("diverged", step, f"eval_loss {value:.4g} at step {step} exceeds "
+                                                            f"{self.diverge_factor:g} x its best {track.best:.4g}"))
+        trip = None
+        last_loss = track.loss[-1] if track.loss else None
+        if track.last is not None:  # the curve so far predicts this step: is the new point far above it?
+            try:
+                here = forecast(track.curve(), self.sweep(), step=step)
+            except (ForecastError, np.linalg.LinAlgError):
+                here = None
+            if here is not None and value > here.hi + self.flag_sd * here.sd:
+                kind = "spike" if last_loss is not None and value > last_loss else "plateau"
+                trip = Trip(kind, step, f"eval_loss {value:.4f} at step {step} is {(value - here.loss) / here.sd:.1f} "
+                                        f"sd above its forecast {here.loss:.4f}")
+                self.flags.append((track.name, trip))
+        track.steps.append(step)
+        track.loss.append(value)
+        track.best = min(track.best, value)
+        now = self.clock()
+        if now - track.fitted_at < self.min_interval_s and step < len(track.lr):
+            return Update(metrics={}, trip=trip)
+        try:
+            f = forecast(track.curve(), self.sweep())
+        except (ForecastError, np.linalg.LinAlgError):
+            return Update(metrics={}, trip=trip)
+        track.last, track.fitted_at = f, now
+        return Update(metrics={"forecast_final_loss": f.loss, "forecast_final_loss_lo": f.lo,
+                               "forecast_final_loss_hi": f.hi}, trip=trip, forecast=f)
+
+    def _trip(self, track: _Track, trip: Trip) -> Update:
+        self.flags.append((track.name, trip))
+        return Update(metrics={}, trip=trip)
+
+    def on_finish(self, key: Any, *, finished: bool) -> Trip | None:
+        """The trial ended: a finished curve joins the shared fit; an undercooled one is flagged."""
+        track = self.tracks.pop(key, None)
+        if track is None or not finished or not track.steps:
+            return None
+        curve = track.curve()
+        if curve.final_loss is None:
+            return None
+        trip = None
+        excess = undercooled(curve, self.sweep())
+        if excess is not None:
+            trip = Trip("undercooled", int(curve.steps[-1]), f"final eval_loss {curve.final_loss:.4f} is {excess:.1f} sd "
+                                                           f"above what its schedule's cooldown predicts")
+            self.flags.append((track.name, trip))
+        self.finished.append(curve)
+        self._stale = True
+        return trip
