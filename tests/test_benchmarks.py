@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("fit_memory.py", "floor: 1,000 runs in under 2 GB: ok"),
     ("forks.py", "match their independent runs within 1e-3 nats: ok"),
     ("cpu_rules.py", "cpu_rules: done"),
+    ("pilot_hparams_law.py", "beyond the table): lr* = "),
 ])
 def test_benchmark_smoke_mode(tmp_path, script, expected):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
