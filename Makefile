@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python benchmarks/scheduling_overhead.py
 	$(BIN)/python benchmarks/report_speed.py
 	$(BIN)/python benchmarks/lr_search.py
+	$(BIN)/python benchmarks/pilot_hparams_law.py
 	$(BIN)/python benchmarks/adaptive_isoflop.py
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/cpu_rules.py

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("forks.py", "match their independent runs within 1e-3 nats: ok"),
     ("cpu_rules.py", "cpu_rules: done"),
     ("eta.py", "2 workers / 1 ="),
+    ("pilot_hparams_law.py", "beyond the table): lr* = "),
 ])
 def test_benchmark_smoke_mode(tmp_path, script, expected):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
