@@ -458,8 +458,7 @@ class Tracker:
         # A trunk's fork list (whole fork configs) is in trial_config.json, too long for a param.
         params = {**flatten({k: v for k, v in config.items() if k != "trunk"}),
                   **{k: v for k, v in derived.items() if k != "trial_id"}}
-        self._log_params(run.info.run_id, params)
-        self._log_metrics(run.info.run_id, trial_metrics(derived))
+        self._log_params(run.info.run_id, params, metrics=trial_metrics(derived))
         self._log_json(run, config, "trial_config.json")
         return run.info.run_id
 
@@ -473,10 +472,12 @@ class Tracker:
         else:
             self.client.log_dict(run.info.run_id, data, name)
 
-    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+    def _log_params(self, run_id: str, params: dict[str, Any], *, metrics: list[Metric] = ()) -> None:
+        """Params 100 a request (MLflow's batch limit); `metrics` (at most 1000) ride on the first request."""
         items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in sorted(params.items())]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_BATCH], synchronous=True)
+        for i in range(0, max(len(items), 1), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_BATCH],
+                                  metrics=list(metrics) if i == 0 else [], synchronous=True)
 
     def _report_metrics(self, reports: list[dict[str, Any]]) -> list[Metric]:
         stamp = int(time.time() * 1000)
