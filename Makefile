@@ -63,6 +63,12 @@ bench: setup
 	$(BIN)/python benchmarks/cpu_rules.py
 	$(BIN)/python benchmarks/forks.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/eta.py
+	$(BIN)/python benchmarks/published_laws.py
+	$(BIN)/python benchmarks/forecast_misfitting.py
+	$(BIN)/python benchmarks/forecast_demo.py
+	$(BIN)/python benchmarks/prepare_memory.py
+	$(BIN)/python benchmarks/pilot_corpus.py
 
 clean:
 	rm -rf reports outputs mlruns mlflow.db mlflow.db-* checkpoints optuna.journal
