@@ -207,6 +207,14 @@ def _meta_of(ref: ray.ObjectRef) -> dict[str, str] | None:
         return None
 
 
+def _lost_words(err: BaseException) -> str:
+    """Why an attempt was lost, in one line: a task's own lost error (a multi-worker trial's TrainWorkerLost) speaks
+    through its cause, not the `ray::task() (pid=..., ip=...)` header Ray puts first."""
+    cause = getattr(err, "cause", None) if isinstance(err, ray.exceptions.RayTaskError) else None
+    text = str(cause if cause is not None else err).strip()
+    return (text.splitlines() or [type(err).__name__])[0]
+
+
 def order_trials(trials: list[Trial], order: str) -> list[Trial]:
     if order == "budget":
         return sorted(trials, key=lambda t: (t.budget if t.budget is not None else t.cost.c_exact, t.cost.c_exact))
@@ -579,7 +587,7 @@ class TrialLoop:
             if died:
                 return retry
             if attempt.lost < MAX_LOST:
-                self._end(attempt, Status.LOST, reason=str(err).strip().splitlines()[0], final=False)
+                self._end(attempt, Status.LOST, reason=_lost_words(err), final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost + 1, deaths=attempt.deaths)
             return self._end(attempt, Status.LOST, reason=f"lost {MAX_LOST + 1} times: {err}")
         except ray.exceptions.RayTaskError as err:
