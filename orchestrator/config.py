@@ -317,7 +317,7 @@ class ClusterConfig:
     multi-node cluster give a path every node mounts (as Ray's own storage_path)."""
     workers_per_trial: int = 1
     """Workers per trial (each with cpus_per_trial CPUs and gpus_per_trial GPUs): above 1 a trial runs on Ray
-    Train (TorchTrainer, DDP, one placement group per trial: orchestrator/cluster/train.py), its batch the global
+    Train (TorchTrainer, DDP, one placement group per trial: orchestrator/runner/train.py), its batch the global
     batch split across the workers."""
     workers_rule: WorkersRule = field(default_factory=WorkersRule)
     """More workers for bigger trials (thresholds of C, N or D); empty: every trial gets workers_per_trial."""

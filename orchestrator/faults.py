@@ -1,7 +1,7 @@
 """Trainer faults as results: what the runner needs to turn a misbehaving trainer into a recorded trial.
 
 Nothing here imports Ray: the worker side (`DeathWitness`, `thin_reports`) runs inside the Ray task, the
-driver side (`death_reason`, `trial_time_limit`) in the driver's loop (orchestrator/runner.py).
+driver side (`death_reason`, `trial_time_limit`) in the driver's loop (orchestrator/runner/__init__.py).
 
 - A process death. Ray reports a trainer that calls `os._exit` or dies of a signal as a crashed worker, with
   no exit code or signal (ray 2.60: "The worker died unexpectedly"), the same error it gives for a worker

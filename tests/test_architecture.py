@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("orchestrator", "trainers")
 
 OWNERS = {
-    "ray": ("orchestrator.runner", "orchestrator.cluster."),
+    "ray": ("orchestrator.runner", "orchestrator.runner."),
     "mlflow": ("orchestrator.tracking",),
     "sqlalchemy": ("orchestrator.tracking",),
     "optuna": ("orchestrator.search.",),

@@ -31,7 +31,7 @@ def ray_env(tmp_path):
     token), its own temp dir (RAY_TMPDIR: short, socket paths are limited to 107 bytes) and no RAY_AUTH_MODE.
     (Ray binds a node of a multi-node cluster to its routable address whatever --node-ip-address says; only its
     loopback mode, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, binds 127.0.0.1, and it refuses a second node.) Afterwards every
-    process of that cluster is SIGKILLed by PID (never `ray stop`: it stops every Ray on the machine)."""
+    process of that cluster is SIGKILLed by PID (never Ray's own stop command: it stops every Ray on the machine)."""
     home = tmp_path / "home"
     home.mkdir()
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))

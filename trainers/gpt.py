@@ -15,7 +15,7 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
   out-of-memory end the trial as results (`diverged`, `oom`) with the reason; out of memory is a
   result wherever it strikes (building the model, a step, the optimizer's state, evaluation), so a
   size that cannot fit is recorded as `oom` and not retried as a crash;
-- several workers (a trial that spans workers: orchestrator/cluster/train.py starts them on Ray Train, which
+- several workers (a trial that spans workers: orchestrator/runner/train.py starts them on Ray Train, which
   sets up torch.distributed, gloo on CPU, NCCL on GPUs): the model is wrapped in DDP; every optimizer step's
   batch is the GLOBAL batch of `trainer.batch_tokens`, rank r taking its contiguous share of the very sequences
   one worker would take (so the data order is that of one worker), each micro-batch's loss weighted by its share

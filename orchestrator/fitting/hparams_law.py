@@ -324,12 +324,7 @@ def fit_hparams_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndar
         if params is not None:
             laws.append(params)
     laws_a = np.array(laws) if laws else np.zeros((0, 5))
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-
-    def ci(j: int) -> Interval:
-        if len(laws_a) < 2 or (j == 1 and not alpha_free):
-            return Interval(math.nan, math.nan)
-        return Interval(*map(float, np.percentile(laws_a[:, j], [lo_q, hi_q])))
+    ci = _percentile_intervals(laws_a, level=level, alpha_free=alpha_free)
 
     ln_k, alpha, beta, ln_kb, gamma = map(float, point)
     lr_res = np.log([c.lr_opt for c in optima]) - (ln_k + alpha * np.log(cN) + beta * np.log(cD))
@@ -340,6 +335,19 @@ def fit_hparams_law(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndar
                      n_resamples=n_resamples, n_valid=len(laws_a), lr_rmse=float(np.sqrt(np.mean(lr_res ** 2))),
                      batch_rmse=float(np.sqrt(np.mean(b_res ** 2))), laws=laws_a)
     return law, optima
+
+
+def _percentile_intervals(laws: np.ndarray, *, level: float, alpha_free: bool):
+    """Interval of law parameter j (columns ln k_lr, alpha, beta, ln k_B, gamma) from the resampled laws' percentiles;
+    NaN with fewer than 2 resamples, and for alpha when the cells cannot identify it."""
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def ci(j: int) -> Interval:
+        if len(laws) < 2 or (j == 1 and not alpha_free):
+            return Interval(math.nan, math.nan)
+        return Interval(*map(float, np.percentile(laws[:, j], [lo_q, hi_q])))
+
+    return ci
 
 
 def off_optimum(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray, *, law: HParamsLaw,
@@ -500,12 +508,7 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
         if t is not None:
             laws.append(law_of(t))
     laws_a = np.array(laws) if laws else np.zeros((0, 5))
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-
-    def ci(j: int) -> Interval:
-        if len(laws_a) < 2 or (j == 1 and not alpha_free):
-            return Interval(math.nan, math.nan)
-        return Interval(*map(float, np.percentile(laws_a[:, j], [lo_q, hi_q])))
+    ci = _percentile_intervals(laws_a, level=level, alpha_free=alpha_free)
 
     ln_k, alpha, beta, ln_kb, gamma = map(float, law_of(theta))
     f = theta[4 + alpha_free + 3:]

@@ -200,7 +200,7 @@ class AdaptiveIsoFLOP:
 
     # -- TrialSource -------------------------------------------------------------------------------
     def outlook(self) -> str:
-        """What is planned now and what may follow, for the run's header (orchestrator/runner.py)."""
+        """What is planned now and what may follow, for the run's header (orchestrator/runner/__init__.py)."""
         now = [t for p in self.profiles.values() for t in p.pending]
         more = len(self.profiles) * self.limits.max_sizes - len(now) - sum(len(p.points) for p in self.profiles.values())
         cap = f"{self.limits.max_flops:.3g} FLOPs in all (adaptive.max_flops)" if self.limits.max_flops else "no FLOP cap"

@@ -1,6 +1,6 @@
 """A trial that spans several workers, run on Ray Train (`ray.train.torch.TorchTrainer`).
 
-The trial loop (orchestrator/runner.py) submits such a trial as one small Ray task (no CPU of its own) that
+The trial loop (orchestrator/runner/__init__.py) submits such a trial as one small Ray task (no CPU of its own) that
 drives a `TorchTrainer`: Ray Train reserves the trial's workers as one placement group (all of them or none,
 so a full cluster never holds half-placed gangs), starts one process per worker with `cluster.cpus_per_trial`
 CPUs and `cluster.gpus_per_trial` GPUs each, and sets up torch.distributed between them (gloo on CPU, NCCL on

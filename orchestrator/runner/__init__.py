@@ -37,8 +37,8 @@ from ray._private import ray_constants
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from orchestrator.cluster import attach
-from orchestrator.cluster.train import TrainWorkerLost, execute_on_train
+from orchestrator.runner import attach
+from orchestrator.runner.train import TrainWorkerLost, execute_on_train
 from orchestrator.config import Config
 from orchestrator.faults import MAX_REPORTS_PER_S, death_reason, death_witness, thin_reports, trial_time_limit
 from orchestrator.forecast.live import LiveForecaster, Trip
@@ -225,7 +225,7 @@ def order_trials(trials: list[Trial], order: str) -> list[Trial]:
 
 def connect_ray(config: Config) -> None:
     """A quiet local instance (dashboard off) listening on loopback only, or an existing cluster at
-    cluster.address, attached as Ray's CLI does (token authentication included: orchestrator/cluster/attach.py)."""
+    cluster.address, attached as Ray's CLI does (token authentication included: orchestrator/runner/attach.py)."""
     cluster = config.cluster
     pythonpath = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
     runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": pythonpath}}
@@ -438,11 +438,13 @@ class TrialLoop:
             num_cpus=cluster.cpus_per_trial, num_gpus=cluster.gpus_per_trial,
             memory=int(cluster.memory_per_trial_gb * 2**30) or None, max_retries=0, retry_exceptions=False)
         # A trial of several workers: a driving task without resources of its own; Ray Train reserves the workers
-        # as one placement group (orchestrator/cluster/train.py).
+        # as one placement group (orchestrator/runner/train.py).
         self.gang_task = ray.remote(execute_on_train).options(num_cpus=0, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
+        self.slowest_rate: float | None = None
+        """The slowest FLOP/s of a trial finished in this invocation (the time limits' rate)."""
         self.forecaster = LiveForecaster()
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
@@ -659,7 +661,7 @@ class TrialLoop:
 
     def _slowest_rate(self) -> float:
         """The slowest FLOP/s of a trial finished in this invocation (before any: cluster.assumed_flops_per_s)."""
-        return min(getattr(self, "rates", None) or [self.config.cluster.assumed_flops_per_s])
+        return self.slowest_rate or self.config.cluster.assumed_flops_per_s
 
     def _end_pruned(self, attempt: _Attempt) -> None:
         step = attempt.pruned.get("step")
@@ -693,7 +695,8 @@ class TrialLoop:
             return None
         self.progress.done += 1
         if attempt.started and (result or {}).get("flops"):  # this invocation's throughput, for time limits
-            self.rates = [*getattr(self, "rates", []), result["flops"] / max(time.monotonic() - attempt.started, 1e-3)]
+            rate = result["flops"] / max(time.monotonic() - attempt.started, 1e-3)
+            self.slowest_rate = min(rate, self.slowest_rate or rate)
         loss = (result or {}).get("final_eval_loss")
         label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
         if loss is not None:
