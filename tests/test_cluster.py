@@ -254,9 +254,9 @@ def test_a_trainer_in_the_users_folder_reaches_the_other_node(tmp_path, two_node
 
 
 def readme_cluster_commands() -> list[str]:
-    """The command lines of the README's "Your cluster" block, as written (comments dropped)."""
-    text = (REPO / "README.md").read_text()
-    block = text.split("### Your cluster", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    """The command lines of docs/cluster.md's "Your cluster" block, as written (comments dropped)."""
+    text = (REPO / "docs" / "cluster.md").read_text()
+    block = text.split("## Your cluster", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
 
 

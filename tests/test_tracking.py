@@ -169,7 +169,7 @@ def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_the
     assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert tracker.runs_url() == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs?viewStateShareKey="
                                   f"{VIEW_KEY}&workflowType=machine_learning  (after: mlflow ui --backend-store-uri {uri})")
-    # The view the URL names is an experiment tag the UI reads (tests/test_mlflow_ui.py opens it in chromium), and the
+    # The view the URL names is an experiment tag the UI reads (tests/e2e/test_mlflow_ui.py opens it in chromium), and the
     # experiment carries its description.
     tags = client.get_experiment(tracker.experiment_id).tags
     assert json.loads(tags[f"mlflow.sharedViewState.{VIEW_KEY}"])["searchFilter"] == "tags.kind = 'trial'"

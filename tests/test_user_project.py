@@ -1,6 +1,6 @@
 """A user's own project: their config folders beside ours (--config-dir, hydra.searchpath), listed, composed,
 validated like ours; and the package list that puts conf/ into the wheel. The installed wheel end to end is
-tests/test_wheel.py."""
+tests/e2e/test_wheel.py."""
 
 from __future__ import annotations
 
