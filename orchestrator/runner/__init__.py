@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -388,8 +389,11 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     display = Display(progress, live=display_live)
     # Ctrl-C and SIGTERM stop the sweep cleanly, also when the driver inherited SIGINT ignored (a background job
     # of a non-interactive shell, `nohup`, some CI runners start processes that way).
+    # The handler also leaves a flag that the loop checks every round: a KeyboardInterrupt raised inside a
+    # finalizer or a weakref callback (SQLAlchemy's, for one) is swallowed by Python, and the sweep would run on.
+    _INTERRUPTED.clear()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         loop = TrialLoop(config, tracker=tracker, parent=parent, display=display, lease=lease)
         ok = loop.run(todo, source=source)
@@ -409,7 +413,12 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
         display.close()
 
 
+_INTERRUPTED = threading.Event()
+"""Set by Ctrl-C or SIGTERM while a sweep runs; TrialLoop.run raises KeyboardInterrupt at its next round."""
+
+
 def _raise_interrupt(signum, frame):  # noqa: ARG001
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
@@ -454,6 +463,8 @@ class TrialLoop:
         slots, checked = slot_count(self.config), time.monotonic()
         try:
             while True:
+                if _INTERRUPTED.is_set():
+                    raise KeyboardInterrupt
                 if time.monotonic() - checked > 5:
                     slots, checked = slot_count(self.config), time.monotonic()
                     self.tracker.heartbeat(self.parent)
