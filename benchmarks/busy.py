@@ -11,7 +11,7 @@ def busy(seconds: float) -> float:
     return time.perf_counter() - start
 
 
-def train(config, report, *, run_dir=None, device="cpu", threads=1):
+def train(config, report, *, run_dir=None, device="cpu", threads=1):  # noqa: ARG001 (the trainer contract)
     spent = busy(float(config["trainer"].get("options", {}).get("busy_s", 0.5)))
     report({"step": 1, "tokens": config["tokens"], "train_loss": 1.0})
     return {"status": "finished", "final_train_loss": 1.0, "final_eval_loss": 1.0, "tokens": config["tokens"],

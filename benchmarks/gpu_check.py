@@ -78,11 +78,11 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from trainer_throughput import matmul_peak, trainer_throughput  # noqa: E402
-from trainers import device as devices  # noqa: E402
+from trainer_throughput import matmul_peak, trainer_throughput
+from trainers import device as devices
 
 GPU_FRACTION = 0.25
 """Each sweep trial's share of a GPU: 4 trials per GPU."""
@@ -330,7 +330,7 @@ def visible_gpus(count: int) -> set[int]:
 
 def read_trials(store: Path, experiment: str) -> list[dict[str, Any]]:
     """Every trial run of `experiment` in the SQLite store, as a user would read it back."""
-    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store}")
     exp = client.get_experiment_by_name(experiment)
@@ -362,8 +362,8 @@ def max_overlap(trials: list[dict[str, Any]]) -> int:
 
 def sampler_tokens_per_s(seq_len: int) -> float:
     """How fast one thread samples the synthetic language (the sweep's data) at `seq_len`."""
-    from trainers.config import DataConfig  # noqa: PLC0415
-    from trainers.data import build_source  # noqa: PLC0415
+    from trainers.config import DataConfig
+    from trainers.data import build_source
 
     # A seed of its own each call: sampled chunks are cached per (seed, index).
     source = build_source(DataConfig(), seq_len=seq_len, seed=time.time_ns() % 2**31, tokens=1 << 30,
@@ -663,7 +663,8 @@ def markdown(results: dict[str, Any]) -> str:
                  f"{fmt(oom.get('wall_s'), '.0f', 1, ' s')} |")
     err = wk.get("eta_error")
     lines.append(f"| 4. workers | {wk.get('status', '-')} | one trial on {wk.get('workers', '-')} workers (Ray Train); "
-                 f"ETA error {'-' if err is None else f'{100 * err:+.0f}%'} | {fmt(wk.get('wall_s'), '.0f', 1, ' s')} |")
+                 f"ETA error {'-' if err is None else f'{100 * err:+.0f}%'} | "
+                 f"{fmt(wk.get('wall_s'), '.0f', 1, ' s')} |")
     for name, section in (("throughput", tp), ("sweep", sw), ("oom", oom), ("workers", wk)):
         failed = [k for k, ok in section.get("checks", {}).items() if not ok]
         if section.get("error") or failed:

@@ -22,13 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fitting.hparams_law import cell_optima, fit_hparams_law  # noqa: E402
+from orchestrator.fitting.hparams_law import cell_optima, fit_hparams_law
 
 CSV = REPO.parent / "shared" / "reference" / "scalebench_lr_bsz_train.csv"
 PUBLISHED = {"alpha": -0.713, "beta": 0.307, "gamma": 0.571}
@@ -75,8 +74,8 @@ def main() -> int:
           f"(95% {pr.lr_ci.lo:.3g} .. {pr.lr_ci.hi:.3g}), B* = {pr.batch:.0f} sequences "
           f"(95% {pr.batch_ci.lo:.0f} .. {pr.batch_ci.hi:.0f})")
     published = 1.79 * n_new ** -0.713 * d_new ** 0.307
-    print(f"  the published law there: lr* = {published:.3g} ({'inside' if pr.lr_ci.lo <= published <= pr.lr_ci.hi else 'outside'} "
-          f"our interval)")
+    inside = "inside" if pr.lr_ci.lo <= published <= pr.lr_ci.hi else "outside"
+    print(f"  the published law there: lr* = {published:.3g} ({inside} our interval)")
     return 0 if all(math.isfinite(v) for v in (law.alpha, law.beta, law.gamma)) else 1
 
 

@@ -6,8 +6,9 @@ The corpus is generated into a temporary folder (deleted afterwards): documents 
 a Zipf-distributed vocabulary of 50,000 made-up words, with punctuation and newlines, one JSON object per line.
 The baseline is `Tokenizer.encode_batch_fast` (the call prepare itself uses) with the tokenizer prepare trained,
 on up to 200 MB of the same documents already in memory, in batches of 1024, the faster of two runs: the
-library's own speed on this machine, with nothing read, parsed, split or written. The ratio is prepare's end-to-end MB/s (scan, BPE
-training on its sample, encoding, writing) over that, and the encode pass's own MB/s over that.
+library's own speed on this machine, with nothing read, parsed, split or written. The ratio is prepare's
+end-to-end MB/s (scan, BPE training on its sample, encoding, writing) over that, and the encode pass's own MB/s
+over that.
 
     python benchmarks/prepare_memory.py                  # a 2 GB corpus (several minutes on 2 cores)
     python benchmarks/prepare_memory.py --size-mb 200    # any size
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from treerss import run_measured  # noqa: E402
+from treerss import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_GB = 2.0

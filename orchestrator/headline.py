@@ -50,9 +50,9 @@ def allocation(result: dict, method: str) -> str:
     parts = []
     if finite(top.get("N_opt")) and finite(top.get("D_opt")):
         per = _value(top["tokens_per_param"], _bounds(ci, "tokens_per_param"), fmt=_ratio, flagged=flagged, name="D/N")
-        parts.append(f"train N = {_value(top['N_opt'], _bounds(ci, 'N_opt'), fmt=count, flagged=flagged, name='N')} "
-                     f"parameters on D = {_value(top['D_opt'], _bounds(ci, 'D_opt'), fmt=count, flagged=flagged, name='D')}"
-                     f" tokens ({per} tokens per parameter)")
+        n = _value(top["N_opt"], _bounds(ci, "N_opt"), fmt=count, flagged=flagged, name="N")
+        d = _value(top["D_opt"], _bounds(ci, "D_opt"), fmt=count, flagged=flagged, name="D")
+        parts.append(f"train N = {n} parameters on D = {d} tokens ({per} tokens per parameter)")
     if finite(top.get("loss")):
         parts.append(f"loss {_value(top['loss'], _bounds(ci, 'loss'), fmt=num, flagged=flagged, name='the loss')}")
     if finite(entry.get("a")):

@@ -403,7 +403,8 @@ def _axis_trials(sweep: SweepConfig, *, model: ModelConfig, trainer: TrainerConf
 
 def _model_axis(sweep: SweepConfig, *, model: ModelConfig, vocab_size: int) -> list[tuple[ModelConfig, float | None]]:
     if sweep.shapes:
-        return [(_explicit_shape(model, s.n_layer, s.d_model, s.n_head, key="sweep.shapes"), None) for s in sweep.shapes]
+        return [(_explicit_shape(model, s.n_layer, s.d_model, s.n_head, key="sweep.shapes"), None)
+                for s in sweep.shapes]
     if sweep.sizes:
         return [(_rule_shape(n, model=model, vocab_size=vocab_size, convention=sweep.size_convention), n)
                 for n in sweep.sizes]
@@ -495,7 +496,8 @@ def _list_trial(index: int, spec: dict[str, Any], *, sweep: SweepConfig, model: 
                 raise PlanError(f"{key}.{name}={value!r} is invalid: it must be a positive finite number.")
     dataset = spec.get("dataset") or next(iter(datasets))
     if dataset not in datasets:
-        raise PlanError(f"{key}.dataset={dataset!r} is not on the sweep's data axis: allowed are {', '.join(datasets)}.")
+        raise PlanError(f"{key}.dataset={dataset!r} is not on the sweep's data axis: "
+                        f"allowed are {', '.join(datasets)}.")
     data = datasets[dataset]
     if "size" in spec:
         shape = sections.shape(float(spec["size"]), model=model, vocab_size=data.vocab_size,

@@ -149,10 +149,8 @@ def kill_worker_node(worker: subprocess.Popen, env: dict[str, str]) -> None:
     for raylet in raylets:
         children = subprocess.run(["pgrep", "-P", raylet], capture_output=True, text=True).stdout.split()
         for pid in [*children, raylet]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     os.killpg(worker.pid, signal.SIGKILL)
 
 

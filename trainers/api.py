@@ -142,7 +142,7 @@ def _split(target: str) -> tuple[str, str]:
 def _import(target: str, module_name: str):
     try:
         return importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001  (the user's module failed to import, however it failed)
+    except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0]
         raise TrainerError(f"trainer.target={target!r} cannot be imported: {type(err).__name__}: {first}.") from err
 

@@ -290,7 +290,8 @@ class TrainerConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"trainer.{key}={value} is invalid: it must be a positive finite number.")
         if self.evals_per_run < 1:
-            raise ValueError(f"trainer.evals_per_run={self.evals_per_run} is invalid: it must be >= 1 (the last is at D).")
+            raise ValueError(f"trainer.evals_per_run={self.evals_per_run} is invalid: "
+                             "it must be >= 1 (the last is at D).")
         for key in ("micro_batch_tokens", "warmup_tokens", "eval_interval_tokens", "checkpoint_interval_tokens"):
             if getattr(self, key) < 0:
                 raise ValueError(f"trainer.{key}={getattr(self, key)} is invalid: it must be >= 0.")
@@ -315,8 +316,9 @@ trainer's own default is the same), so that the trials planned before they exist
 def trainer_section(trainer: TrainerConfig) -> dict[str, Any]:
     """The trainer section a trial carries, hashes and logs: every field of `trainer` as plain data, except that
     `surrogate` lists only the knobs that differ from SurrogateConfig's defaults, `options` is left out when
-    empty and so are the ADDED_AT_DEFAULT fields at their default. A section so names what the trainer was given (a GPT trial carries `surrogate: {}` and no `options`, so
-    a new surrogate knob or default changes no GPT trial's id), and `TrainerConfig(**section)` rebuilds `trainer`."""
+    empty and so are the ADDED_AT_DEFAULT fields at their default. A section so names what the trainer was given
+    (a GPT trial carries `surrogate: {}` and no `options`, so a new surrogate knob or default changes no GPT
+    trial's id), and `TrainerConfig(**section)` rebuilds `trainer`."""
     section = asdict(trainer)
     defaults = asdict(SurrogateConfig())
     section["surrogate"] = {k: v for k, v in section["surrogate"].items() if v != defaults[k]}

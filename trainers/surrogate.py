@@ -76,8 +76,8 @@ def validate(config: dict[str, Any]) -> None:
     _tokens(config)
 
 
-def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
-          threads: int = 1) -> dict[str, Any]:
+def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None,
+          device: str = "cpu", threads: int = 1) -> dict[str, Any]:  # noqa: ARG001 (the trainer contract)
     """A trial of the surrogate (same contract as `trainers.gpt.train`); returns a TrialResult dict."""
     start = time.perf_counter()
     law = _law(config)

@@ -141,7 +141,7 @@ class HMMLanguage:
         offset = start - first * CHUNK_SEQS
         return block[offset : offset + count]
 
-    @functools.lru_cache(maxsize=4)
+    @functools.lru_cache(maxsize=4)  # noqa: B019 (one Language per process, kept for its life)
     def _cached_chunk(self, split: int, trial_seed: int, index: int, length: int) -> np.ndarray:
         return self.chunk(split, trial_seed, index, length)
 

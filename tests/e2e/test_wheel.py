@@ -61,7 +61,7 @@ def corpus(folder: Path) -> None:
     folder.mkdir()
     for i, doc in enumerate(docs[:300]):
         (folder / f"{i:03d}.txt").write_text(doc)
-    (folder / "more.jsonl").write_text("".join('{"text": "%s"}\n' % doc for doc in docs[300:]))
+    (folder / "more.jsonl").write_text("".join(f'{{"text": "{doc}"}}\n' for doc in docs[300:]))
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def test_split_text_read_in_chunks_equals_whole_file_split(tmp_path, monkeypatch
 def test_errors_found_in_chunks_name_the_same_offset(tmp_path, monkeypatch, chunk):
     monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", chunk)
     bad = tmp_path / "bad.txt"
-    bad.write_bytes("good text\n\nmore ".encode() + "café".encode("latin-1") + b"\n\nend")
+    bad.write_bytes(b"good text\n\nmore " + "café".encode("latin-1") + b"\n\nend")
     with pytest.raises(CorpusError, match=r"bad.txt is not UTF-8 text \(byte 0xe9 at offset 19\)"):
         list(Corpus.at(str(bad), split_on="\n\n").documents())
     nul = tmp_path / "nul.txt"

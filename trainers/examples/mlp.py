@@ -42,8 +42,8 @@ def _examples(teacher: nn.Module, n: int, generator: torch.Generator) -> tuple[t
     return x, y
 
 
-def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None, device: str = "cpu",
-          threads: int = 1) -> dict[str, Any]:
+def train(config: dict[str, Any], report: Report, *, run_dir: str | None = None,  # noqa: ARG001 (the contract)
+          device: str = "cpu", threads: int = 1) -> dict[str, Any]:  # noqa: ARG001
     """Train the student on `config["tokens"]` examples; returns a TrialResult dict."""
     start = time.perf_counter()
     torch.set_num_threads(threads)
