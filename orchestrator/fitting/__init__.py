@@ -12,6 +12,7 @@ Modules (one job each):
 - powerlaw.py   power laws in log-log space; approach 5 (Kaplan-style L(N), L(D))
 - bootstrap.py  resampling runs, percentile intervals for every method
 - frontier.py   predictions at target budgets, method agreement, leave-largest-budget-out
+- methods.py    the registry of methods: name, label, colour, kind, point fit and bootstrap of each
 - run.py        run_fit (writes fit.json) and format_summary (the printed table)
 """
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from orchestrator.fitting import methods as registry
 from orchestrator.fitting.command_line import CommandLine
 
 A_AGREEMENT = 0.05
@@ -42,7 +43,6 @@ HOLDOUT_N_OPT = 1.25  # predicted N_opt within this factor of a bracketed held-o
 FLOOR_REL = 0.05
 MIN_BUDGETS = 3
 EXTRAPOLATION_DECADES = 1.0
-FRONTIER_METHODS = ("parametric", "parametric_floor", "vpnls", "isoflop", "envelope")
 BOUND_NAMES = {"a": "A", "b": "B", "e": "E"}  # surface.PARAMS (log A, log B, log E) as the law's names
 
 
@@ -63,7 +63,7 @@ class Check:
 
 def headline_method(result: dict) -> str | None:
     """The method the headline reports: the first frontier method of fit.methods that succeeded."""
-    return next((m for m in result["method_order"] if m in FRONTIER_METHODS and
+    return next((m for m in result["method_order"] if m in registry.frontier_methods() and
                  result.get(m, {}).get("status") == "ok" and result[m].get("predictions")), None)
 
 
