@@ -13,7 +13,8 @@ Modules (one job each):
 - bootstrap.py  resampling runs, percentile intervals for every method
 - frontier.py   predictions at target budgets, method agreement, leave-largest-budget-out
 - methods.py    the registry of methods: name, label, colour, kind, point fit and bootstrap of each
-- run.py        run_fit (writes fit.json) and format_summary (the printed table)
+- result.py     FitResult, MethodResult, Check and their status enums; fit.json written and read (write_fit, read_fit)
+- run.py        run_fit (fits every method, builds the FitResult, writes it) and format_summary (the printed table)
 """
 
 from orchestrator.fitting.errors import FitError, FitInputError

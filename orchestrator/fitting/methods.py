@@ -33,6 +33,7 @@ from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
 from orchestrator.fitting.frontier import ShapeOf, predictions
 from orchestrator.fitting.isoflop import fit_isoflop
 from orchestrator.fitting.powerlaw import SaturatingPowerLaw, fit_single_variable, slice_at_largest
+from orchestrator.fitting.result import MethodResult, MethodStatus
 from orchestrator.fitting.surface import fit_surface
 from orchestrator.fitting.vpnls import fit_vpnls
 
@@ -94,8 +95,8 @@ class FitContext:
         return tuple(self.runs[c].to_numpy(float) for c in ("N", "D", "loss"))
 
 
-PointFit = Callable[[FitContext], tuple[object, dict]]
-"""ctx -> (the estimator's result, its fit.json entry without the interval)."""
+PointFit = Callable[[FitContext], tuple[object, MethodResult]]
+"""ctx -> (the estimator's result, its MethodResult without the interval)."""
 Bootstrap = Callable[[FitContext, object], dict]
 """(ctx, the point fit) -> its bootstrap intervals as fit.json's `ci`."""
 
@@ -119,50 +120,46 @@ class Method:
 
 
 # -- the point fits ----------------------------------------------------------------------------------------------
-def _fit_parametric(ctx: FitContext, *, fixed_E: float | None = None) -> tuple[object, dict]:
+def _fit_parametric(ctx: FitContext, *, fixed_E: float | None = None) -> tuple[object, MethodResult]:
     N, D, L = ctx.arrays()
+    name = "parametric" if fixed_E is None else "parametric_floor"
     fit = fit_surface(N, D, L, delta=ctx.options.huber_delta, fixed_E=fixed_E)
-    entry = _surface_entry(ctx, fit)
-    entry["objective"] = fit.objective
-    entry["huber_delta"] = fit.huber_delta
+    detail = {"objective": fit.objective, "huber_delta": fit.huber_delta}
+    form = FORM
     if fixed_E is not None:
-        entry["fixed_E"] = fixed_E
-        entry["form"] = f"L(N, D) = {fixed_E:.4g} + A / N^alpha + B / D^beta (E fixed at the known floor)"
-    entry["convergence"] = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
-                            "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
-                            "converged": fit.converged, "n_starts": fit.n_starts, "n_finalists": fit.n_finalists,
-                            "n_at_best": fit.n_at_best, "seconds": fit.seconds}
-    return fit, entry
+        detail["fixed_E"] = fixed_E
+        form = f"L(N, D) = {fixed_E:.4g} + A / N^alpha + B / D^beta (E fixed at the known floor)"
+    convergence = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
+                   "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
+                   "converged": fit.converged, "n_starts": fit.n_starts, "n_finalists": fit.n_finalists,
+                   "n_at_best": fit.n_at_best, "seconds": fit.seconds}
+    return fit, _surface_result(ctx, fit, name=name, form=form, convergence=convergence, detail=detail)
 
 
-def _fit_parametric_floor(ctx: FitContext) -> tuple[object, dict]:
+def _fit_parametric_floor(ctx: FitContext) -> tuple[object, MethodResult]:
     assert ctx.floor is not None
     return _fit_parametric(ctx, fixed_E=ctx.floor)
 
 
-def _fit_vpnls(ctx: FitContext) -> tuple[object, dict]:
+def _fit_vpnls(ctx: FitContext) -> tuple[object, MethodResult]:
     fit = fit_vpnls(*ctx.arrays())
-    entry = _surface_entry(ctx, fit)
-    entry["rss"] = fit.rss
-    entry["convergence"] = {"grad_norm": fit.grad_norm, "iterations": fit.iterations, "on_bound": list(fit.on_bound),
-                            "converged": fit.converged, "grid_points": fit.grid_points, "seconds": fit.seconds}
-    return fit, entry
+    convergence = {"grad_norm": fit.grad_norm, "iterations": fit.iterations, "on_bound": list(fit.on_bound),
+                   "converged": fit.converged, "grid_points": fit.grid_points, "seconds": fit.seconds}
+    return fit, _surface_result(ctx, fit, name="vpnls", form=FORM, convergence=convergence, detail={"rss": fit.rss})
 
 
-def _fit_isoflop(ctx: FitContext) -> tuple[object, dict]:
+def _fit_isoflop(ctx: FitContext) -> tuple[object, MethodResult]:
     N, D, L = ctx.arrays()
     fit = fit_isoflop(N, D, L, budget=ctx.runs["budget"].to_numpy(float), compute=ctx.compute)
-    entry = _law_entry(ctx, fit)
-    entry["profiles"] = [asdict(p) for p in fit.profiles]
-    entry["skipped_budgets"] = [{"budget": c, "reason": r} for c, r in fit.skipped]
-    entry["warnings"] = fit.warnings
     on_profile = np.isfinite(ctx.runs["budget"].to_numpy(float))
-    entry["excluded"] = excluded(ctx) + [{"trial_id": t, "reason": "not on an IsoFLOP profile"}
-                                         for t in ctx.runs.loc[~on_profile, "trial_id"]]
-    return fit, entry
+    off = [{"trial_id": t, "reason": "not on an IsoFLOP profile"} for t in ctx.runs.loc[~on_profile, "trial_id"]]
+    detail = {"profiles": [asdict(p) for p in fit.profiles],
+              "skipped_budgets": [{"budget": c, "reason": r} for c, r in fit.skipped]}
+    return fit, _law_result(ctx, fit, name="isoflop", detail=detail, warnings=tuple(fit.warnings),
+                            dropped=tuple(excluded(ctx) + off))
 
 
-def _fit_envelope(ctx: FitContext) -> tuple[object, dict]:
+def _fit_envelope(ctx: FitContext) -> tuple[object, MethodResult]:
     runs, options = ctx.runs, ctx.options
     if ctx.curves is not None:
         ctx.points = valid_curve_points(ctx.curves, runs=runs, metric=options.metric,
@@ -172,23 +169,23 @@ def _fit_envelope(ctx: FitContext) -> tuple[object, dict]:
         ctx.points, source = runs[["trial_id", "N", "D", "C", "loss"]], "final point of each run"
     budget_of = pd.Series(runs["budget"].to_numpy(float), index=runs["trial_id"].astype(str).to_numpy())
     fit = fit_envelope(ctx.points, source=source, compute=ctx.compute, budget_of=budget_of)
-    entry = _law_entry(ctx, fit)
-    entry.update(source=fit.source, mode=fit.mode, n_valid_points=fit.n_valid_points,
-                 points={"C": fit.C, "N": fit.N, "D": fit.D, "loss": fit.L}, warnings=list(fit.notes))
-    return fit, entry
+    detail = {"source": fit.source, "mode": fit.mode, "n_valid_points": fit.n_valid_points,
+              "points": {"C": fit.C, "N": fit.N, "D": fit.D, "loss": fit.L}}
+    return fit, _law_result(ctx, fit, name="envelope", detail=detail, warnings=tuple(fit.notes))
 
 
-def _fit_powerlaw(ctx: FitContext) -> tuple[object, dict]:
+def _fit_powerlaw(ctx: FitContext) -> tuple[object, MethodResult]:
     N, D, L = ctx.arrays()
     fit = fit_single_variable(N, D, L, tol_dex=ctx.options.budget_tol_dex)
-    entry = {"status": "ok", "form": "L(N) = k_N N^-alpha at the largest D; L(D) = k_D D^-beta at the largest N",
-             "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b, "at_D": fit.at_D, "at_N": fit.at_N,
-             "k_N": fit.loss_vs_N.k, "k_D": fit.loss_vs_D.k, "n_N": fit.loss_vs_N.n, "n_D": fit.loss_vs_D.n,
-             "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.loss_vs_N.r2,
-                             "r2_D": fit.loss_vs_D.r2},
-             "note": "a and b assume the additive form with negligible E; no frontier predictions",
-             "predictions": {}}
-    return fit, entry
+    detail = {"at_D": fit.at_D, "at_N": fit.at_N, "k_N": fit.loss_vs_N.k, "k_D": fit.loss_vs_D.k,
+              "n_N": fit.loss_vs_N.n, "n_D": fit.loss_vs_D.n,
+              "note": "a and b assume the additive form with negligible E; no frontier predictions"}
+    return fit, MethodResult(
+        name="powerlaw", status=MethodStatus.OK,
+        form="L(N) = k_N N^-alpha at the largest D; L(D) = k_D D^-beta at the largest N",
+        alpha=fit.alpha, beta=fit.beta, a=fit.a, b=fit.b, predictions={}, excluded=tuple(excluded(ctx)),
+        convergence={"method": "closed-form log-log least squares", "r2_N": fit.loss_vs_N.r2, "r2_D": fit.loss_vs_D.r2},
+        detail=detail)
 
 
 # -- the bootstraps ----------------------------------------------------------------------------------------------
@@ -273,26 +270,31 @@ def excluded(ctx: FitContext) -> list[dict]:
     return [{"trial_id": e.trial_id, "reason": e.reason} for e in ctx.table.excluded]
 
 
-def _surface_entry(ctx: FitContext, fit) -> dict:
+def _surface_result(ctx: FitContext, fit, *, name: str, form: str, convergence: dict, detail: dict) -> MethodResult:
+    """A fitted surface L(N, D): its parameters, the frontier's local exponents over the swept budgets, predictions."""
     slopeN, slopeD = fit.frontier(ctx.slope_budgets, compute=ctx.compute)
-    return {"status": "ok", "form": FORM, "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta,
-            "a": float(local_exponent(ctx.slope_budgets, slopeN)),
-            "b": float(local_exponent(ctx.slope_budgets, slopeD)),
-            "a_law": fit.a, "b_law": fit.b, "G": fit.G, "n_points": fit.n_points,
-            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
-            "frontier_curve": _curve(ctx, fit)}
+    return MethodResult(
+        name=name, status=MethodStatus.OK, form=form, E=fit.E, A=fit.A, B=fit.B, alpha=fit.alpha, beta=fit.beta,
+        a=float(local_exponent(ctx.slope_budgets, slopeN)), b=float(local_exponent(ctx.slope_budgets, slopeD)),
+        predictions=predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
+        frontier_curve=_curve(ctx, fit), convergence=convergence, excluded=tuple(excluded(ctx)),
+        detail={"a_law": fit.a, "b_law": fit.b, "G": fit.G, "n_points": fit.n_points, **detail})
 
 
-def _law_entry(ctx: FitContext, fit) -> dict:
+def _law_result(ctx: FitContext, fit, *, name: str, detail: dict, warnings: tuple[str, ...],
+                dropped: tuple[dict, ...] | None = None) -> MethodResult:
+    """A fitted frontier (power laws through the minima): a, b, the laws' coefficients, the loss law, predictions."""
     law = fit.loss_law
     loss = ({"form": "L_opt = E + k (C / C_ref)^p", "E": law.E, "k": law.k, "p": law.p, "C_ref": law.x_ref}
             if isinstance(law, SaturatingPowerLaw) else {"form": "L_opt = k C^p", "k": law.k, "p": law.p})
-    return {"status": "ok", "form": "N_opt = k_N C^a, D_opt = C / (k(N_opt) N_opt)", "a": fit.a, "b": fit.b,
-            "k_N": fit.n_law.k, "k_D": fit.d_law.k, "loss_law": loss,
-            "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.n_law.r2,
-                            "r2_D": fit.d_law.r2, "n_points": fit.n_law.n},
-            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
-            "frontier_curve": _curve(ctx, fit)}
+    return MethodResult(
+        name=name, status=MethodStatus.OK, form="N_opt = k_N C^a, D_opt = C / (k(N_opt) N_opt)", a=fit.a, b=fit.b,
+        predictions=predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
+        frontier_curve=_curve(ctx, fit),
+        convergence={"method": "closed-form log-log least squares", "r2_N": fit.n_law.r2, "r2_D": fit.d_law.r2,
+                     "n_points": fit.n_law.n},
+        excluded=tuple(excluded(ctx)) if dropped is None else dropped, warnings=warnings,
+        detail={"k_N": fit.n_law.k, "k_D": fit.d_law.k, "loss_law": loss, **detail})
 
 
 def _curve(ctx: FitContext, fit) -> dict:

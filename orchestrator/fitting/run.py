@@ -16,14 +16,14 @@ method produced a result; when no method did and at least one failed in its math
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +41,7 @@ from orchestrator.fitting.forms import compare_forms
 from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out
 from orchestrator.fitting.methods import FORM, FitContext
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
+from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus, write_fit
 from orchestrator.fitting.table import RunTable, file_sha256, read_runs_csv, tidy_runs
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -61,20 +62,29 @@ class ShapeRule(Protocol):
 
 @dataclass(frozen=True)
 class FitReport:
-    """What a fit produced: the fit.json content, where it was written, and the exit code for the CLI."""
+    """What a fit produced: the typed result (fitting/result.py), where fit.json was written, the tidy runs table
+    and options it was fitted with, and each method's point fit (the estimator's result, for the comparison)."""
 
     name: str
-    result: dict
+    fit: FitResult
     json_path: Path | None
+    table: RunTable | None = None
+    options: FitConfig | None = None
+    estimates: Mapping[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def result(self) -> dict:
+        """fit.json's content as a dict (NaN kept in memory)."""
+        return self.fit.to_json()
 
     @property
     def methods(self) -> dict[str, dict]:
         """Each fitted method's entry, in the order they ran."""
-        return {m: self.result[m] for m in self.result["method_order"]}
+        return {m: self.result[m] for m in self.fit.methods}
 
     @property
     def skipped(self) -> dict[str, str]:
-        return {m: e["reason"] for m, e in self.methods.items() if e["status"] != "ok"}
+        return {m: r.reason for m, r in self.fit.methods.items() if not r.ok}
 
     @property
     def exit_code(self) -> int:
@@ -119,19 +129,28 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
                      resampler=make_resampler(runs.runs, options) if options.bootstrap else None,
                      shape_of=None if shape_rule is None or options.c_convention != "exact" else shape_rule.shape_of,
                      curves=curves, floor=known_floor(options, runs.runs))
-    result = {"name": name, **_fit_methods(ctx), "swept_range": [min(swept), max(swept)]}
-    checks = run_checks(result, command=command)
-    result["checks"] = [c.to_json() for c in checks]
-    result["trustworthy"] = trustworthy(checks)
-    result["headline_method"] = headline_method(result)
-    result["provenance"] = {**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
-                            "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
-                            "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)}
+    fitted = _fit_methods(ctx)
+    on_profile = np.isfinite(runs.runs["budget"].to_numpy(float))
+    result = FitResult(
+        name=name, form=FORM, n_runs=len(runs.runs), excluded=tuple(_excluded(ctx)),
+        conventions=dict(runs.conventions), compute=ctx.compute.to_json(),
+        budgets={"grouping": runs.budget_grouping, "tol_dex": options.budget_tol_dex,
+                 "values": sorted(set(runs.runs.loc[on_profile, "budget"].tolist())),
+                 "runs_on_no_profile": int((~on_profile).sum())},
+        target_budgets=tuple(ctx.budgets), slope_budgets=tuple(ctx.slope_budgets.tolist()), methods=fitted,
+        floor=ctx.floor, noise=noise_summary(runs.runs), input_warnings=(*runs.warnings, *compute_warnings(ctx)),
+        swept_range=(min(swept), max(swept)), checks=(), trustworthy=False, headline_method=None, provenance={},
+        **_validation(ctx, fitted))
+    checks = run_checks(result.to_json(), command=command)
+    result = replace(result, checks=tuple(checks), trustworthy=trustworthy(checks),
+                     headline_method=headline_method(result.to_json()),
+                     provenance={**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
+                                 "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
+                                 "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)})
     folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "fit.json"
-    path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    return FitReport(name=name, result=result, json_path=path)
+    path = write_fit(result, folder / "fit.json")
+    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options, estimates=dict(ctx.fits))
 
 
 def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:
@@ -207,20 +226,13 @@ def known_floor(options: FitConfig, runs: pd.DataFrame) -> float | None:
 _excluded = registry.excluded
 
 
-def _fit_methods(ctx: FitContext) -> dict:
-    runs, options = ctx.runs, ctx.options
-    on_profile = np.isfinite(runs["budget"].to_numpy(float))
-    order = list(options.methods)
+def _fit_methods(ctx: FitContext) -> dict[str, MethodResult]:
+    """Every method of fit.methods (parametric_floor after parametric when a floor is known), each with its
+    bootstrap; a method that cannot fit these runs is recorded as skipped (or failed) with its reason."""
+    order = list(ctx.options.methods)
     if ctx.floor is not None and "parametric" in order:
         order.insert(order.index("parametric") + 1, "parametric_floor")
-    out: dict = {"form": FORM, "n_runs": len(runs), "excluded": _excluded(ctx),
-                 "conventions": dict(ctx.table.conventions), "compute": ctx.compute.to_json(),
-                 "budgets": {"grouping": ctx.table.budget_grouping, "tol_dex": options.budget_tol_dex,
-                             "values": sorted(set(runs.loc[on_profile, "budget"].tolist())),
-                             "runs_on_no_profile": int((~on_profile).sum())},
-                 "target_budgets": ctx.budgets, "slope_budgets": ctx.slope_budgets.tolist(), "method_order": order,
-                 "floor": ctx.floor, "noise": noise_summary(runs),
-                 "input_warnings": list(ctx.table.warnings) + compute_warnings(ctx)}
+    out: dict[str, MethodResult] = {}
     for method in order:
         t = time.perf_counter()
         spec = registry.get(method)
@@ -228,33 +240,39 @@ def _fit_methods(ctx: FitContext) -> dict:
             fit, entry = spec.fit(ctx)
             ctx.fits[method] = fit
             if ctx.resampler is not None:
-                entry["ci"] = spec.bootstrap(ctx, fit)
-            entry.setdefault("excluded", _excluded(ctx))
-        except FitInputError as err:
-            entry = {"status": "skipped", "reason": f"{method}: {err}", "input_error": True, "excluded": _excluded(ctx)}
-        except FitError as err:
-            entry = {"status": "failed", "reason": f"{method}: {err}", "input_error": False, "excluded": _excluded(ctx)}
-        entry["seconds"] = round(time.perf_counter() - t, 3)
-        out[method] = entry
-    entries = [out[m] for m in order]
-    if not any(e["status"] == "ok" for e in entries):
-        reasons = "; ".join(e["reason"] for e in entries)
-        if all(e.get("input_error") for e in entries):
-            raise FitInputError(f"no method could fit these {len(runs)} runs ({reasons}).")
+                entry = replace(entry, ci=spec.bootstrap(ctx, fit))
+        except (FitInputError, FitError) as err:
+            bad_input = isinstance(err, FitInputError)
+            entry = MethodResult(name=method, status=MethodStatus.SKIPPED if bad_input else MethodStatus.FAILED,
+                                 reason=f"{method}: {err}", input_error=bad_input, excluded=tuple(_excluded(ctx)))
+        out[method] = replace(entry, seconds=round(time.perf_counter() - t, 3))
+    if not any(r.ok for r in out.values()):
+        reasons = "; ".join(r.reason for r in out.values())
+        if all(r.input_error for r in out.values()):
+            raise FitInputError(f"no method could fit these {len(ctx.runs)} runs ({reasons}).")
         raise FitError(f"no method produced a fit ({reasons}).")
-    if out.get("parametric", {}).get("status") == "ok" and out.get("vpnls", {}).get("status") == "ok":
-        out["vpnls"]["vs_parametric"] = compare_fits(out["parametric"], out["vpnls"])
+    if "parametric" in out and out["parametric"].ok and "vpnls" in out and out["vpnls"].ok:
+        vp = out["vpnls"]
+        out["vpnls"] = replace(vp, detail={**vp.detail, "vs_parametric": compare_fits(out["parametric"], vp)})
+    return out
+
+
+def _validation(ctx: FitContext, fitted: dict[str, MethodResult]) -> dict:
+    """What checks the methods beyond their own fits: the floor check, the law forms, leave-largest-budget-out."""
+    runs, options = ctx.runs, ctx.options
+    out: dict = {}
     if ctx.floor is not None:
-        out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
+        out["floor_check"] = floor_check(fitted.get("parametric"), ctx.floor)
     if options.forms:
         out["forms"] = compare_forms(runs, compute_for=ctx.compute_for, forms=tuple(options.forms),
                                      delta=options.huber_delta, surface=ctx.fits.get("parametric"))
     if options.holdout:
+        on_profile = np.isfinite(runs["budget"].to_numpy(float))
         try:
             iso = ctx.fits.get("isoflop")
             top = float(np.nanmax(runs["budget"])) if on_profile.any() else float("nan")
             out["holdout"] = {"status": "ok", **leave_largest_budget_out(
-                runs, methods=[m for m in order if m in ctx.fits], compute_for=ctx.compute_for,
+                runs, methods=[m for m in fitted if m in ctx.fits], compute_for=ctx.compute_for,
                 delta=options.huber_delta, points=ctx.points, gamma=iso.gammas().get(top, 0.0) if iso else 0.0,
                 fixed_E=ctx.floor)}
         except FitInputError as err:
@@ -272,13 +290,13 @@ def compute_warnings(ctx: FitContext) -> list[str]:
     return []
 
 
-def floor_check(parametric: dict, floor: float) -> dict:
+def floor_check(parametric: MethodResult | None, floor: float) -> dict:
     """The free fit's E against the known floor: where its interval lies (Hoffmann et al. 2022's E is the
     entropy of natural text; on data whose entropy is known, the fitted E should cover it)."""
-    if parametric.get("status") != "ok":
+    if parametric is None or not parametric.ok:
         return {"status": "skipped", "reason": "the parametric fit did not run"}
-    E = parametric["E"]
-    ci = (parametric.get("ci") or {}).get("E")
+    E = parametric.E
+    ci = (parametric.ci or {}).get("E")
     out = {"status": "ok", "floor": floor, "E": E, "E_ci": ci, "rel_diff": E / floor - 1}
     if ci and None not in ci and all(map(math.isfinite, ci)):
         out["verdict"] = "below" if ci[1] < floor else "above" if ci[0] > floor else "consistent"
@@ -315,23 +333,6 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"package": version, "git_commit": commit}
-
-
-def _jsonable(obj: object) -> object:
-    """Plain JSON types; NaN and inf become null so the file is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
 
 
 def form_lines(forms: dict | None) -> list[str]:

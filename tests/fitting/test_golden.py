@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.fitting.options import FitConfig
+from orchestrator.fitting.result import CheckStatus, MethodStatus, read_fit, write_fit
 from orchestrator.fitting.run import run_fit
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -96,3 +97,16 @@ def test_a_changed_number_is_caught(tmp_path):
         ["/a: 0.500005, the golden has 0.5"]
     assert differences({"a": 0.5, "ci": {}, "status": "ok", "b": 1}, want) == ["/b: not in the golden",
                                                                               "/ci/a: missing"]
+
+
+def test_read_fit_gives_back_what_was_written(tmp_path):
+    """fit.json read into a FitResult and written again is the same file: result.py knows every key."""
+    runs_csv = tmp_path / "golden_runs.csv"
+    shutil.copyfile(GOLDEN / "runs.csv", runs_csv)
+    report = run_fit(golden_options(runs_csv, tmp_path / "reports"))
+    back = read_fit(report.json_path)
+    assert back.method_order == report.fit.method_order and back.headline_method == report.fit.headline_method
+    assert all(isinstance(c.status, CheckStatus) for c in back.checks)
+    assert back.methods["parametric"].status is MethodStatus.OK and back.methods["parametric"].ci is not None
+    rewritten = write_fit(back, tmp_path / "again.json")
+    assert rewritten.read_text() == report.json_path.read_text()
