@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.compare.frontier import LossFrontier
+from orchestrator.fitting import methods as registry
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import IsoFLOPFit, fit_isoflop
@@ -25,8 +26,7 @@ from orchestrator.fitting.powerlaw import SaturatingPowerLaw
 from orchestrator.fitting.surface import SurfaceFit, fit_surface
 from orchestrator.fitting.vpnls import VPNLSFit, fit_vpnls
 
-SUPPORTED = ("parametric", "parametric_floor", "vpnls", "isoflop")
-SURFACE_METHODS = ("parametric", "parametric_floor", "vpnls")
+SUPPORTED = registry.names(comparable=True)  # fitting/methods.py: the methods whose L_opt(C) compare inverts
 
 
 @dataclass(frozen=True)

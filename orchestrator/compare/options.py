@@ -12,7 +12,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-METHODS = ("headline", "parametric", "parametric_floor", "vpnls", "isoflop")
+from orchestrator.fitting import methods as registry
+
+METHODS = ("headline", *registry.names(comparable=True))  # headline: the first that fitted every sweep
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 

@@ -30,9 +30,10 @@ passed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
+from orchestrator.fitting import methods as registry
 from orchestrator.fitting.command_line import CommandLine
+from orchestrator.fitting.result import Check, CheckStatus
 
 A_AGREEMENT = 0.05
 A_WIDTH = 0.2
@@ -42,28 +43,12 @@ HOLDOUT_N_OPT = 1.25  # predicted N_opt within this factor of a bracketed held-o
 FLOOR_REL = 0.05
 MIN_BUDGETS = 3
 EXTRAPOLATION_DECADES = 1.0
-FRONTIER_METHODS = ("parametric", "parametric_floor", "vpnls", "isoflop", "envelope")
 BOUND_NAMES = {"a": "A", "b": "B", "e": "E"}  # surface.PARAMS (log A, log B, log E) as the law's names
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check: `status` pass, fail, warn (stated, but it does not decide trust) or skipped; `detail` the
-    measured value in words; `fix` what to do."""
-
-    name: str
-    title: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def headline_method(result: dict) -> str | None:
     """The method the headline reports: the first frontier method of fit.methods that succeeded."""
-    return next((m for m in result["method_order"] if m in FRONTIER_METHODS and
+    return next((m for m in result["method_order"] if m in registry.frontier_methods() and
                  result.get(m, {}).get("status") == "ok" and result[m].get("predictions")), None)
 
 
@@ -80,8 +65,9 @@ def run_checks(result: dict, *, command: CommandLine | str | None = None) -> lis
 
 
 def trustworthy(checks: list[Check]) -> bool:
-    return all(c.status == "pass" for c in checks if c.status in ("pass", "fail")) and not any(
-        c.status == "skipped" and c.name in ("bracketed", "agree", "budgets") for c in checks)
+    decided = (CheckStatus.PASS, CheckStatus.FAIL)
+    return all(c.status is CheckStatus.PASS for c in checks if c.status in decided) and not any(
+        c.status is CheckStatus.SKIPPED and c.name in ("bracketed", "agree", "budgets") for c in checks)
 
 
 def on_bound(result: dict, method: str | None) -> list[str]:
@@ -116,36 +102,36 @@ def _bracketed(result: dict, rerun: CommandLine) -> Check:
     iso = result.get("isoflop", {})
     budgets = result.get("budgets", {}).get("values", [])
     if not budgets:
-        return Check("bracketed", title, "skipped", "no run lies on an IsoFLOP profile (no shared budgets)",
+        return Check("bracketed", title, CheckStatus.SKIPPED, "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
     if iso.get("status") != "ok":
-        return Check("bracketed", title, "fail", f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
+        return Check("bracketed", title, CheckStatus.FAIL, f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
                      _wider(rerun))
     edge = [p for p in iso["profiles"] if p["edge"]]
     skipped = iso.get("skipped_budgets", [])
     good = len(iso["profiles"]) - len(edge)
     detail = f"{good} of {len(budgets)} budgets have their minimum inside the sampled sizes"
     if not edge and not skipped:
-        return Check("bracketed", title, "pass", detail)
+        return Check("bracketed", title, CheckStatus.PASS, detail)
     where = []
     for p in edge:
         side = "below" if p["N_opt"] < math.sqrt(p["N_min"] * p["N_max"]) else "above"
         where.append(f"C={p['budget']:.3g}: sizes {side} N={p['N_opt']:.3g}")
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
-    return Check("bracketed", title, "fail", f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
+    return Check("bracketed", title, CheckStatus.FAIL, f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
 
 
 def _budgets(result: dict, rerun: CommandLine) -> Check:
     title = f"enough budgets (at least {MIN_BUDGETS})"
     budgets = result.get("budgets", {}).get("values", [])
     if not budgets:
-        return Check("budgets", title, "skipped", "no run lies on an IsoFLOP profile (no shared budgets)",
+        return Check("budgets", title, CheckStatus.SKIPPED, "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) with at least 3 budgets")
     detail = f"{len(budgets)} budgets swept"
     if len(budgets) >= MIN_BUDGETS:
-        return Check("budgets", title, "pass", detail)
-    return Check("budgets", title, "fail", detail + ": a frontier through fewer than 3 minima has no tested exponent, "
+        return Check("budgets", title, CheckStatus.PASS, detail)
+    return Check("budgets", title, CheckStatus.FAIL, detail + ": a frontier through fewer than 3 minima has no tested exponent, "
                  "and leaving one out leaves nothing to extrapolate from",
                  _more_budgets(rerun, budgets))
 
@@ -177,15 +163,15 @@ def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     other = "isoflop" if primary != "isoflop" else "vpnls"
     b, _ = _a(result, other)
     if a is None or b is None:
-        return Check("agree", title, "skipped", f"{other} did not fit, so there is nothing to compare the headline with",
+        return Check("agree", title, CheckStatus.SKIPPED, f"{other} did not fit, so there is nothing to compare the headline with",
                      "an IsoFLOP design with at least 2 bracketed budgets gives the second estimate")
     diff = abs(a - b)
     detail = f"{primary} a = {a:.3f}, {other} a = {b:.3f} (difference {diff:.3f})"
     if diff <= A_AGREEMENT:
-        return Check("agree", title, "pass", detail)
+        return Check("agree", title, CheckStatus.PASS, detail)
     sizes = rerun.settings.get("sweep.sizes_per_budget", "")
     more = rerun.with_(f"sweep.sizes_per_budget={int(sizes) + 2}") if sizes.isdigit() else None
-    return Check("agree", title, "fail", detail,
+    return Check("agree", title, CheckStatus.FAIL, detail,
                  f"{more} (more sizes per budget), and more budgets; check the minima are bracketed" if more else
                  "more sizes per budget (sweep.sizes_per_budget) and more budgets; check the minima are bracketed")
 
@@ -195,7 +181,7 @@ def _allocation(result: dict, primary: str | None) -> Check:
     referees = [m for m in ("vpnls", "isoflop") if m != primary and result.get(m, {}).get("status") == "ok"
                 and result[m].get("predictions")]
     if primary is None or not referees:
-        return Check("allocation", title, "skipped", "no second frontier (VPNLS or IsoFLOP) to compare N_opt with",
+        return Check("allocation", title, CheckStatus.SKIPPED, "no second frontier (VPNLS or IsoFLOP) to compare N_opt with",
                      "keep vpnls and isoflop in fit.methods, on an IsoFLOP design")
     worst: tuple[float, str] | None = None
     flagged = []
@@ -214,11 +200,11 @@ def _allocation(result: dict, primary: str | None) -> Check:
                 if factor > ALLOCATION_FACTOR and what == "N_opt":
                     flagged.append(words)
     if worst is None:
-        return Check("allocation", title, "skipped", "no target budget in common with VPNLS or IsoFLOP")
+        return Check("allocation", title, CheckStatus.SKIPPED, "no target budget in common with VPNLS or IsoFLOP")
     if worst[0] <= ALLOCATION_FACTOR:
-        return Check("allocation", title, "pass", f"largest disagreement {worst[1]}")
+        return Check("allocation", title, CheckStatus.PASS, f"largest disagreement {worst[1]}")
     detail = "; ".join(flagged) if flagged else f"largest disagreement {worst[1]}"
-    return Check("allocation", title, "fail", detail + " (the frontier's answer depends on the estimator: the law's "
+    return Check("allocation", title, CheckStatus.FAIL, detail + " (the frontier's answer depends on the estimator: the law's "
                  "form or the design, not noise)",
                  "bracket every minimum with sizes centred on it (IsoFLOP's vertex is biased by wide or off-centre "
                  "grids), add budgets nearer the target, and quote the range the estimators span")
@@ -230,7 +216,7 @@ def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     a, ci = _a(result, primary)
     stuck = on_bound(result, primary)
     if a is None or (ci is None and not stuck):
-        return Check("a_interval", title, "skipped", "no bootstrap interval (fit.bootstrap=0)",
+        return Check("a_interval", title, CheckStatus.SKIPPED, "no bootstrap interval (fit.bootstrap=0)",
                      "refit with fit.bootstrap=1000")
     problems = []
     if ci is not None:
@@ -247,11 +233,11 @@ def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
         problems.append(bound_words(result, primary, stuck) + ": a is conditional on the stuck value and its "
                         "interval understates the uncertainty")
     if not problems:
-        return Check("a_interval", title, "pass", detail)
+        return Check("a_interval", title, CheckStatus.PASS, detail)
     seeds = rerun.with_("sweep.seeds=[0,1,2]")
     noise_fix = (f"{seeds} (averages out seed noise), or add budgets to widen the lever arm" if seeds else
                  "add budgets to widen the lever arm (3 seeds already run)")
-    return Check("a_interval", title, "fail", detail + "; " + "; ".join(problems),
+    return Check("a_interval", title, CheckStatus.FAIL, detail + "; " + "; ".join(problems),
                  noise_fix if not stuck else "fit the other N convention (fit.n_convention), fix E at a known floor "
                  "(fit.floor=...), or add larger models and budgets so every term of the law is measured")
 
@@ -262,15 +248,15 @@ def holdout_check(result: dict, primary: str | None) -> Check:
              f"N_opt within {HOLDOUT_N_OPT}x of a bracketed minimum)")
     h = result.get("holdout") or {}
     if h.get("status") != "ok" or primary not in h.get("methods", {}):
-        return Check("holdout", title, "skipped", h.get("reason", "leave-largest-budget-out was not run"),
+        return Check("holdout", title, CheckStatus.SKIPPED, h.get("reason", "leave-largest-budget-out was not run"),
                      "sweep at least 3 budgets, so one can be left out")
     m = h["methods"][primary]
     if m.get("status") != "ok":
-        return Check("holdout", title, "fail" if m.get("status") == "failed" else "skipped",
+        return Check("holdout", title, CheckStatus.FAIL if m.get("status") == "failed" else CheckStatus.SKIPPED,
                      f"{primary} could not be scored without the largest budget: {m.get('reason')}", "add budgets")
     if not all(_finite(m.get(k)) for k in ("loss_rel_error", "baseline_rel_error")) or (
             m["kind"] == "minimum" and not all(_finite(m.get(k)) for k in ("predicted_best_loss", "N_opt_ratio"))):
-        return Check("holdout", title, "fail", f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
+        return Check("holdout", title, CheckStatus.FAIL, f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
                                                f"loss there", "add budgets")
     err, base = abs(m["loss_rel_error"]), m["baseline_rel_error"]
     obs = h["observed"]
@@ -286,14 +272,14 @@ def holdout_check(result: dict, primary: str | None) -> Check:
         ratio_ok = True
     loss_ok = err <= HOLDOUT_SKILL * base
     if loss_ok and ratio_ok:
-        return Check("holdout", title, "pass", detail)
+        return Check("holdout", title, CheckStatus.PASS, detail)
     why = []
     if not loss_ok:
         why.append("the loss is predicted no better than by assuming no improvement" if err >= base else
                    "the loss error is more than half the no-improvement error")
     if not ratio_ok:
         why.append("the law puts N_opt in the wrong place")
-    return Check("holdout", title, "fail", detail + ": " + "; ".join(why),
+    return Check("holdout", title, CheckStatus.FAIL, detail + ": " + "; ".join(why),
                  "the law does not extrapolate one budget ahead: check the largest budget's runs are valid points, "
                  "compare law forms (fit.json forms), then add a budget beyond it")
 
@@ -306,7 +292,7 @@ def _floor(result: dict, primary: str | None) -> Check:
     title = f"E consistent with the known floor (within {FLOOR_REL:.0%} or inside E's interval, not on its bound)"
     check = result.get("floor_check") or {}
     if check.get("status") != "ok":
-        return Check("floor", title, "skipped", "the data's irreducible loss is not known (set fit.floor to check it)")
+        return Check("floor", title, CheckStatus.SKIPPED, "the data's irreducible loss is not known (set fit.floor to check it)")
     E, floor, ci = check["E"], check["floor"], check.get("E_ci")
     inside = bool(ci and None not in ci and ci[0] <= floor <= ci[1])
     close = abs(E / floor - 1) <= FLOOR_REL
@@ -314,10 +300,10 @@ def _floor(result: dict, primary: str | None) -> Check:
     detail = f"fitted E = {E:.4g}{where}; known floor {floor:.4g} ({E / floor - 1:+.1%})"
     stuck = "E" in on_bound(result, "parametric")
     if (inside or close) and not stuck:
-        return Check("floor", title, "pass", detail)
+        return Check("floor", title, CheckStatus.PASS, detail)
     if stuck:
         detail += "; " + bound_words(result, "parametric", ["E"])
-    return Check("floor", title, "fail", detail,
+    return Check("floor", title, CheckStatus.FAIL, detail,
                  "the runs do not reach the regime where the law's E means the data's entropy: larger models and "
                  "budgets, or compare with the fit that fixes E at the floor (parametric_floor)")
 
@@ -327,13 +313,13 @@ def _extrapolation(result: dict) -> Check:
     swept = result.get("swept_range") or result.get("budgets", {}).get("values") or result.get("slope_budgets")
     targets = result.get("target_budgets") or []
     if not swept or not targets:
-        return Check("extrapolation", title, "skipped", "no swept or target budgets recorded")
+        return Check("extrapolation", title, CheckStatus.SKIPPED, "no swept or target budgets recorded")
     top = max(swept)
     far = [c for c in targets if c > top * 10 ** EXTRAPOLATION_DECADES * 1.0001]
     if not far:
-        return Check("extrapolation", title, "pass", f"every target budget is within one decade of C={top:.3g}")
+        return Check("extrapolation", title, CheckStatus.PASS, f"every target budget is within one decade of C={top:.3g}")
     words = ", ".join(f"C={c:.3g} ({math.log10(c / top):.1f} decades)" for c in far)
-    return Check("extrapolation", title, "warn",
+    return Check("extrapolation", title, CheckStatus.WARN,
                  f"the frontier is quoted at {words} past the largest swept budget C={top:.3g}: there N_opt, D_opt "
                  "and the loss extrapolate the law's form, which the hold-out (one budget ahead) has not tested",
                  f"sweep a budget within a decade of the target, or read the frontier only up to C={top * 10:.3g}")

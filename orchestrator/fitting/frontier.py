@@ -20,6 +20,7 @@ from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.envelope import fit_envelope
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import fit_isoflop, fit_profile
+from orchestrator.fitting.result import MethodResult
 from orchestrator.fitting.surface import fit_surface
 from orchestrator.fitting.vpnls import fit_vpnls
 
@@ -54,22 +55,22 @@ def predictions(fit: Frontier, budgets: list[float], *, compute: ComputeModel,
     return out
 
 
-def compare_fits(reference: dict, other: dict) -> dict:
-    """Where two methods' JSON entries disagree: per quantity both values and the difference.
+def compare_fits(reference: MethodResult, other: MethodResult) -> dict:
+    """Where two methods' results disagree: per quantity both values and the difference.
 
     Flags a quantity when E, alpha, beta or N_opt differ by more than REL_TOL relative, or a, b by more than
     EXP_TOL absolute; `disagree` lists the flagged names (N_opt per budget as 'N_opt@<budget>').
     """
     rows, flagged = {}, []
     for q in ("E", "alpha", "beta", "a", "b"):
-        if q in reference and q in other:
-            x, y = reference[q], other[q]
+        x, y = reference.law(q), other.law(q)
+        if x is not None and y is not None:
             diff = y - x
             rows[q] = {"reference": x, "other": y, "diff": diff, "rel_diff": diff / x if x else float("nan")}
             if (q in ("a", "b") and abs(diff) > EXP_TOL) or (q not in ("a", "b") and abs(diff) > REL_TOL * abs(x)):
                 flagged.append(q)
-    for c, pr in reference.get("predictions", {}).items():
-        po = other.get("predictions", {}).get(c)
+    for c, pr in (reference.predictions or {}).items():
+        po = (other.predictions or {}).get(c)
         if po:
             # A degenerate fit (an exponent at its bound) can put N_opt at 0: that is a disagreement.
             ratio = po["N_opt"] / pr["N_opt"] if pr["N_opt"] > 0 else float("inf")

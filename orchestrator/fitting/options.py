@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-METHODS = ("parametric", "vpnls", "isoflop", "envelope", "powerlaw")
+from orchestrator.fitting import methods as registry
+
+METHODS = registry.selectable()  # fitting/methods.py: every method but the derived parametric_floor
 FORM_NAMES = ("chinchilla", "overtrained", "data_constrained", "farseer")  # fitting/forms.FORMS
 RESAMPLERS = ("stratified", "plain")
 N_CONVENTIONS = ("total", "nonembed")

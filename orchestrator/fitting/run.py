@@ -16,14 +16,14 @@ method produced a result; when no method did and at least one failed in its math
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
@@ -32,21 +32,18 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.fitting import bootstrap as bs
-from orchestrator.fitting.checks import FRONTIER_METHODS, bound_words, headline_method, on_bound, run_checks, trustworthy
+from orchestrator.fitting import methods as registry
+from orchestrator.fitting.checks import bound_words, headline_method, on_bound, run_checks, trustworthy
 from orchestrator.fitting.command_line import CommandLine
-from orchestrator.fitting.compute import ComputeModel, local_exponent
-from orchestrator.fitting.envelope import fit_envelope, valid_curve_points
+from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitError, FitInputError
 from orchestrator.fitting.forms import compare_forms
-from orchestrator.fitting.frontier import ShapeOf, compare_fits, leave_largest_budget_out, predictions
-from orchestrator.fitting.isoflop import fit_isoflop
+from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out
+from orchestrator.fitting.methods import FORM, FitContext
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
-from orchestrator.fitting.powerlaw import SaturatingPowerLaw, fit_single_variable, slice_at_largest
-from orchestrator.fitting.surface import fit_surface
+from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus, write_fit
 from orchestrator.fitting.table import RunTable, file_sha256, read_runs_csv, tidy_runs
-from orchestrator.fitting.vpnls import fit_vpnls
 
-FORM = "L(N, D) = E + A / N^alpha + B / D^beta"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_FIT_N = 1e13  # the compute model is sampled no further than this many parameters
 
@@ -65,50 +62,34 @@ class ShapeRule(Protocol):
 
 @dataclass(frozen=True)
 class FitReport:
-    """What a fit produced: the fit.json content, where it was written, and the exit code for the CLI."""
+    """What a fit produced: the typed result (fitting/result.py), where fit.json was written, the tidy runs table
+    and options it was fitted with, and each method's point fit (the estimator's result, for the comparison)."""
 
     name: str
-    result: dict
+    fit: FitResult
     json_path: Path | None
+    table: RunTable | None = None
+    options: FitConfig | None = None
+    estimates: Mapping[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def result(self) -> dict:
+        """fit.json's content as a dict (NaN kept in memory)."""
+        return self.fit.to_json()
 
     @property
     def methods(self) -> dict[str, dict]:
         """Each fitted method's entry, in the order they ran."""
-        return {m: self.result[m] for m in self.result["method_order"]}
+        return {m: self.result[m] for m in self.fit.methods}
 
     @property
     def skipped(self) -> dict[str, str]:
-        return {m: e["reason"] for m, e in self.methods.items() if e["status"] != "ok"}
+        return {m: r.reason for m, r in self.fit.methods.items() if not r.ok}
 
     @property
     def exit_code(self) -> int:
         """0: at least one method produced a result (run_fit raises otherwise)."""
         return 0
-
-
-@dataclass
-class FitContext:
-    """Everything the methods share: the kept runs, the compute model, budgets and resamples."""
-
-    table: RunTable
-    options: FitConfig
-    compute: ComputeModel
-    compute_for: Callable[[pd.DataFrame], ComputeModel]
-    budgets: list[float]
-    slope_budgets: np.ndarray
-    resampler: bs.Resampler | None
-    shape_of: ShapeOf | None
-    curves: pd.DataFrame | None
-    floor: float | None
-    fits: dict = field(default_factory=dict)
-    points: pd.DataFrame | None = None
-
-    @property
-    def runs(self) -> pd.DataFrame:
-        return self.table.runs
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(self.runs[c].to_numpy(float) for c in ("N", "D", "loss"))
 
 
 def safe_name(name: str, *, fallback: str = "runs") -> str:
@@ -148,19 +129,28 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
                      resampler=make_resampler(runs.runs, options) if options.bootstrap else None,
                      shape_of=None if shape_rule is None or options.c_convention != "exact" else shape_rule.shape_of,
                      curves=curves, floor=known_floor(options, runs.runs))
-    result = {"name": name, **_fit_methods(ctx), "swept_range": [min(swept), max(swept)]}
-    checks = run_checks(result, command=command)
-    result["checks"] = [c.to_json() for c in checks]
-    result["trustworthy"] = trustworthy(checks)
-    result["headline_method"] = headline_method(result)
-    result["provenance"] = {**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
-                            "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
-                            "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)}
+    fitted = _fit_methods(ctx)
+    on_profile = np.isfinite(runs.runs["budget"].to_numpy(float))
+    result = FitResult(
+        name=name, form=FORM, n_runs=len(runs.runs), excluded=tuple(_excluded(ctx)),
+        conventions=dict(runs.conventions), compute=ctx.compute.to_json(),
+        budgets={"grouping": runs.budget_grouping, "tol_dex": options.budget_tol_dex,
+                 "values": sorted(set(runs.runs.loc[on_profile, "budget"].tolist())),
+                 "runs_on_no_profile": int((~on_profile).sum())},
+        target_budgets=tuple(ctx.budgets), slope_budgets=tuple(ctx.slope_budgets.tolist()), methods=fitted,
+        floor=ctx.floor, noise=noise_summary(runs.runs), input_warnings=(*runs.warnings, *compute_warnings(ctx)),
+        swept_range=(min(swept), max(swept)), checks=(), trustworthy=False, headline_method=None, provenance={},
+        **_validation(ctx, fitted))
+    checks = run_checks(result.to_json(), command=command)
+    result = replace(result, checks=tuple(checks), trustworthy=trustworthy(checks),
+                     headline_method=headline_method(result.to_json()),
+                     provenance={**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
+                                 "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
+                                 "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)})
     folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "fit.json"
-    path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    return FitReport(name=name, result=result, json_path=path)
+    path = write_fit(result, folder / "fit.json")
+    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options, estimates=dict(ctx.fits))
 
 
 def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:
@@ -233,154 +223,56 @@ def known_floor(options: FitConfig, runs: pd.DataFrame) -> float | None:
     return float(np.median(floors))
 
 
-# -- the methods -------------------------------------------------------------------------------------------------
-def _fit_parametric(ctx: FitContext, *, fixed_E: float | None = None) -> dict:
-    N, D, L = ctx.arrays()
-    fit = fit_surface(N, D, L, delta=ctx.options.huber_delta, fixed_E=fixed_E)
-    ctx.fits["parametric" if fixed_E is None else "parametric_floor"] = fit
-    entry = _surface_entry(ctx, fit)
-    entry["objective"] = fit.objective
-    entry["huber_delta"] = fit.huber_delta
-    if fixed_E is not None:
-        entry["fixed_E"] = fixed_E
-        entry["form"] = f"L(N, D) = {fixed_E:.4g} + A / N^alpha + B / D^beta (E fixed at the known floor)"
-    entry["convergence"] = {"grad_norm": fit.grad_norm, "newton_iterations": fit.newton_iterations,
-                            "polish_iterations": fit.polish_iterations, "on_bound": list(fit.on_bound),
-                            "converged": fit.converged, "n_starts": fit.n_starts, "n_finalists": fit.n_finalists,
-                            "n_at_best": fit.n_at_best, "seconds": fit.seconds}
-    if ctx.resampler is not None:
-        entry["ci"] = bs.bootstrap_parametric(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
-                                              slope_budgets=ctx.slope_budgets, compute=ctx.compute,
-                                              level=ctx.options.ci).to_json()
-    return entry
+_excluded = registry.excluded
 
 
-def _fit_parametric_floor(ctx: FitContext) -> dict:
-    assert ctx.floor is not None
-    return _fit_parametric(ctx, fixed_E=ctx.floor)
-
-
-def _fit_vpnls(ctx: FitContext) -> dict:
-    fit = ctx.fits["vpnls"] = fit_vpnls(*ctx.arrays())
-    entry = _surface_entry(ctx, fit)
-    entry["rss"] = fit.rss
-    entry["convergence"] = {"grad_norm": fit.grad_norm, "iterations": fit.iterations, "on_bound": list(fit.on_bound),
-                            "converged": fit.converged, "grid_points": fit.grid_points, "seconds": fit.seconds}
-    if ctx.resampler is not None:
-        entry["ci"] = bs.bootstrap_vp(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
-                                      slope_budgets=ctx.slope_budgets, compute=ctx.compute,
-                                      level=ctx.options.ci).to_json()
-    return entry
-
-
-def _fit_isoflop(ctx: FitContext) -> dict:
-    N, D, L = ctx.arrays()
-    fit = ctx.fits["isoflop"] = fit_isoflop(N, D, L, budget=ctx.runs["budget"].to_numpy(float), compute=ctx.compute)
-    entry = _law_entry(ctx, fit)
-    entry["profiles"] = [asdict(p) for p in fit.profiles]
-    entry["skipped_budgets"] = [{"budget": c, "reason": r} for c, r in fit.skipped]
-    entry["warnings"] = fit.warnings
-    on_profile = np.isfinite(ctx.runs["budget"].to_numpy(float))
-    entry["excluded"] = _excluded(ctx) + [{"trial_id": t, "reason": "not on an IsoFLOP profile"}
-                                          for t in ctx.runs.loc[~on_profile, "trial_id"]]
-    if ctx.resampler is not None:
-        entry["ci"] = bs.bootstrap_isoflop(ctx.runs, fit, resampler=ctx.resampler, budgets=ctx.budgets,
-                                           compute=ctx.compute, level=ctx.options.ci).to_json()
-    return entry
-
-
-def _fit_envelope(ctx: FitContext) -> dict:
-    runs, options = ctx.runs, ctx.options
-    if ctx.curves is not None:
-        ctx.points = valid_curve_points(ctx.curves, runs=runs, metric=options.metric,
-                                        c_convention=options.c_convention)
-        source = "valid points of training curves"
-    else:
-        ctx.points, source = runs[["trial_id", "N", "D", "C", "loss"]], "final point of each run"
-    budget_of = pd.Series(runs["budget"].to_numpy(float), index=runs["trial_id"].astype(str).to_numpy())
-    fit = ctx.fits["envelope"] = fit_envelope(ctx.points, source=source, compute=ctx.compute, budget_of=budget_of)
-    entry = _law_entry(ctx, fit)
-    entry.update(source=fit.source, mode=fit.mode, n_valid_points=fit.n_valid_points,
-                 points={"C": fit.C, "N": fit.N, "D": fit.D, "loss": fit.L}, warnings=list(fit.notes))
-    if ctx.resampler is not None:
-        entry["ci"] = bs.bootstrap_envelope(ctx.points, fit, runs=runs, resampler=ctx.resampler, budgets=ctx.budgets,
-                                            compute=ctx.compute, level=options.ci).to_json()
-    return entry
-
-
-def _fit_powerlaw(ctx: FitContext) -> dict:
-    N, D, L = ctx.arrays()
-    tol = ctx.options.budget_tol_dex
-    fit = fit_single_variable(N, D, L, tol_dex=tol)
-    entry = {"status": "ok", "form": "L(N) = k_N N^-alpha at the largest D; L(D) = k_D D^-beta at the largest N",
-             "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b, "at_D": fit.at_D, "at_N": fit.at_N,
-             "k_N": fit.loss_vs_N.k, "k_D": fit.loss_vs_D.k, "n_N": fit.loss_vs_N.n, "n_D": fit.loss_vs_D.n,
-             "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.loss_vs_N.r2,
-                             "r2_D": fit.loss_vs_D.r2},
-             "note": "a and b assume the additive form with negligible E; no frontier predictions",
-             "predictions": {}}
-    if ctx.resampler is not None:
-        iN, _ = slice_at_largest(D, N, tol_dex=tol, what="L(N)")
-        iD, _ = slice_at_largest(N, D, tol_dex=tol, what="L(D)")
-        entry["ci"] = bs.bootstrap_single_variable(N, D, L, slice_N=iN, slice_D=iD, resampler=ctx.resampler,
-                                                   level=ctx.options.ci).to_json()
-    return entry
-
-
-STEPS: dict[str, Callable[[FitContext], dict]] = {
-    "parametric": _fit_parametric, "parametric_floor": _fit_parametric_floor, "vpnls": _fit_vpnls,
-    "isoflop": _fit_isoflop, "envelope": _fit_envelope, "powerlaw": _fit_powerlaw,
-}
-
-
-def _excluded(ctx: FitContext) -> list[dict]:
-    return [{"trial_id": e.trial_id, "reason": e.reason} for e in ctx.table.excluded]
-
-
-def _fit_methods(ctx: FitContext) -> dict:
-    runs, options = ctx.runs, ctx.options
-    on_profile = np.isfinite(runs["budget"].to_numpy(float))
-    order = list(options.methods)
+def _fit_methods(ctx: FitContext) -> dict[str, MethodResult]:
+    """Every method of fit.methods (parametric_floor after parametric when a floor is known), each with its
+    bootstrap; a method that cannot fit these runs is recorded as skipped (or failed) with its reason."""
+    order = list(ctx.options.methods)
     if ctx.floor is not None and "parametric" in order:
         order.insert(order.index("parametric") + 1, "parametric_floor")
-    out: dict = {"form": FORM, "n_runs": len(runs), "excluded": _excluded(ctx),
-                 "conventions": dict(ctx.table.conventions), "compute": ctx.compute.to_json(),
-                 "budgets": {"grouping": ctx.table.budget_grouping, "tol_dex": options.budget_tol_dex,
-                             "values": sorted(set(runs.loc[on_profile, "budget"].tolist())),
-                             "runs_on_no_profile": int((~on_profile).sum())},
-                 "target_budgets": ctx.budgets, "slope_budgets": ctx.slope_budgets.tolist(), "method_order": order,
-                 "floor": ctx.floor, "noise": noise_summary(runs),
-                 "input_warnings": list(ctx.table.warnings) + compute_warnings(ctx)}
+    out: dict[str, MethodResult] = {}
     for method in order:
         t = time.perf_counter()
+        spec = registry.get(method)
         try:
-            entry = STEPS[method](ctx)
-            entry.setdefault("excluded", _excluded(ctx))
-        except FitInputError as err:
-            entry = {"status": "skipped", "reason": f"{method}: {err}", "input_error": True, "excluded": _excluded(ctx)}
-        except FitError as err:
-            entry = {"status": "failed", "reason": f"{method}: {err}", "input_error": False, "excluded": _excluded(ctx)}
-        entry["seconds"] = round(time.perf_counter() - t, 3)
-        out[method] = entry
-    entries = [out[m] for m in order]
-    if not any(e["status"] == "ok" for e in entries):
-        reasons = "; ".join(e["reason"] for e in entries)
-        if all(e.get("input_error") for e in entries):
-            raise FitInputError(f"no method could fit these {len(runs)} runs ({reasons}).")
+            fit, entry = spec.fit(ctx)
+            ctx.fits[method] = fit
+            if ctx.resampler is not None:
+                entry = replace(entry, ci=spec.bootstrap(ctx, fit))
+        except (FitInputError, FitError) as err:
+            bad_input = isinstance(err, FitInputError)
+            entry = MethodResult(name=method, status=MethodStatus.SKIPPED if bad_input else MethodStatus.FAILED,
+                                 reason=f"{method}: {err}", input_error=bad_input, excluded=tuple(_excluded(ctx)))
+        out[method] = replace(entry, seconds=round(time.perf_counter() - t, 3))
+    if not any(r.ok for r in out.values()):
+        reasons = "; ".join(r.reason for r in out.values())
+        if all(r.input_error for r in out.values()):
+            raise FitInputError(f"no method could fit these {len(ctx.runs)} runs ({reasons}).")
         raise FitError(f"no method produced a fit ({reasons}).")
-    if out.get("parametric", {}).get("status") == "ok" and out.get("vpnls", {}).get("status") == "ok":
-        out["vpnls"]["vs_parametric"] = compare_fits(out["parametric"], out["vpnls"])
+    if "parametric" in out and out["parametric"].ok and "vpnls" in out and out["vpnls"].ok:
+        vp = out["vpnls"]
+        out["vpnls"] = replace(vp, detail={**vp.detail, "vs_parametric": compare_fits(out["parametric"], vp)})
+    return out
+
+
+def _validation(ctx: FitContext, fitted: dict[str, MethodResult]) -> dict:
+    """What checks the methods beyond their own fits: the floor check, the law forms, leave-largest-budget-out."""
+    runs, options = ctx.runs, ctx.options
+    out: dict = {}
     if ctx.floor is not None:
-        out["floor_check"] = floor_check(out.get("parametric", {}), ctx.floor)
+        out["floor_check"] = floor_check(fitted.get("parametric"), ctx.floor)
     if options.forms:
         out["forms"] = compare_forms(runs, compute_for=ctx.compute_for, forms=tuple(options.forms),
                                      delta=options.huber_delta, surface=ctx.fits.get("parametric"))
     if options.holdout:
+        on_profile = np.isfinite(runs["budget"].to_numpy(float))
         try:
             iso = ctx.fits.get("isoflop")
             top = float(np.nanmax(runs["budget"])) if on_profile.any() else float("nan")
             out["holdout"] = {"status": "ok", **leave_largest_budget_out(
-                runs, methods=[m for m in order if m in ctx.fits], compute_for=ctx.compute_for,
+                runs, methods=[m for m in fitted if m in ctx.fits], compute_for=ctx.compute_for,
                 delta=options.huber_delta, points=ctx.points, gamma=iso.gammas().get(top, 0.0) if iso else 0.0,
                 fixed_E=ctx.floor)}
         except FitInputError as err:
@@ -398,13 +290,13 @@ def compute_warnings(ctx: FitContext) -> list[str]:
     return []
 
 
-def floor_check(parametric: dict, floor: float) -> dict:
+def floor_check(parametric: MethodResult | None, floor: float) -> dict:
     """The free fit's E against the known floor: where its interval lies (Hoffmann et al. 2022's E is the
     entropy of natural text; on data whose entropy is known, the fitted E should cover it)."""
-    if parametric.get("status") != "ok":
+    if parametric is None or not parametric.ok:
         return {"status": "skipped", "reason": "the parametric fit did not run"}
-    E = parametric["E"]
-    ci = (parametric.get("ci") or {}).get("E")
+    E = parametric.E
+    ci = (parametric.ci or {}).get("E")
     out = {"status": "ok", "floor": floor, "E": E, "E_ci": ci, "rel_diff": E / floor - 1}
     if ci and None not in ci and all(map(math.isfinite, ci)):
         out["verdict"] = "below" if ci[1] < floor else "above" if ci[0] > floor else "consistent"
@@ -430,36 +322,6 @@ def noise_summary(runs: pd.DataFrame) -> dict:
     return out
 
 
-def _surface_entry(ctx: FitContext, fit) -> dict:
-    slopeN, slopeD = fit.frontier(ctx.slope_budgets, compute=ctx.compute)
-    return {"status": "ok", "form": FORM, "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta,
-            "a": float(local_exponent(ctx.slope_budgets, slopeN)), "b": float(local_exponent(ctx.slope_budgets, slopeD)),
-            "a_law": fit.a, "b_law": fit.b, "G": fit.G, "n_points": fit.n_points,
-            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
-            "frontier_curve": _curve(ctx, fit)}
-
-
-def _law_entry(ctx: FitContext, fit) -> dict:
-    law = fit.loss_law
-    loss = ({"form": "L_opt = E + k (C / C_ref)^p", "E": law.E, "k": law.k, "p": law.p, "C_ref": law.x_ref}
-            if isinstance(law, SaturatingPowerLaw) else {"form": "L_opt = k C^p", "k": law.k, "p": law.p})
-    return {"status": "ok", "form": "N_opt = k_N C^a, D_opt = C / (k(N_opt) N_opt)", "a": fit.a, "b": fit.b,
-            "k_N": fit.n_law.k, "k_D": fit.d_law.k, "loss_law": loss,
-            "convergence": {"method": "closed-form log-log least squares", "r2_N": fit.n_law.r2,
-                            "r2_D": fit.d_law.r2, "n_points": fit.n_law.n},
-            "predictions": predictions(fit, ctx.budgets, compute=ctx.compute, shape_of=ctx.shape_of),
-            "frontier_curve": _curve(ctx, fit)}
-
-
-def _curve(ctx: FitContext, fit) -> dict:
-    """The frontier on a grid from the smallest swept to the largest target budget (what the report draws)."""
-    C = np.unique(np.r_[np.geomspace(min(min(ctx.slope_budgets), min(ctx.budgets)) / 1.5, max(ctx.budgets) * 1.5, 60),
-                        ctx.budgets])
-    N, D = fit.frontier(C, compute=ctx.compute)
-    return {"C": C.tolist(), "N_opt": np.asarray(N).tolist(), "D_opt": np.asarray(D).tolist(),
-            "loss": np.asarray(fit.loss_at(C, compute=ctx.compute)).tolist()}
-
-
 def code_version() -> dict:
     try:
         version = metadata.version("scaling-orchestrator")
@@ -471,23 +333,6 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"package": version, "git_commit": commit}
-
-
-def _jsonable(obj: object) -> object:
-    """Plain JSON types; NaN and inf become null so the file is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
 
 
 def form_lines(forms: dict | None) -> list[str]:
@@ -543,7 +388,7 @@ def format_summary(report: FitReport) -> str:
                 cell += f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]"
             cells.append(f"{cell:<25}")
         lines.append(f"{m:<17}{'ok':<9}" + "".join(cells))
-    for m in FRONTIER_METHODS:
+    for m in registry.frontier_methods():
         e = report.methods.get(m)
         if e and e["status"] == "ok":
             lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if "ci" in e else ")"),

@@ -14,7 +14,8 @@ from html import escape
 
 from orchestrator.report.page import Page, headline
 from orchestrator.report import tables
-from orchestrator.report.tables import METHOD_LABELS, QUANTITIES, bounds
+from orchestrator.fitting import methods as registry
+from orchestrator.report.tables import QUANTITIES, bounds
 from orchestrator.report.text import MISSING, count, extrapolation, hours, interval, num, sci
 
 MAX_EXCLUDED_ROWS = 500  # beyond this the page lists counts by reason; fit.json keeps every exclusion
@@ -190,7 +191,7 @@ def _methods(page: Page) -> str:
     if form_rows:
         out += (f"<h3>{escape(caption)}</h3>"
                 + _table(tables.FORM_HEADER, [[escape(c) for c in row] for row in form_rows], id_="forms", left=5))
-    labels = "".join(f"<li><b>{escape(m)}</b>: {escape(METHOD_LABELS.get(m, m))}</li>"
+    labels = "".join(f"<li><b>{escape(m)}</b>: {escape(registry.label(m))}</li>"
                      for m in page.result["method_order"])
     return out + f"<h3>Methods</h3><ul>{labels}</ul>"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.report.tables import METHOD_LABELS, bounds
+from orchestrator.fitting import methods as registry
+from orchestrator.report.tables import bounds
 from orchestrator.report.text import count, finite, interval, num, outside, outside_note, sci
 
 
@@ -75,7 +76,7 @@ def headline(page: Page) -> list[str]:
     flagged: list[str] = []
     a_ci, b_ci = bounds(e, "a"), bounds(e, "b")
     flagged += [q for q, ci in (("a", a_ci), ("b", b_ci)) if outside(e.get(q), ci)]
-    label = METHOD_LABELS.get(page.primary, page.primary)
+    label = registry.label(page.primary)
     if finite(e.get("a")) and finite(e.get("b")):
         out.append(f"Headline method: {label}. Compute-optimal allocation N_opt \u221d C^{_exp(e['a'])} "
                    f"{interval(a_ci, fmt=_exp)} and D_opt \u221d C^{_exp(e['b'])} {interval(b_ci, fmt=_exp)} "

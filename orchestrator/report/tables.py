@@ -14,23 +14,20 @@ import numpy as np
 import pandas as pd
 
 from trainers.api import Status
+from orchestrator.fitting import methods as registry
 from orchestrator.report.text import sci
 
-METHOD_LABELS = {
-    "parametric": "parametric L(N, D) (Chinchilla approach 3)",
-    "parametric_floor": "parametric L(N, D) with E fixed at the known floor",
-    "vpnls": "variable projection (approach 3 cross-check)",
-    "isoflop": "IsoFLOP profiles (approach 2)",
-    "envelope": "training-curve envelope (approach 1)",
-    "powerlaw": "single-variable L(N), L(D) (Kaplan-style)",
-}
 QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss")
 GRAD_WARN = 1e-6
 """Gradient norm (natural coordinates) above which an unconverged parametric fit is worth a warning."""
-SURFACE_METHODS = ("parametric", "vpnls")
 # When a check is worth a warning: the hold-out's error on the held-out budget's best loss, its N_opt ratio,
 # and how many decades of extrapolation make the frontier a guess more than a fit.
 HOLDOUT_LOSS_TOL, HOLDOUT_RATIO_TOL, FAR_DECADES = 0.02, 1.5, 2.0
+
+
+def free_surfaces() -> tuple[str, ...]:
+    """The fitted surfaces whose E is free (parametric, its VPNLS cross-check), in the registry's order."""
+    return registry.names(kinds=(registry.Kind.SURFACE,), derived=False)
 
 
 def ok_methods(result: dict) -> list[str]:
@@ -44,7 +41,7 @@ def primary_method(result: dict) -> str | None:
 
 def surface_method(result: dict) -> str | None:
     """The fitted L(N, D) the surface and residual figures show (parametric, else its VPNLS cross-check)."""
-    return next((m for m in SURFACE_METHODS if result.get(m, {}).get("status") == "ok"), None)
+    return next((m for m in free_surfaces() if result.get(m, {}).get("status") == "ok"), None)
 
 
 def swept_range(result: dict, *, runs: pd.DataFrame) -> tuple[float, float]:
@@ -94,7 +91,7 @@ def exponent_rows(result: dict) -> list[dict]:
     for method in result["method_order"]:
         entry = result.get(method, {})
         ci = entry.get("ci") or {}
-        row = {"method": method, "label": METHOD_LABELS.get(method, method), "status": entry.get("status", "absent"),
+        row = {"method": method, "label": registry.label(method), "status": entry.get("status", "absent"),
                "reason": entry.get("reason", ""), "n_points": _n_points(entry), "n_valid": ci.get("n_valid"),
                "n_resamples": ci.get("n_resamples")}
         for q in ("a", "b", "E", "alpha", "beta"):
@@ -202,7 +199,7 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
                        "fit with E fixed at the floor)")
     elif not check:
         for floor_name, floor in floors.items():
-            for m in SURFACE_METHODS:
+            for m in free_surfaces():
                 e = result.get(m, {})
                 if e.get("status") == "ok":
                     hi = (bounds(e, "E") or (e["E"], e["E"]))[1]

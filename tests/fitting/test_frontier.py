@@ -7,6 +7,7 @@ import pytest
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out, predictions
+from orchestrator.fitting.result import MethodResult, MethodStatus
 from orchestrator.fitting.surface import fit_surface
 from orchestrator.fitting.table import tidy_runs
 from orchestrator.fitting.options import FitConfig
@@ -26,8 +27,10 @@ def test_predictions_follow_the_closed_form_frontier(sim):
 
 
 def test_compare_fits_flags_what_disagrees():
-    ref = {"E": 1.8, "alpha": 0.35, "beta": 0.37, "a": 0.51, "b": 0.49, "predictions": {"1e+21": {"N_opt": 3e9}}}
-    other = {"E": 1.81, "alpha": 0.45, "beta": 0.37, "a": 0.45, "b": 0.55, "predictions": {"1e+21": {"N_opt": 2e9}}}
+    ref = MethodResult(name="parametric", status=MethodStatus.OK, E=1.8, alpha=0.35, beta=0.37, a=0.51, b=0.49,
+                       predictions={"1e+21": {"N_opt": 3e9}})
+    other = MethodResult(name="vpnls", status=MethodStatus.OK, E=1.81, alpha=0.45, beta=0.37, a=0.45, b=0.55,
+                         predictions={"1e+21": {"N_opt": 2e9}})
     out = compare_fits(ref, other)
     assert out["disagree"] == ["alpha", "a", "b", "N_opt@1e+21"]
     assert out["quantities"]["E"]["diff"] == pytest.approx(0.01)

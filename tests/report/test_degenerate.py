@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from orchestrator.fitting.options import FitConfig
+from orchestrator.fitting.result import FitResult
 from orchestrator.fitting.run import FitReport, run_fit
 from orchestrator.report import write_report
 from orchestrator.report.figures import NAMES
@@ -78,7 +79,7 @@ def test_degenerate_fitted_parameters_never_crash_the_report(tmp_path, degenerat
         if result.get(method, {}).get("status") == "ok":
             result[method].update(degenerate)
     out = tmp_path / "out"
-    files = write_report(FitReport(fit.name, result, fit.json_path), out_dir=out)
+    files = write_report(FitReport(fit.name, FitResult.from_json(result), fit.json_path), out_dir=out)
     assert {p.name for p in files} >= set(FILES) - {"fit.json"}
     for name in FILES[:4]:
         assert (out / name).is_file()

@@ -21,9 +21,6 @@ from orchestrator.report import derived
 from orchestrator.report.text import count
 
 DPI = 110
-METHOD_COLOURS = {"parametric": "#1f77b4", "parametric_floor": "#ff7f0e", "vpnls": "#17becf", "isoflop": "#d62728", "envelope": "#2ca02c",
-                  "powerlaw": "#9467bd"}
-FRONTIER_METHODS = ("parametric", "parametric_floor", "vpnls", "isoflop", "envelope")
 C_LABEL = "training compute C (FLOPs)"
 LOSS_LABEL = "loss (nats/token)"
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,

@@ -10,7 +10,8 @@ from matplotlib import colors
 from matplotlib.figure import Figure as MplFigure
 
 from orchestrator.report import derived
-from orchestrator.report.figures.base import C_LABEL, LOSS_LABEL, METHOD_COLOURS, Inputs, count_axis, save
+from orchestrator.fitting import methods as registry
+from orchestrator.report.figures.base import C_LABEL, LOSS_LABEL, Inputs, count_axis, save
 from orchestrator.report.page import Figure
 from orchestrator.report.tables import holdout_rows, surface_method
 from orchestrator.report.text import sci
@@ -78,7 +79,7 @@ def holdout(inp: Inputs, *, out_dir: Path) -> Figure:
         ax.plot(xs, prof.parabola(xs), color="k", lw=1, ls=":")
     for row in rows:
         ax.scatter([row["predicted_N_opt"]], [row["predicted_best_loss"]], marker="D", s=45,
-                   color=METHOD_COLOURS.get(row["method"], "0.3"), edgecolor="k", zorder=5, label=row["method"])
+                   color=registry.colour(row["method"]), edgecolor="k", zorder=5, label=row["method"])
     obs = h["observed"]
     ax.axhline(obs["best_loss"], color="0.4", lw=0.8, ls="--", label="observed best loss")
     ax.axvline(obs["N_opt"], color="0.4", lw=0.8, ls="-.", label=f"observed N_opt ({obs['N_opt_source']})")
@@ -90,7 +91,7 @@ def holdout(inp: Inputs, *, out_dir: Path) -> Figure:
     ax.legend(loc="best")
     names = [r["method"] for r in rows]
     ypos = np.arange(len(rows))
-    cols = [METHOD_COLOURS.get(n, "0.3") for n in names]
+    cols = [registry.colour(n) for n in names]
     axes[1].barh(ypos, [100 * r["loss_rel_error"] for r in rows], color=cols)
     axes[1].axvline(0, color="k", lw=0.8)
     axes[1].set_xlabel("predicted - observed best loss (%)")

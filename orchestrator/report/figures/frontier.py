@@ -10,7 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
 from orchestrator.report import derived
-from orchestrator.report.figures.base import (C_LABEL, FRONTIER_METHODS, LOSS_LABEL, METHOD_COLOURS, Inputs,
+from orchestrator.fitting import methods as registry
+from orchestrator.report.figures.base import (C_LABEL, LOSS_LABEL, Inputs,
                                               clip_y, log_axes, loss_axis, save, swept_span)
 from orchestrator.report.page import Figure
 from orchestrator.report.tables import ok_methods, primary_method, surface_method
@@ -21,19 +22,19 @@ def _method_lines(ax: Axes, inp: Inputs, C: np.ndarray, quantity: str) -> list[n
     The headline method's band is filled, the others' are dotted outlines. Returns the central lines
     (for the y-limits)."""
     lines, primary = [], primary_method(inp.result)
-    for m in [m for m in ok_methods(inp.result) if m in FRONTIER_METHODS]:
+    for m in [m for m in ok_methods(inp.result) if m in registry.frontier_methods()]:
         e = inp.result[m]
         N, D, L = derived.frontier_line(m, e, C)
         y = {"N_opt": N, "D_opt": D, "loss": L, "tokens_per_param": D / N}[quantity]
         inside = inp.swept_mask(C)
-        ax.plot(C, y, color=METHOD_COLOURS[m], lw=1.5, ls="--")
-        ax.plot(C[inside], y[inside], color=METHOD_COLOURS[m], lw=2, label=m)
+        ax.plot(C, y, color=registry.colour(m), lw=1.5, ls="--")
+        ax.plot(C[inside], y[inside], color=registry.colour(m), lw=2, label=m)
         band = derived.ci_band(e, quantity, C)
         if band is not None and m == primary:
-            ax.fill_between(C, *band, color=METHOD_COLOURS[m], alpha=0.2, lw=0)
+            ax.fill_between(C, *band, color=registry.colour(m), alpha=0.2, lw=0)
         elif band is not None:  # outlines: several filled bands on top of each other hide every line
             for edge in band:
-                ax.plot(C, edge, color=METHOD_COLOURS[m], lw=0.7, ls=":", alpha=0.8)
+                ax.plot(C, edge, color=registry.colour(m), lw=0.7, ls=":", alpha=0.8)
         lines.append(y)
     return lines
 
@@ -41,7 +42,7 @@ def _method_lines(ax: Axes, inp: Inputs, C: np.ndarray, quantity: str) -> list[n
 def _primary_points(ax: Axes, inp: Inputs, quantity: str) -> None:
     """The headline method's predictions at the target budgets, with their bootstrap intervals as bars."""
     m = primary_method(inp.result)
-    if m not in FRONTIER_METHODS:
+    if m not in registry.frontier_methods():
         return
     e = inp.result[m]
     preds = sorted(e["predictions"].items(), key=lambda kv: kv[1]["C"])
@@ -51,7 +52,7 @@ def _primary_points(ax: Axes, inp: Inputs, quantity: str) -> None:
     pairs = np.array([[np.nan if v is None else v for v in (ci.get(key, {}).get(quantity) or (None, None))]
                       for key, _ in preds], dtype=float).reshape(-1, 2)
     err = np.vstack([np.nan_to_num(ys - pairs[:, 0]), np.nan_to_num(pairs[:, 1] - ys)]).clip(min=0)
-    ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, color=METHOD_COLOURS[m], capsize=3, label=f"{m} at target budgets")
+    ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, color=registry.colour(m), capsize=3, label=f"{m} at target budgets")
 
 
 def frontier(inp: Inputs, *, out_dir: Path) -> Figure:
@@ -61,7 +62,7 @@ def frontier(inp: Inputs, *, out_dir: Path) -> Figure:
                "are interpolated between the budgets where they were computed (markers with bars: the headline "
                "method at the target budgets). Black dots: IsoFLOP parabola minima (hollow red: minimum at the "
                "edge of the sampled sizes); grey crosses: training-curve envelope points.")
-    if not any(m in FRONTIER_METHODS for m in ok_methods(inp.result)):
+    if not any(m in registry.frontier_methods() for m in ok_methods(inp.result)):
         return Figure("frontier", title, caption, missing="no method produced a frontier")
     C = inp.c_grid()
     fig = MplFigure(figsize=(12, 4.8))
@@ -100,7 +101,7 @@ def loss_frontier(inp: Inputs, *, out_dir: Path) -> Figure:
                "budget. Horizontal lines: the surface fit's irreducible loss E (band: its interval) and, where "
                "the dataset's true entropy floor is known, that floor: a fitted E below it is impossible. Right: "
                "compute-optimal tokens per parameter D_opt / N_opt (Chinchilla: about 20).")
-    if not any(m in FRONTIER_METHODS for m in ok_methods(inp.result)):
+    if not any(m in registry.frontier_methods() for m in ok_methods(inp.result)):
         return Figure("loss", title, caption, missing="no method produced a frontier")
     C = inp.c_grid()
     fig = MplFigure(figsize=(12, 4.8))
@@ -116,10 +117,10 @@ def loss_frontier(inp: Inputs, *, out_dir: Path) -> Figure:
     sm = surface_method(inp.result)
     if sm is not None:
         e = inp.result[sm]
-        ax.axhline(e["E"], color=METHOD_COLOURS[sm], lw=1.2, ls=":", label=f"fitted E ({sm}) = {e['E']:.3g}")
+        ax.axhline(e["E"], color=registry.colour(sm), lw=1.2, ls=":", label=f"fitted E ({sm}) = {e['E']:.3g}")
         ci = (e.get("ci") or {}).get("E")
         if ci and None not in ci:
-            ax.axhspan(*ci, color=METHOD_COLOURS[sm], alpha=0.15, lw=0)
+            ax.axhspan(*ci, color=registry.colour(sm), alpha=0.15, lw=0)
         lines.append(np.array([e["E"]]))
     for i, floor in enumerate(inp.floors.values()):
         ax.axhline(floor, color="k", lw=1.3, ls=(0, (6, 2, 1, 2)),
@@ -164,9 +165,9 @@ def methods(inp: Inputs, *, out_dir: Path) -> Figure:
             v = e[q]
             if ci and None not in ci:
                 ax.errorbar([v], [y], xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]], fmt="o", capsize=4,
-                            color=METHOD_COLOURS.get(m, "0.3"))
+                            color=registry.colour(m))
             else:
-                ax.plot([v], [y], "o", color=METHOD_COLOURS.get(m, "0.3"))
+                ax.plot([v], [y], "o", color=registry.colour(m))
         ax.axvline(0.5, color="k", lw=0.8, ls=":")
         ax.set_xlabel(f"{q}  ({'N_opt' if q == 'a' else 'D_opt'} ~ C^{q})")
     axes[0].set_yticks(ypos, fitted)
