@@ -35,6 +35,7 @@ from trainers.api import Status
 from orchestrator.config import Config
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.planner import PlanError, Trial
+from orchestrator.trial_source import TrialSource
 from trainers.config import DataConfig
 
 LOCAL_SIZES = 4
@@ -82,10 +83,10 @@ def local_vertex(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(-c1 / (2 * c2)) if c2 > 0 else None
 
 
-class AdaptiveIsoFLOP:
+class AdaptiveIsoFLOP(TrialSource):
     """The TrialSource of adaptive placement (see the module docstring)."""
 
-    def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Trial, float], Trial],
+    def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Profile, float], Trial],
                  previous: dict[str, tuple[str, float | None]]) -> None:
         self.limits, self.plan_point, self.previous = config.adaptive, plan_point, previous
         self.order = config.cluster.order
@@ -230,9 +231,6 @@ class AdaptiveIsoFLOP:
             return min((t.cost.c_exact for t in profile.pending), default=profile.budget)
         return 0.0  # a stable sort keeps the plan's order
 
-    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool:  # noqa: ARG002
-        return False
-
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
         profile = self._owner.pop(trial.trial_id)
         profile.running.discard(trial.trial_id)
@@ -259,16 +257,10 @@ class AdaptiveIsoFLOP:
         return out
 
 
-def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str, DataConfig]) -> int:
-    """Run the first wave and the sizes the policy adds; write and attach the decision log.
-
-    `datasets` are the ones the first wave was planned with (composed once, with the user's `data.*`
-    overrides), so every size placed later has the same data config, and trial identity, as the first wave.
-    """
-    from orchestrator.runner import run_sweep  # noqa: PLC0415
-    from orchestrator.search.lr_search import previous_results  # noqa: PLC0415
+def point_planner(config: Config, *, datasets: dict[str, DataConfig]) -> Callable[[Profile, float], Trial]:
+    """How a size the policy adds becomes a trial: planned like the first wave (same datasets, so the same trial
+    identity), at the profile's budget and seed; PlanError when it would not be a valid scaling point."""
     from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
-    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
     def plan_point(profile: Profile, target: float) -> Trial:
         sweep = replace(config.sweep, sizes=[target], budgets=[profile.budget], seeds=[profile.key[2]], datasets=[])
@@ -278,7 +270,21 @@ def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str,
             raise PlanError(f"it would not be a valid scaling point ({trial.invalid})")
         return trial
 
-    source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=plan_point, previous=previous_results(config))
+    return plan_point
+
+
+def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str, DataConfig]) -> int:
+    """Run the first wave and the sizes the policy adds; write and attach the decision log.
+
+    `datasets` are the ones the first wave was planned with (composed once, with the user's `data.*`
+    overrides), so every size placed later has the same data config, and trial identity, as the first wave.
+    """
+    from orchestrator.runner import run_sweep  # noqa: PLC0415
+    from orchestrator.search.lr_search import previous_results  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
+
+    source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=point_planner(config, datasets=datasets),
+                             previous=previous_results(config))
     code = run_sweep(config, trials=first_wave, source=source)
     out_dir = Path("reports") / config.sweep.name
     out_dir.mkdir(parents=True, exist_ok=True)

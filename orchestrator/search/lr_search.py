@@ -30,6 +30,7 @@ from orchestrator.config import Config, SearchConfig
 from orchestrator.planner import Trial, with_lr
 from orchestrator.search.storage import open_storage, storage_label, study_name
 from orchestrator.search.tuned import fit_lr_law, search_results
+from orchestrator.trial_source import TrialSource
 
 MAX_ASKS_PER_TRIAL = 3  # a study whose trials keep crashing stops after 3x its trial count
 
@@ -58,7 +59,7 @@ def make_pruner(search: SearchConfig, *, percentile: float | None = None) -> opt
     return optuna.pruners.NopPruner()
 
 
-class LRSearch:
+class LRSearch(TrialSource):
     """The TrialSource of a learning-rate search (see the module docstring)."""
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
@@ -148,7 +149,7 @@ class LRSearch:
             return False
         searched_batch = self.batch_choices is not None or bool(self.search.batch_tokens)
         ot.report(float(loss), int(metrics.get("tokens" if searched_batch else "step", 0)))
-        return self.search.pruner != "none" and ot.should_prune()
+        return self.search.pruner != "none" and bool(ot.should_prune())
 
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
         index, ot = self.running.pop(trial.trial_id)
