@@ -33,6 +33,7 @@ from typing import Any
 from orchestrator.config import Config
 from orchestrator.errors import UsageError
 from orchestrator.planner import Trial, human
+from orchestrator.run_tags import Role, RunKind
 from orchestrator.trial_source import Settled, TrialSource
 from trainers.api import RESULTS, Status
 from trainers.checkpoint import FILENAME
@@ -314,14 +315,14 @@ class ForkSource(TrialSource):
     def tags(self, trial: Trial) -> dict[str, str]:
         if trial.trial_id in self.states:
             trunk = self.states[trial.trial_id].trunk
-            return {"kind": "trunk", "role": "trunk", "fork_points": ",".join(str(f.at) for f in trunk.forks),
+            return {"kind": RunKind.TRUNK, "role": Role.TRUNK, "fork_points": ",".join(str(f.at) for f in trunk.forks),
                     "stop_at": str(trunk.stop_at)}
         trunk_id = self.trunk_of.get(trial.trial_id)
         if trunk_id is None:
             return {}
         state = self.states[trunk_id]
         fork = next(f for f in state.trunk.forks if f.trial.trial_id == trial.trial_id)
-        tags = {"role": "fork", "trunk_id": trunk_id, "fork_point": str(fork.at)}
+        tags = {"role": Role.FORK, "trunk_id": trunk_id, "fork_point": str(fork.at)}
         if state.run_id is not None:
             tags["trunk_run_id"] = state.run_id
         return tags

@@ -36,6 +36,7 @@ from orchestrator.fitting.errors import FitError
 from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
 from orchestrator.pilot import design
 from orchestrator.planner import Trial
+from orchestrator.run_tags import Stage
 from orchestrator.sweep_plan import plan_trials
 from trainers.api import Status
 from trainers.config import DataConfig
@@ -98,7 +99,7 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
                                     min_steps=config.hparams.min_steps, n=p.batch_choices) for t in points]
     storage = open_storage(cfg.search, tracking_uri=cfg.tracking.uri)
     source = LRSearch(cfg, points=points, storage=storage, previous=previous_results(cfg), batch_choices=choices,
-                      tags={"stage": "pilot"}, prune_percentile=PRUNE_PERCENTILE)
+                      tags={"stage": Stage.PILOT}, prune_percentile=PRUNE_PERCENTILE)
     print(f"pilot {name}: search over lr {p.lr_min:g}..{p.lr_max:g} and batch at {len(points)} cells x "
           f"{p.trials_per_cell} trials (TPE, percentile pruner); {source.resumed} already done", flush=True)
     code = run_sweep(cfg, trials=points, source=source)
@@ -170,9 +171,9 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
                     hparams=replace(config.hparams, centre_tokens_per_param=0.0))
     vocab = check_vocabulary(plan_trials(guess, datasets=datasets), vocab_size=data.vocab_size,
                              sizes_per_budget=sweep.sizes_per_budget)
-    if vocab.verdict == "refuse":
+    if vocab.verdict == design.Verdict.REFUSE:
         raise UsageError(f"action=pilot refuses this design: {vocab.sentence()}.")
-    if vocab.verdict == "warn":
+    if vocab.verdict == design.Verdict.WARN:
         print(f"warning: {vocab.sentence()}.", flush=True)
 
     search_cfg, points, _, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)

@@ -35,6 +35,7 @@ from trainers.api import Status
 from orchestrator.config import Config
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.planner import PlanError, Trial
+from orchestrator.run_tags import Stage
 from orchestrator.trial_source import TrialSource
 from trainers.config import DataConfig
 
@@ -244,7 +245,7 @@ class AdaptiveIsoFLOP(TrialSource):
         return all(p.stopped for p in self.profiles.values())
 
     def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002
-        return {"stage": "adaptive_isoflop"}
+        return {"stage": Stage.ADAPTIVE}
 
     def estimates(self) -> dict[tuple, float | None]:
         """N_opt per budget key (local_vertex), None where no minimum was found."""

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from trainers.api import Status
 from orchestrator.config import Config, SearchConfig
 from orchestrator.planner import Trial, with_lr
+from orchestrator.run_tags import Stage
 from orchestrator.search.storage import open_storage, storage_label, study_name
 from orchestrator.search.tuned import fit_lr_law, search_results
 from orchestrator.trial_source import TrialSource
@@ -181,7 +182,7 @@ class LRSearch(TrialSource):
 
     def tags(self, trial: Trial) -> dict[str, str]:
         index, ot = self.running[trial.trial_id]
-        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
+        return {"stage": Stage.LR_SEARCH, "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
                 **self.extra_tags}
 
 
