@@ -11,9 +11,9 @@ few short runs at its smallest budgets, and write them as the hparams option `pi
 3. The profile: an IsoFLOP profile at the smallest budget under those rules (experiment `pilot_<name>_profile`),
    extended past an edge minimum; its minimum's tokens per parameter sets the design's centre.
 4. Throughput per shape (FLOP/s of each run), printed with the plan's time at that rate.
-The files: <config dir>/hparams/pilot_<name>.yaml (written last, whole), reports/pilot_<name>/ (pilot.json, the
-law's report section and figure). Rerunning resumes: finished runs are read back from MLflow and the studies
-from the Optuna journal.
+The files: <config dir>/hparams/pilot_<name>.yaml (written last, whole), <fit.out_dir, default
+reports>/pilot_<name>/ (pilot.json, the law's report section and figure). Rerunning resumes: finished runs are
+read back from MLflow and the studies from the Optuna journal.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.conf_dirs import ConfigDirs
-from orchestrator.config import Config
+from orchestrator.config import Config, reports_dir
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
 from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
@@ -199,7 +199,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     measured = throughput(pd.concat([_finished(search_cfg), _finished(profile_cfg)], ignore_index=True))
     invalid = sum(t.invalid is not None for t in final)
 
-    out_dir = Path("reports") / name
+    out_dir = reports_dir(config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     from orchestrator.report.hparams_law import write_section  # noqa: PLC0415
 
@@ -292,7 +292,7 @@ def fit_table(config: Config) -> int:
     except FitError as err:
         raise RunFailure(f"the hparams law could not be fitted: {err}") from None
     name = f"pilot_{p.name or path.stem}"
-    out_dir = Path("reports") / name
+    out_dir = reports_dir(config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     from orchestrator.report.hparams_law import write_section  # noqa: PLC0415
 

@@ -16,7 +16,8 @@ fitting/isoflop.fit_parabola) and either
   gap beside it): where the vertex is least certain.
 It also stops a budget at `adaptive.max_sizes` sizes, when a new size resolves to a shape it
 already has, or when the sweep has spent `adaptive.max_flops`. Each decision and its reason is
-printed and written to reports/<sweep>/adaptive_decisions.json (also attached to the parent run).
+printed and written to <fit.out_dir, default reports>/<sweep>/adaptive_decisions.json (also attached
+to the parent run).
 The N_opt of a budget is the vertex through the 4 sizes nearest its lowest loss (`local_vertex`).
 """
 
@@ -26,13 +27,12 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trainers.api import Status
-from orchestrator.config import Config
+from orchestrator.config import Config, reports_dir
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.planner import PlanError, Trial
 from orchestrator.run_tags import Stage
@@ -287,7 +287,7 @@ def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str,
     source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=point_planner(config, datasets=datasets),
                              previous=previous_results(config))
     code = run_sweep(config, trials=first_wave, source=source)
-    out_dir = Path("reports") / config.sweep.name
+    out_dir = reports_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "adaptive_decisions.json"
     estimates = [{"budget": k[0], "dataset": k[1], "seed": k[2], "N_opt": v} for k, v in source.estimates().items()]

@@ -10,7 +10,7 @@ successive halving). Each trial is a child run of the sweep's parent run, tagged
 optuna_study and optuna_trial. On resume, trials a dead driver left RUNNING are failed and re-asked.
 
 Output: the best rate per size and the power law lr_opt(N) (tuned.py), printed, written to
-reports/<sweep>/lr_search.json and attached to the parent run; any sweep then uses the rates with
+<fit.out_dir, default reports>/<sweep>/lr_search.json and attached to the parent run; any sweep then uses the rates with
 `sweep.lr_from=<this sweep>`.
 """
 
@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from trainers.api import Status
-from orchestrator.config import Config, SearchConfig
+from orchestrator.config import Config, SearchConfig, reports_dir
 from orchestrator.planner import Trial, with_lr
 from orchestrator.run_tags import Stage
 from orchestrator.search.storage import open_storage, storage_label, study_name
@@ -182,8 +181,8 @@ class LRSearch(TrialSource):
 
     def tags(self, trial: Trial) -> dict[str, str]:
         index, ot = self.running[trial.trial_id]
-        return {"stage": Stage.LR_SEARCH, "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
-                **self.extra_tags}
+        return {"stage": Stage.LR_SEARCH, "optuna_study": self.studies[index].study_name,
+                "optuna_trial": str(ot.number), **self.extra_tags}
 
 
 def previous_results(config: Config) -> dict[str, tuple[str, float | None]]:
@@ -236,7 +235,7 @@ def run_lr_search(config: Config, *, points: list[Trial]) -> int:
     code = run_sweep(config, trials=points, source=source)
     data = summary(config)
     print(format_summary(data), flush=True)
-    out_dir = Path("reports") / config.sweep.name
+    out_dir = reports_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "lr_search.json"
     path.write_text(json.dumps(data, indent=2, allow_nan=True))
