@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.compare.options import CompareConfig
@@ -409,6 +410,12 @@ class Config:
         if self.adaptive.enabled and self.sweep.kind != "isoflop":
             raise ValueError(f"adaptive.enabled=true needs sweep.kind=isoflop, not {self.sweep.kind!r}: adaptive "
                              f"placement adds sizes along each budget's IsoFLOP profile.")
+
+
+def reports_dir(config: Config, name: str | None = None) -> Path:
+    """<fit.out_dir>/<name> (default reports/<sweep.name>): the one place a stage's report files go, so that
+    fit.out_dir moves them all (the fit's, the search's, adaptive placement's and the pilot's)."""
+    return Path(config.fit.out_dir) / (name or config.sweep.name)
 
 
 GROUP_SCHEMAS = {

@@ -33,6 +33,8 @@ from typing import Any
 from orchestrator.config import Config
 from orchestrator.errors import UsageError
 from orchestrator.planner import Trial, human
+from orchestrator.run_tags import Role, RunKind
+from orchestrator.trial_source import Settled, TrialSource
 from trainers.api import RESULTS, Status
 from trainers.checkpoint import FILENAME
 from trainers.schedule import Schedule
@@ -208,7 +210,7 @@ class _TrunkState:
 
 
 @dataclass
-class ForkSource:
+class ForkSource(TrialSource):
     """The runner's TrialSource for a forked sweep: a dependency graph of trunks and forks on Ray's slots.
 
     A fork is fed as soon as its checkpoint exists (the trunk reports `fork_ready`, or a previous driver left
@@ -221,7 +223,7 @@ class ForkSource:
     states: dict[str, _TrunkState] = field(default_factory=dict)
     ready: list[Fork] = field(default_factory=list)
     fed: set[str] = field(default_factory=set)
-    settled: list[tuple[Trial, str, str]] = field(default_factory=list)
+    settled: list[Settled] = field(default_factory=list)
     trunk_of: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -289,8 +291,9 @@ class ForkSource:
                         self.ready.append(fork)
                     else:
                         state.forks.pop(fork.trial.trial_id)
-                        self.settled.append((fork.trial, status if status != Status.FINISHED else Status.CRASHED,
-                                             f"its trunk {state.trunk.trunk_id} did not reach the fork point: {reason}"))
+                        self.settled.append(Settled(
+                            fork.trial, Status(status) if status != Status.FINISHED else Status.CRASHED,
+                            f"its trunk {state.trunk.trunk_id} did not reach the fork point: {reason}"))
             self._prune_trunk(state)
             return
         trunk_id = self.trunk_of.get(trial.trial_id)
@@ -300,7 +303,7 @@ class ForkSource:
             shutil.rmtree(self._fork_dir(trunk_id, trial.trial_id), ignore_errors=True)
             self._prune_trunk(state)
 
-    def take_settled(self) -> list[tuple[Trial, str, str]]:
+    def take_settled(self) -> list[Settled]:
         """Forks settled without running (their trunk failed): the runner records them with the reason."""
         out, self.settled = self.settled, []
         return out
@@ -312,14 +315,14 @@ class ForkSource:
     def tags(self, trial: Trial) -> dict[str, str]:
         if trial.trial_id in self.states:
             trunk = self.states[trial.trial_id].trunk
-            return {"kind": "trunk", "role": "trunk", "fork_points": ",".join(str(f.at) for f in trunk.forks),
+            return {"kind": RunKind.TRUNK, "role": Role.TRUNK, "fork_points": ",".join(str(f.at) for f in trunk.forks),
                     "stop_at": str(trunk.stop_at)}
         trunk_id = self.trunk_of.get(trial.trial_id)
         if trunk_id is None:
             return {}
         state = self.states[trunk_id]
         fork = next(f for f in state.trunk.forks if f.trial.trial_id == trial.trial_id)
-        tags = {"role": "fork", "trunk_id": trunk_id, "fork_point": str(fork.at)}
+        tags = {"role": Role.FORK, "trunk_id": trunk_id, "fork_point": str(fork.at)}
         if state.run_id is not None:
             tags["trunk_run_id"] = state.run_id
         return tags

@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.config import Config
 from orchestrator.errors import UsageError
+from orchestrator.run_tags import RunKind
 from trainers.api import Status
 
 
@@ -74,7 +75,7 @@ CURVES = {"train_loss": "loss/train", "eval_loss": "loss/eval"}
 """The loss curves, logged a second time under a `loss/` prefix: MLflow 3.17's run page (Model metrics) draws
 prefixed sections before its alphabetical section of the rest, so a trial's page opens on its loss curves rather
 than on bar charts of its single numbers. The trainer's own names (train_loss, eval_loss) are what is read back."""
-VIEW = {"searchFilter": "tags.kind = 'trial'", "orderByKey": "metrics.`C`", "orderByAsc": True,
+VIEW = {"searchFilter": f"tags.kind = '{RunKind.TRIAL}'", "orderByKey": "metrics.`C`", "orderByAsc": True,
         "selectedColumns": [f"metrics.`{m}`" for m in TRIAL_METRICS] + ["tags.`status`"],
         "columnOrder": ["attributes.`Run Name`", *(f"metrics.`{m}`" for m in TRIAL_METRICS), "tags.`status`"],
         "columnWidths": {"attributes.`Run Name`": 290}, "runListHidden": False, "viewMaximized": False}
@@ -348,7 +349,7 @@ class Tracker:
         return f"http://127.0.0.1:5000/{page}  (after: mlflow ui --backend-store-uri {self.uri})"
 
     # -- reading ---------------------------------------------------------------------------------
-    def _search(self, kind: str, *, limit: int | None = None) -> Iterator[Any]:
+    def _search(self, kind: RunKind, *, limit: int | None = None) -> Iterator[Any]:
         """The experiment's active runs tagged kind=`kind`, newest first, every page (MLflow returns at
         most 5000 a page)."""
         if self.experiment_id is None:
@@ -370,7 +371,7 @@ class Tracker:
     def trial_runs(self) -> list[TrialRecord]:
         """Every trial run of the experiment (all invocations and attempts), newest first."""
         records = []
-        for run in self._search("trial"):
+        for run in self._search(RunKind.TRIAL):
             tags = run.data.tags
             status = tags.get("status", Status.RUNNING) if run.info.status != "RUNNING" else Status.RUNNING
             records.append(TrialRecord(tags.get("trial_id", ""), status, run.info.run_id,
@@ -383,7 +384,7 @@ class Tracker:
         return [TrialRecord(r.data.tags.get("trial_id", ""),
                             Status.RUNNING if r.info.status == "RUNNING" else r.data.tags.get("status", Status.RUNNING),
                             r.info.run_id, r.data.metrics.get("final_eval_loss"), dict(r.data.params),
-                            dict(r.data.metrics), dict(r.data.tags)) for r in self._search("trunk")]
+                            dict(r.data.metrics), dict(r.data.tags)) for r in self._search(RunKind.TRUNK)]
 
     def results(self) -> dict[str, TrialRecord]:
         """trial_id -> the run that speaks for it (`best_per_trial`)."""
@@ -413,7 +414,7 @@ class Tracker:
             tags = run.data.tags
             if self._driver_alive(tags):
                 continue
-            if tags.get("kind") in ("trial", "trunk"):
+            if tags.get("kind") in (RunKind.TRIAL, RunKind.TRUNK):
                 self.client.set_tag(run.info.run_id, "status", Status.KILLED)
                 self.client.set_tag(run.info.run_id, "failure_reason", "the driver process died (reaped)")
             self.client.set_terminated(run.info.run_id, status="KILLED")
@@ -435,7 +436,7 @@ class Tracker:
                 "git_commit": self.commit, "host": self.host}
 
     def start_parent(self, *, sweep: str, config: dict[str, Any], n_trials: int) -> str:
-        tags = {"kind": "sweep", "sweep": sweep, **self._driver_tags()}
+        tags = {"kind": RunKind.SWEEP, "sweep": sweep, **self._driver_tags()}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{sweep} {time.strftime('%Y-%m-%d %H:%M:%S')}")
         params = {k: v for k, v in flatten(config).items() if k.startswith(("sweep.", "cluster.", "adaptive."))}
         params["n_trials"] = n_trials
@@ -451,7 +452,7 @@ class Tracker:
                     tags: dict[str, str] | None = None) -> str:
         """A child run of `parent_id`; `tags` are extra tags (e.g. optuna_trial, stage; kind=trunk for a WSD trunk,
         which is not a trial: orchestrator/forks.py)."""
-        tags = {"kind": "trial", **(tags or {}), "mlflow.parentRunId": parent_id, "sweep": sweep,
+        tags = {"kind": RunKind.TRIAL, **(tags or {}), "mlflow.parentRunId": parent_id, "sweep": sweep,
                 "trial_id": trial_id, "attempt": str(attempt), "status": Status.RUNNING, "device": device,
                 **self._driver_tags(), "host": host, "worker_node": node}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
@@ -525,11 +526,11 @@ class Tracker:
     # -- the sweep lease (orchestrator/lease.py): a run tagged kind=lease, write-once params as its claims --
     def lease_runs(self) -> list[tuple[str, dict[str, str], dict[str, str]]]:
         """(run_id, params, tags) of the experiment's lease runs."""
-        return [(r.info.run_id, dict(r.data.params), dict(r.data.tags)) for r in self._search("lease", limit=100)]
+        return [(r.info.run_id, dict(r.data.params), dict(r.data.tags)) for r in self._search(RunKind.LEASE, limit=100)]
 
     def create_lease_run(self) -> str:
         """A lease run: terminated at once (params and tags can still be logged to it), never reaped."""
-        run = self.client.create_run(self.experiment_id, tags={"kind": "lease"}, run_name="sweep lease")
+        run = self.client.create_run(self.experiment_id, tags={"kind": RunKind.LEASE}, run_name="sweep lease")
         self.client.set_terminated(run.info.run_id, status="FINISHED")
         return run.info.run_id
 
@@ -564,12 +565,12 @@ class Tracker:
 
     def log_to_latest_sweep_run(self, path: Path, *, artifact_path: str | None = None) -> None:
         """Attach a file (fit.json, a report) to the newest sweep invocation's parent run."""
-        for run in self._search("sweep", limit=1):
+        for run in self._search(RunKind.SWEEP, limit=1):
             self.client.log_artifact(run.info.run_id, str(path), artifact_path)
 
     def latest_sweep_run(self) -> str | None:
         """The run id of the newest sweep invocation's parent run, None when there is none."""
-        return next((run.info.run_id for run in self._search("sweep", limit=1)), None)
+        return next((run.info.run_id for run in self._search(RunKind.SWEEP, limit=1)), None)
 
     def experiment_names(self, *, exclude_kind: str | None = None) -> list[str]:
         """Names of the store's experiments (not MLflow's Default, nor those tagged kind=`exclude_kind`)."""

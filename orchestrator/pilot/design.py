@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -18,6 +19,16 @@ EMBED_WARN = 0.5
 """Embedding share of N_total above which the pilot warns: a law of N then mostly measures the vocabulary."""
 EMBED_REFUSE = 0.9
 """Above this share, or when a budget's sizes collapse to fewer than 3 distinct shapes, the pilot refuses."""
+
+
+class Verdict(StrEnum):
+    """What the vocabulary check says of a design."""
+
+    OK = "ok"
+    WARN = "warn"
+    """The embeddings take more than EMBED_WARN of N: the pilot runs and says so."""
+    REFUSE = "refuse"
+    """More than EMBED_REFUSE, or a budget's sizes collapse to fewer than 3 shapes: the pilot does not run."""
 
 
 def cells(budgets: list[float], *, centre_guess: float, span: float) -> list[tuple[float, float]]:
@@ -97,11 +108,10 @@ class VocabularyCheck:
     vocab_size: int
 
     @property
-    def verdict(self) -> str:
-        """'ok', 'warn' or 'refuse'."""
+    def verdict(self) -> Verdict:
         if max(self.embed_share) > EMBED_REFUSE or min(self.shapes) < min(3, min(self.sizes)):
-            return "refuse"
-        return "warn" if max(self.embed_share) > EMBED_WARN else "ok"
+            return Verdict.REFUSE
+        return Verdict.WARN if max(self.embed_share) > EMBED_WARN else Verdict.OK
 
     def sentence(self) -> str:
         worst = int(np.argmax(self.embed_share))
@@ -113,7 +123,7 @@ class VocabularyCheck:
             text += "; the sizes collapse to few shapes (" + "; ".join(collapsed) + ")"
         return text + (": a law of N_total then largely measures the vocabulary, not the model; a smaller "
                        "vocabulary (prepare.vocab_size) or larger budgets leave room for the shapes"
-                       if self.verdict != "ok" else "")
+                       if self.verdict != Verdict.OK else "")
 
 
 def vocabulary_check(budgets: list[float], *, n_total: list[list[int]], n_embed: list[list[int]],

@@ -11,9 +11,9 @@ few short runs at its smallest budgets, and write them as the hparams option `pi
 3. The profile: an IsoFLOP profile at the smallest budget under those rules (experiment `pilot_<name>_profile`),
    extended past an edge minimum; its minimum's tokens per parameter sets the design's centre.
 4. Throughput per shape (FLOP/s of each run), printed with the plan's time at that rate.
-The files: <config dir>/hparams/pilot_<name>.yaml (written last, whole), reports/pilot_<name>/ (pilot.json, the
-law's report section and figure). Rerunning resumes: finished runs are read back from MLflow and the studies
-from the Optuna journal.
+The files: <config dir>/hparams/pilot_<name>.yaml (written last, whole), <fit.out_dir, default
+reports>/pilot_<name>/ (pilot.json, the law's report section and figure). Rerunning resumes: finished runs are
+read back from MLflow and the studies from the Optuna journal.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.conf_dirs import ConfigDirs
-from orchestrator.config import Config
+from orchestrator.config import Config, reports_dir
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
 from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
 from orchestrator.pilot import design
 from orchestrator.planner import Trial
+from orchestrator.run_tags import Stage
 from orchestrator.sweep_plan import plan_trials
 from trainers.api import Status
 from trainers.config import DataConfig
@@ -98,7 +99,7 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
                                     min_steps=config.hparams.min_steps, n=p.batch_choices) for t in points]
     storage = open_storage(cfg.search, tracking_uri=cfg.tracking.uri)
     source = LRSearch(cfg, points=points, storage=storage, previous=previous_results(cfg), batch_choices=choices,
-                      tags={"stage": "pilot"}, prune_percentile=PRUNE_PERCENTILE)
+                      tags={"stage": Stage.PILOT}, prune_percentile=PRUNE_PERCENTILE)
     print(f"pilot {name}: search over lr {p.lr_min:g}..{p.lr_max:g} and batch at {len(points)} cells x "
           f"{p.trials_per_cell} trials (TPE, percentile pruner); {source.resumed} already done", flush=True)
     code = run_sweep(cfg, trials=points, source=source)
@@ -170,9 +171,9 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
                     hparams=replace(config.hparams, centre_tokens_per_param=0.0))
     vocab = check_vocabulary(plan_trials(guess, datasets=datasets), vocab_size=data.vocab_size,
                              sizes_per_budget=sweep.sizes_per_budget)
-    if vocab.verdict == "refuse":
+    if vocab.verdict == design.Verdict.REFUSE:
         raise UsageError(f"action=pilot refuses this design: {vocab.sentence()}.")
-    if vocab.verdict == "warn":
+    if vocab.verdict == design.Verdict.WARN:
         print(f"warning: {vocab.sentence()}.", flush=True)
 
     search_cfg, points, _, rows, pruned = _search(config, datasets=datasets, name=name, budgets=budgets)
@@ -198,7 +199,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     measured = throughput(pd.concat([_finished(search_cfg), _finished(profile_cfg)], ignore_index=True))
     invalid = sum(t.invalid is not None for t in final)
 
-    out_dir = Path("reports") / name
+    out_dir = reports_dir(config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     from orchestrator.report.hparams_law import write_section  # noqa: PLC0415
 
@@ -291,7 +292,7 @@ def fit_table(config: Config) -> int:
     except FitError as err:
         raise RunFailure(f"the hparams law could not be fitted: {err}") from None
     name = f"pilot_{p.name or path.stem}"
-    out_dir = Path("reports") / name
+    out_dir = reports_dir(config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     from orchestrator.report.hparams_law import write_section  # noqa: PLC0415
 

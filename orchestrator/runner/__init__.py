@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 from ray._private import ray_constants
@@ -49,6 +49,7 @@ from orchestrator.planner import Trial
 from orchestrator.preflight import check_gang, check_resources
 from orchestrator.progress import Display, SweepProgress
 from orchestrator.tracking import Tracker, open_sweep_store
+from orchestrator.trial_source import FixedList, TrialSource
 from trainers.api import RESULTS, ContractError, Status, check_metrics, check_result, nonfinite_loss
 
 LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
@@ -154,50 +155,6 @@ class _Attempt:
     tripped: Trip | None = None
     """The forecaster's divergence tripwire that stopped this attempt (orchestrator/forecast/live.py)."""
     trip_report: dict[str, Any] = field(default_factory=dict)
-
-
-class TrialSource(Protocol):
-    """A driver-side policy that feeds the loop trials as it goes (an Optuna search, adaptive placement).
-
-    The loop asks `next_trials(free_slots)` whenever it has room, passes every streamed report to
-    `on_report` (True means prune: the task is cancelled and the run recorded with status `pruned`, a
-    result that is not rerun), every final outcome to `on_result`, and stops once nothing is in flight
-    and the source is `done()` or has nothing to give. `tags(trial)` are extra tags of the trial's
-    child run (e.g. the Optuna trial number).
-    """
-
-    def next_trials(self, free_slots: int) -> list[Trial]: ...
-
-    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool: ...
-
-    def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None: ...
-
-    def done(self) -> bool: ...
-
-    def tags(self, trial: Trial) -> dict[str, str]: ...
-
-
-class FixedList:
-    """The default source: a fixed list of trials in order, never pruned."""
-
-    def __init__(self, trials: list[Trial]) -> None:
-        self.waiting = list(trials)
-
-    def next_trials(self, free_slots: int) -> list[Trial]:
-        taken, self.waiting = self.waiting[:free_slots], self.waiting[free_slots:]
-        return taken
-
-    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool:  # noqa: ARG002
-        return False
-
-    def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
-        pass
-
-    def done(self) -> bool:
-        return not self.waiting
-
-    def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002
-        return {}
 
 
 def _meta_of(ref: ray.ObjectRef) -> dict[str, str] | None:
@@ -377,9 +334,9 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     progress = SweepProgress(sweep=sweep, total=len(trials), planned_flops=sum(t.cost.c_exact for t in todo),
                              skipped=len(trials) - len(todo))
     took = f"; took over the lease of {taken.host} pid {taken.pid} (gone)" if taken is not None else ""
-    outlook = getattr(source, "outlook", None)  # a source that plans in waves says what is planned now
-    print(f"sweep {sweep}: " + (outlook() if outlook is not None else
-                                f"{len(trials)} trials, {len(trials) - len(todo)} already done, {len(todo)} to run")
+    outlook = source.outlook() if source is not None else None  # a source that plans in waves says what is planned
+    print(f"sweep {sweep}: " + (outlook or f"{len(trials)} trials, {len(trials) - len(todo)} already done, "
+                                           f"{len(todo)} to run")
           + (f"; reaped {reaped} stale run(s) as killed" if reaped else "") + took + f"; tracking {tracker.uri}",
           flush=True)
     if not todo and source is None:
@@ -492,7 +449,7 @@ class TrialLoop:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
                         waiting.insert(0, retry)
-                for trial, status, reason in getattr(self.source, "take_settled", list)():
+                for trial, status, reason in self.source.take_settled():
                     self._record_unrun(trial, status, reason)
                 self.display.refresh()
         except KeyboardInterrupt:
@@ -516,8 +473,8 @@ class TrialLoop:
     def _submit(self, attempt: _Attempt) -> None:
         trial, cluster = attempt.trial, self.config.cluster
         key = (trial.trial_id, attempt.attempt)
-        own_dir = getattr(self.source, "run_dir", None)  # a fork resumes in its fork-point folder (forks.py)
-        run_dir = (own_dir(trial) if own_dir else None) or str(checkpoint_root(self.config) / trial.trial_id)
+        # A fork resumes in its fork-point folder (forks.py); any other trial in its own.
+        run_dir = self.source.run_dir(trial) or str(checkpoint_root(self.config) / trial.trial_id)
         workers = self.workers(trial)
         if workers > 1:
             ref = self.gang_task.remote(
@@ -574,8 +531,7 @@ class TrialLoop:
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
             tags=self.source.tags(trial))
         self.progress.running += 1
-        if hasattr(self.source, "on_start"):
-            self.source.on_start(trial, attempt.run_id)
+        self.source.on_start(trial, attempt.run_id)
 
     def _finish(self, ref: ray.ObjectRef, attempt: _Attempt) -> _Attempt | None:
         """Record one finished task; returns the next attempt when the policy retries."""
@@ -692,7 +648,7 @@ class TrialLoop:
         if not final:
             self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
             return None
-        self.source.on_result(trial, status, result)
+        self.source.on_result(trial, Status(status), result)
         if status == Status.PRUNED:  # a result: only the FLOPs up to the pruning point count as spent
             self.progress.done += 1
             self.progress.done_flops += (result or {}).get("flops", 0.0)
@@ -766,8 +722,7 @@ class TrialLoop:
 
     def _flops(self, trial: Trial) -> float:
         """The FLOPs running `trial` costs (a fork: only its cooldown; orchestrator/forks.py)."""
-        flops_of = getattr(self.source, "flops_of", None)
-        return flops_of(trial) if flops_of is not None else trial.cost.c_exact
+        return self.source.flops_of(trial)
 
     def _record_unrun(self, trial: Trial, status: str, reason: str) -> None:
         """A trial the source settled without running it (a fork whose trunk failed): a run with the reason."""
@@ -775,7 +730,7 @@ class TrialLoop:
         self._open_run(attempt, host="-", device=self.device)
         self.progress.running -= 1
         self.tracker.end_trial(attempt.run_id, status=status, reason=reason[:500])
-        self.source.on_result(trial, status, None)
+        self.source.on_result(trial, Status(status), None)
         self.progress.total += 1
         self.progress.failed += 1
         self.all_results = self.all_results and status in RESULTS

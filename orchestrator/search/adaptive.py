@@ -16,7 +16,8 @@ fitting/isoflop.fit_parabola) and either
   gap beside it): where the vertex is least certain.
 It also stops a budget at `adaptive.max_sizes` sizes, when a new size resolves to a shape it
 already has, or when the sweep has spent `adaptive.max_flops`. Each decision and its reason is
-printed and written to reports/<sweep>/adaptive_decisions.json (also attached to the parent run).
+printed and written to <fit.out_dir, default reports>/<sweep>/adaptive_decisions.json (also attached
+to the parent run).
 The N_opt of a budget is the vertex through the 4 sizes nearest its lowest loss (`local_vertex`).
 """
 
@@ -26,15 +27,16 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trainers.api import Status
-from orchestrator.config import Config
+from orchestrator.config import Config, reports_dir
 from orchestrator.fitting.isoflop import fit_parabola
 from orchestrator.planner import PlanError, Trial
+from orchestrator.run_tags import Stage
+from orchestrator.trial_source import TrialSource
 from trainers.config import DataConfig
 
 LOCAL_SIZES = 4
@@ -82,10 +84,10 @@ def local_vertex(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(-c1 / (2 * c2)) if c2 > 0 else None
 
 
-class AdaptiveIsoFLOP:
+class AdaptiveIsoFLOP(TrialSource):
     """The TrialSource of adaptive placement (see the module docstring)."""
 
-    def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Trial, float], Trial],
+    def __init__(self, config: Config, *, first_wave: list[Trial], plan_point: Callable[[Profile, float], Trial],
                  previous: dict[str, tuple[str, float | None]]) -> None:
         self.limits, self.plan_point, self.previous = config.adaptive, plan_point, previous
         self.order = config.cluster.order
@@ -230,9 +232,6 @@ class AdaptiveIsoFLOP:
             return min((t.cost.c_exact for t in profile.pending), default=profile.budget)
         return 0.0  # a stable sort keeps the plan's order
 
-    def on_report(self, trial: Trial, metrics: dict[str, Any]) -> bool:  # noqa: ARG002
-        return False
-
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
         profile = self._owner.pop(trial.trial_id)
         profile.running.discard(trial.trial_id)
@@ -246,7 +245,7 @@ class AdaptiveIsoFLOP:
         return all(p.stopped for p in self.profiles.values())
 
     def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002
-        return {"stage": "adaptive_isoflop"}
+        return {"stage": Stage.ADAPTIVE}
 
     def estimates(self) -> dict[tuple, float | None]:
         """N_opt per budget key (local_vertex), None where no minimum was found."""
@@ -259,16 +258,10 @@ class AdaptiveIsoFLOP:
         return out
 
 
-def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str, DataConfig]) -> int:
-    """Run the first wave and the sizes the policy adds; write and attach the decision log.
-
-    `datasets` are the ones the first wave was planned with (composed once, with the user's `data.*`
-    overrides), so every size placed later has the same data config, and trial identity, as the first wave.
-    """
-    from orchestrator.runner import run_sweep  # noqa: PLC0415
-    from orchestrator.search.lr_search import previous_results  # noqa: PLC0415
+def point_planner(config: Config, *, datasets: dict[str, DataConfig]) -> Callable[[Profile, float], Trial]:
+    """How a size the policy adds becomes a trial: planned like the first wave (same datasets, so the same trial
+    identity), at the profile's budget and seed; PlanError when it would not be a valid scaling point."""
     from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
-    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
 
     def plan_point(profile: Profile, target: float) -> Trial:
         sweep = replace(config.sweep, sizes=[target], budgets=[profile.budget], seeds=[profile.key[2]], datasets=[])
@@ -278,9 +271,23 @@ def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str,
             raise PlanError(f"it would not be a valid scaling point ({trial.invalid})")
         return trial
 
-    source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=plan_point, previous=previous_results(config))
+    return plan_point
+
+
+def run_adaptive(config: Config, *, first_wave: list[Trial], datasets: dict[str, DataConfig]) -> int:
+    """Run the first wave and the sizes the policy adds; write and attach the decision log.
+
+    `datasets` are the ones the first wave was planned with (composed once, with the user's `data.*`
+    overrides), so every size placed later has the same data config, and trial identity, as the first wave.
+    """
+    from orchestrator.runner import run_sweep  # noqa: PLC0415
+    from orchestrator.search.lr_search import previous_results  # noqa: PLC0415
+    from orchestrator.tracking import open_sweep_store  # noqa: PLC0415
+
+    source = AdaptiveIsoFLOP(config, first_wave=first_wave, plan_point=point_planner(config, datasets=datasets),
+                             previous=previous_results(config))
     code = run_sweep(config, trials=first_wave, source=source)
-    out_dir = Path("reports") / config.sweep.name
+    out_dir = reports_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "adaptive_decisions.json"
     estimates = [{"budget": k[0], "dataset": k[1], "seed": k[2], "N_opt": v} for k, v in source.estimates().items()]

@@ -10,7 +10,7 @@ successive halving). Each trial is a child run of the sweep's parent run, tagged
 optuna_study and optuna_trial. On resume, trials a dead driver left RUNNING are failed and re-asked.
 
 Output: the best rate per size and the power law lr_opt(N) (tuned.py), printed, written to
-reports/<sweep>/lr_search.json and attached to the parent run; any sweep then uses the rates with
+<fit.out_dir, default reports>/<sweep>/lr_search.json and attached to the parent run; any sweep then uses the rates with
 `sweep.lr_from=<this sweep>`.
 """
 
@@ -19,17 +19,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from trainers.api import Status
-from orchestrator.config import Config, SearchConfig
+from orchestrator.config import Config, SearchConfig, reports_dir
 from orchestrator.planner import Trial, with_lr
+from orchestrator.run_tags import Stage
 from orchestrator.search.storage import open_storage, storage_label, study_name
 from orchestrator.search.tuned import fit_lr_law, search_results
+from orchestrator.trial_source import TrialSource
 
 MAX_ASKS_PER_TRIAL = 3  # a study whose trials keep crashing stops after 3x its trial count
 
@@ -58,7 +59,7 @@ def make_pruner(search: SearchConfig, *, percentile: float | None = None) -> opt
     return optuna.pruners.NopPruner()
 
 
-class LRSearch:
+class LRSearch(TrialSource):
     """The TrialSource of a learning-rate search (see the module docstring)."""
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
@@ -148,7 +149,7 @@ class LRSearch:
             return False
         searched_batch = self.batch_choices is not None or bool(self.search.batch_tokens)
         ot.report(float(loss), int(metrics.get("tokens" if searched_batch else "step", 0)))
-        return self.search.pruner != "none" and ot.should_prune()
+        return self.search.pruner != "none" and bool(ot.should_prune())
 
     def on_result(self, trial: Trial, status: str, result: dict[str, Any] | None) -> None:
         index, ot = self.running.pop(trial.trial_id)
@@ -180,8 +181,8 @@ class LRSearch:
 
     def tags(self, trial: Trial) -> dict[str, str]:
         index, ot = self.running[trial.trial_id]
-        return {"stage": "lr_search", "optuna_study": self.studies[index].study_name, "optuna_trial": str(ot.number),
-                **self.extra_tags}
+        return {"stage": Stage.LR_SEARCH, "optuna_study": self.studies[index].study_name,
+                "optuna_trial": str(ot.number), **self.extra_tags}
 
 
 def previous_results(config: Config) -> dict[str, tuple[str, float | None]]:
@@ -234,7 +235,7 @@ def run_lr_search(config: Config, *, points: list[Trial]) -> int:
     code = run_sweep(config, trials=points, source=source)
     data = summary(config)
     print(format_summary(data), flush=True)
-    out_dir = Path("reports") / config.sweep.name
+    out_dir = reports_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "lr_search.json"
     path.write_text(json.dumps(data, indent=2, allow_nan=True))

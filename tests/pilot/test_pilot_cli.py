@@ -48,6 +48,11 @@ def test_the_law_of_a_table_of_runs_is_printed_with_its_prediction(tmp_path):
     assert data["law"]["alpha_ci"]["lo"] <= -0.7 <= data["law"]["alpha_ci"]["hi"]
     assert data["prediction"]["lr"] == pytest.approx(3.0 * 1.6e9 ** -0.7 * 1e11 ** 0.3, rel=0.1)
     assert (tmp_path / "reports" / "pilot_runs" / "hparams_law.png").stat().st_size > 10_000
+    # fit.out_dir moves every stage's reports, the pilot's too (config.reports_dir)
+    out = run_cli("action=pilot", "pilot.runs_csv=runs.csv", "pilot.columns.N=params", "pilot.columns.D=tokens",
+                  "pilot.columns.batch=bsz", "pilot.bootstrap=20", "fit.out_dir=elsewhere", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "elsewhere" / "pilot_runs" / "hparams_law.json").is_file()
     out = run_cli("action=pilot", "pilot.runs_csv=runs.csv", cwd=tmp_path)
     assert out.returncode == 2 and "has no column N, D, batch" in out.stderr
 
