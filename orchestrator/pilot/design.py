@@ -31,6 +31,19 @@ def cells(budgets: list[float], *, centre_guess: float, span: float) -> list[tup
     return [(c, math.sqrt(c / (6.0 * r))) for c in budgets for r in (centre_guess, centre_guess * span)]
 
 
+def corpus_budgets(candidates: list[float], *, largest_tokens: list[float], train_tokens: float, epochs: float,
+                   count: int = 3) -> list[float]:
+    """The `count` largest consecutive candidate budgets (ascending) whose design's largest D (`largest_tokens`,
+    one per candidate; NaN where the design cannot be planned) is at most `epochs` passes over `train_tokens`:
+    the most compute a corpus holds without repeating tokens more than that (repeated tokens are worth less than
+    fresh ones past a few epochs: Muennighoff et al. 2023). Empty when fewer than `count` qualify."""
+    held = [bool(math.isfinite(d) and d <= epochs * train_tokens) for d in largest_tokens]
+    for end in range(len(candidates), count - 1, -1):
+        if all(held[end - count:end]):
+            return sorted(candidates[end - count:end])
+    return []
+
+
 def batch_choices(tokens: int, *, seq_len: int, min_steps: int, n: int) -> list[int]:
     """Batches (tokens, whole sequences) of D / (s 2^i), i < n, s = max(min_steps, MIN_STEPS_FLOOR): rounded
     down, so every choice runs at least s steps (a valid scaling point)."""
