@@ -206,7 +206,8 @@ def bound_rules(rules: HParamsConfig, points: list[tuple[float, float, float]], 
         law_steps = steps(int(d), batch(rules, c, n, d))
 
         def allowed(tokens: float) -> float:  # the law, or the most that leaves `floor` steps after rounding
-            return min(rule(C=0.0, N=0.0, D=tokens), tokens / floor - seq_len / 2)
+            # (one sequence where even that is too many: such a point stays invalid and is counted)
+            return max(min(rule(C=0.0, N=0.0, D=tokens), tokens / floor - seq_len / 2), float(seq_len))
 
         lo, hi = min(p[2] for p in points), max(p[2] for p in points)
         exponent = rule.exponent if hi == lo else math.log(allowed(hi) / allowed(lo)) / math.log(hi / lo)
