@@ -4,19 +4,22 @@ whether the vocabulary leaves room for the sweep's shapes, and the hparams YAML 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
 
 from orchestrator.fitting.hparams_law import CellOptimum, HParamsLaw
 from orchestrator.fitting.isoflop import fit_parabola
-from orchestrator.hparams import HParamsConfig, ScaleRule
+from orchestrator.hparams import HParamsConfig, ScaleRule, invalid_reason, steps, warmup_steps
 
 MIN_STEPS_FLOOR = 100
 """The batch choices give at least this many steps even where hparams.min_steps is lower."""
 EMBED_WARN = 0.5
 """Embedding share of N_total above which the pilot warns: a law of N then mostly measures the vocabulary."""
+WARMUP_MAX_FRACTION = 0.1
+"""The longest warmup a pilot's rule gives, as a share of D: where hparams.min_warmup_steps would need more, the
+batch gives more steps instead (a warmup that is much of a short run is itself a bias: Porian et al. 2024)."""
 EMBED_REFUSE = 0.9
 """Above this share, or when a budget's sizes collapse to fewer than 3 distinct shapes, the pilot refuses."""
 
@@ -37,6 +40,19 @@ def cells(budgets: list[float], *, centre_guess: float, span: float) -> list[tup
     needs both) over the range of tokens per parameter an IsoFLOP design spans, at the cost of the smallest
     budgets."""
     return [(c, math.sqrt(c / (6.0 * r))) for c in budgets for r in (centre_guess, centre_guess * span)]
+
+
+def corpus_budgets(candidates: list[float], *, largest_tokens: list[float], train_tokens: float, epochs: float,
+                   count: int = 3) -> list[float]:
+    """The `count` largest consecutive candidate budgets (ascending) whose design's largest D (`largest_tokens`,
+    one per candidate; NaN where the design cannot be planned) is at most `epochs` passes over `train_tokens`:
+    the most compute a corpus holds without repeating tokens more than that (repeated tokens are worth less than
+    fresh ones past a few epochs: Muennighoff et al. 2023). Empty when fewer than `count` qualify."""
+    held = [bool(math.isfinite(d) and d <= epochs * train_tokens) for d in largest_tokens]
+    for end in range(len(candidates), count - 1, -1):
+        if all(held[end - count:end]):
+            return sorted(candidates[end - count:end])
+    return []
 
 
 def batch_choices(tokens: int, *, seq_len: int, min_steps: int, n: int) -> list[int]:
@@ -158,6 +174,81 @@ def pilot_rules(law: HParamsLaw, optima: list[CellOptimum], *, base: HParamsConf
                          beta2_batch_ref=base.beta2_batch_ref, beta2_ref=base.beta2_ref, beta2_min=base.beta2_min,
                          beta2_max=base.beta2_max, min_steps=base.min_steps, min_warmup_steps=base.min_warmup_steps,
                          allow_invalid=base.allow_invalid, centre_tokens_per_param=centre, pilot=note)
+
+
+@dataclass(frozen=True)
+class BoundedRules:
+    """A pilot's rules held inside the validity limits of hparams (min_steps, min_warmup_steps) at every point of
+    the design they are for, with what was changed to get there."""
+
+    rules: HParamsConfig
+    notes: tuple[str, ...]
+    """One clause per change (the batch capped, the warmup lengthened), for the option's `pilot:` note."""
+    invalid: int
+    """Points still not valid (0 unless even one sequence per step leaves too few steps)."""
+
+
+def bound_rules(rules: HParamsConfig, points: list[tuple[float, float, float]], *, seq_len: int,
+                default_warmup_fraction: float) -> BoundedRules:
+    """`rules` with its batch capped and its warmup lengthened so that every point (C, N, D) of the design is a
+    valid scaling point under rules.min_steps and rules.min_warmup_steps (orchestrator/hparams.py).
+
+    The batch: S = max(min_steps, min_warmup_steps / WARMUP_MAX_FRACTION) steps at least. Where the law's batch
+    k D^gamma gives fewer at some point, the rule becomes the power law through g(D) = min(k D^gamma, D / S - half
+    a sequence) at the design's smallest and largest D. In ln-ln coordinates g is the minimum of two concave
+    curves, so the chord between those two points lies on or below g over the whole range: every point gets at
+    least S steps after rounding to whole sequences, and no batch above the law's. The warmup: where the trainer's (or the base rule's) warmup spans fewer
+    than min_warmup_steps steps at some point, the warmup becomes the smallest fraction f of D that gives every
+    point min_warmup_steps steps (f <= WARMUP_MAX_FRACTION, by S)."""
+    notes: list[str] = []
+
+    def batch(r: HParamsConfig, c: float, n: float, d: float) -> int:
+        value = r.batch(C=c, N=n, D=d, seq_len=seq_len)
+        assert value is not None, "a pilot's rules always set the batch"
+        return value
+
+    floor = max(rules.min_steps, math.ceil(rules.min_warmup_steps / WARMUP_MAX_FRACTION))
+    short = [(c, n, d) for c, n, d in points if steps(int(d), batch(rules, c, n, d)) < floor]
+    if short:
+        rule = rules.batch_tokens
+        assert rule.of == "D" and not rule.of2, "a pilot's batch rule is a law of D"
+        c, n, d = min(short, key=lambda p: steps(int(p[2]), batch(rules, *p)))
+        law_steps = steps(int(d), batch(rules, c, n, d))
+
+        def allowed(tokens: float) -> float:  # the law, or the most that leaves `floor` steps after rounding
+            # (one sequence where even that is too many: such a point stays invalid and is counted)
+            return max(min(rule(C=0.0, N=0.0, D=tokens), tokens / floor - seq_len / 2), float(seq_len))
+
+        lo, hi = min(p[2] for p in points), max(p[2] for p in points)
+        exponent = rule.exponent if hi == lo else math.log(allowed(hi) / allowed(lo)) / math.log(hi / lo)
+        rules = replace(rules, batch_tokens=replace(rule, coef=allowed(lo) / lo ** exponent, exponent=exponent))
+        notes.append(f"batch_tokens lowered to {rules.batch_tokens.coef:.4g} D^{exponent:.3f}: the law gave "
+                     f"{len(short)} of {len(points)} design points fewer than {floor} steps ({law_steps} at "
+                     f"D={d:.4g}; hparams.min_steps={rules.min_steps}, min_warmup_steps={rules.min_warmup_steps} "
+                     f"at most {100 * WARMUP_MAX_FRACTION:.0f}% of D), so the batch follows the law where it leaves "
+                     f"enough steps and D / {floor} where not, through the smallest and largest D of the design")
+
+    def warm(r: HParamsConfig, c: float, n: float, d: float) -> float:
+        w = int(round(r.warmup_tokens(C=c, N=n, D=d))) if r.warmup_tokens.on else 0
+        return warmup_steps(tokens=int(d), batch_tokens=batch(r, c, n, d), warmup_tokens=w,
+                            default_fraction=default_warmup_fraction)
+
+    cold = [(c, n, d) for c, n, d in points if warm(rules, c, n, d) < rules.min_warmup_steps]
+    if cold:
+        c, n, d = min(cold, key=lambda p: warm(rules, *p))
+        was = warm(rules, c, n, d)
+        # round(f D) / B >= w at every point: f >= (w B + 1) / D, rounded up to 4 decimals
+        need = max((rules.min_warmup_steps * batch(rules, *p) + 1) / p[2] for p in points)
+        fraction = math.ceil(max(need, 0.0 if rules.warmup_tokens.on else default_warmup_fraction) * 1e4) / 1e4
+        before = rules.warmup_tokens.describe() if rules.warmup_tokens.on else (
+            f"the trainer's {100 * default_warmup_fraction:g}% of D")
+        rules = replace(rules, warmup_tokens=ScaleRule(of="D", coef=fraction, exponent=1.0))
+        notes.append(f"warmup_tokens {100 * fraction:.4g}% of D: {before} gave {len(cold)} of {len(points)} design "
+                     f"points fewer than hparams.min_warmup_steps={rules.min_warmup_steps} warmup steps "
+                     f"({was:.3g} at D={d:.4g})")
+    invalid = sum(invalid_reason(n_steps=steps(int(d), batch(rules, c, n, d)), n_warmup_steps=warm(rules, c, n, d),
+                                 rules=rules) is not None for c, n, d in points)
+    return BoundedRules(rules=rules, notes=tuple(notes), invalid=invalid)
 
 
 def _rule_yaml(rule: ScaleRule) -> str:

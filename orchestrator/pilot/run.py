@@ -35,11 +35,12 @@ from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
 from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
 from orchestrator.pilot import design
-from orchestrator.planner import Trial
+from orchestrator.planner import PlanError, Trial
 from orchestrator.run_tags import Stage
 from orchestrator.sweep_plan import plan_trials
 from trainers.api import Status
 from trainers.config import DataConfig
+from trainers.schedule import WARMUP_DEFAULT_FRACTION
 
 PRUNE_PERCENTILE = 75.0
 """The pilot stops a trial only when its eval loss is in the worst quarter at equal tokens (most trials finish:
@@ -68,6 +69,34 @@ def check_vocabulary(trials: list[Trial], *, vocab_size: int, sizes_per_budget: 
         list(groups), n_total=[[t.cost.n_total for t in ts] for ts in groups.values()],
         n_embed=[[t.cost.n_embed for t in ts] for ts in groups.values()],
         shapes=[[t.shape for t in ts] for ts in groups.values()], vocab_size=vocab_size, planned=sizes_per_budget)
+
+
+def reach(config: Config, *, datasets: dict[str, DataConfig], extra: int) -> list[tuple[float, float, float]]:
+    """(C, N_total, D) of every trial the design of `config` can run: its planned sizes, and up to `extra` sizes
+    beyond each edge of each budget one step apart (the mean spacing of its sizes in ln N_total, as adaptive
+    placement extends: search/adaptive.py), where the planner can place them."""
+    trials = plan_trials(config, datasets=datasets)
+    points = [(float(t.budget), float(t.cost.n_total), float(t.tokens)) for t in trials]
+    for budget, group in _by_budget(trials).items() if extra else ():
+        x = np.log(sorted({t.cost.n_total for t in group}))
+        step = float(np.mean(np.diff(x))) if len(x) > 1 else math.log(2.0)
+        for i in range(1, extra + 1):
+            for n in (math.exp(x[0] - i * step), math.exp(x[-1] + i * step)):
+                one = replace(config, sweep=replace(config.sweep, sizes=[n], shapes=[], budgets=[budget]))
+                try:
+                    points += [(budget, float(t.cost.n_total), float(t.tokens)) for t in
+                               plan_trials(one, datasets=datasets)]
+                except PlanError:  # too few tokens per parameter, off the budget: adaptive cannot place it either
+                    continue
+    return points
+
+
+def bounded(config: Config, rules, *, datasets: dict[str, DataConfig], extra: int) -> design.BoundedRules:
+    """`rules` held inside hparams' validity limits over the reach of `config`'s design (design.bound_rules)."""
+    cfg = replace(config, hparams=rules)
+    seq_len = config.model.seq_len
+    return design.bound_rules(rules, reach(cfg, datasets=datasets, extra=extra), seq_len=seq_len,
+                              default_warmup_fraction=WARMUP_DEFAULT_FRACTION)
 
 
 def _finished(config: Config) -> pd.DataFrame:
@@ -114,8 +143,9 @@ def _profile(config: Config, *, datasets: dict[str, DataConfig], name: str, budg
     from orchestrator.runner import run_sweep  # noqa: PLC0415
 
     p = config.pilot
-    cfg = replace(_sub(config, name=name, kind="isoflop", budgets=[budget], sizes_per_budget=p.profile_sizes,
-                       span=p.profile_span, centre_tokens_per_param=p.centre_guess), hparams=rules)
+    cfg = _sub(config, name=name, kind="isoflop", budgets=[budget], sizes_per_budget=p.profile_sizes,
+               span=p.profile_span, centre_tokens_per_param=p.centre_guess)
+    cfg = replace(cfg, hparams=bounded(cfg, rules, datasets=datasets, extra=2 * p.max_extensions).rules)
     column = "N_total" if config.sweep.size_convention == "total" else "N_nonembed"
     sizes: list[float] = []
     for extension in range(p.max_extensions + 1):
@@ -185,15 +215,19 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     seq_len = points[0].config["model"]["seq_len"]
     most_steps = design.most_steps(min_steps=config.hparams.min_steps, n=p.batch_choices)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    provisional = design.pilot_rules(law, optima, base=config.hparams, centre=0.0, name=name,
-                                     lr_range=(p.lr_min, p.lr_max), seq_len=seq_len, note="", most_steps=most_steps)
+    measured_rules = design.pilot_rules(law, optima, base=config.hparams, centre=0.0, name=name,
+                                        lr_range=(p.lr_min, p.lr_max), seq_len=seq_len, note="", most_steps=most_steps)
     minimum, profile_cfg = _profile(config, datasets=datasets, name=f"{name}_profile", budget=budgets[0],
-                                    rules=provisional)
+                                    rules=measured_rules)
+    extra = max(config.adaptive.max_sizes - sweep.sizes_per_budget, 0) if config.adaptive.enabled else 0
+    held = bounded(config, replace(measured_rules, centre_tokens_per_param=minimum.centre), datasets=datasets,
+                   extra=extra)
     note = (f"lr, batch_tokens and centre_tokens_per_param measured by action=pilot of sweep {sweep.name} "
             f"({stamp}; {len(optima)} cells, {len(rows)} finished runs, profile at C={minimum.budget:.3g})"
             + (f"; B* lay below the smallest batch tried in most cells, so the batch keeps the most steps tried "
-               f"(D / {most_steps:.0f})" if design.batch_at_small_edge(optima) else ""))
-    rules = replace(provisional, centre_tokens_per_param=minimum.centre, pilot=note)
+               f"(D / {most_steps:.0f})" if design.batch_at_small_edge(optima) else "")
+            + "".join(f"; {clause}" for clause in held.notes))
+    rules = replace(held.rules, pilot=note)
     final = plan_trials(replace(config, hparams=rules), datasets=datasets)
     vocab_final = check_vocabulary(final, vocab_size=data.vocab_size, sizes_per_budget=sweep.sizes_per_budget)
     measured = throughput(pd.concat([_finished(search_cfg), _finished(profile_cfg)], ignore_index=True))
@@ -208,7 +242,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
                "pruned": pruned, "profile": asdict(minimum), "vocabulary": asdict(vocab_final) | {
                    "verdict": vocab_final.verdict}, "throughput": [
                    {"N_total": n, "tokens_per_s": t, "flops_per_s": f} for n, t, f in measured],
-               "planned_invalid": invalid}
+               "planned_invalid": invalid, "bounds": list(held.notes)}
     (out_dir / "pilot.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     target = dirs.user[0] / "hparams" / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +257,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     os.replace(tmp, target)  # whole or not at all
     print(format_summary(law, optima, minimum=minimum, vocab=vocab_final, measured=measured, invalid=invalid,
                          target=target, name=name, sweep=sweep.name, pruned=pruned,
-                         section=section, config_dir=dirs.user[0]), flush=True)
+                         section=section, config_dir=dirs.user[0], bounds=held.notes), flush=True)
     return 0
 
 
@@ -235,7 +269,7 @@ def law_json(law: HParamsLaw) -> dict:
 
 def format_summary(law: HParamsLaw, optima, *, minimum: design.ProfileMinimum, vocab: design.VocabularyCheck,
                    measured, invalid: int, target: Path, name: str, sweep: str, pruned: int, section,
-                   config_dir: Path) -> str:
+                   config_dir: Path, bounds: tuple[str, ...] = ()) -> str:
     lines = [f"pilot {name}: {len(optima)} cells ({pruned} runs pruned)"]
     lines += [f"  cell N={c.N:.4g} D={c.D:.4g}: lr*={c.lr_opt:.3g} B*={c.batch_opt:.4g} tokens ({c.how}"
               + (f": {c.edge}" if c.edge else "") + ")" for c in optima]
@@ -251,6 +285,7 @@ def format_summary(law: HParamsLaw, optima, *, minimum: design.ProfileMinimum, v
         rates = [f for _, _, f in measured]
         lines.append(f"  throughput: {min(rates):.3g} to {max(rates):.3g} FLOP/s per trial over {len(measured)} sizes "
                      f"(median {statistics.median(rates):.3g}: cluster.assumed_flops_per_s)")
+    lines += [f"  held valid: {clause}" for clause in bounds]
     if invalid:
         lines.append(f"  warning: {invalid} trials of sweep {sweep} under these rules are not valid points")
     lines.append(f"  wrote {target} and {', '.join(str(f) for f in section)}")

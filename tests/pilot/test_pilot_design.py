@@ -76,3 +76,11 @@ def test_the_written_option_composes_and_says_it_came_from_a_pilot(tmp_path):
     assert sizes[1] == pytest.approx(n_c)
     t = trials[0]
     assert t.config["trainer"]["lr"] == pytest.approx(float(np.clip(law.lr(N=t.cost.n_total, D=t.tokens), 1e-3, 0.1)))
+
+
+def test_the_budgets_a_corpus_holds_are_the_largest_whose_design_fits_its_tokens():
+    candidates = [1e9, 3e9, 1e10, 3e10, 1e11, 3e11]
+    largest = [math.nan, 0.3e6, 0.5e6, 0.9e6, 1.65e6, 3.2e6]  # NaN: the design could not be planned there
+    assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=1) == [1e10, 3e10, 1e11]
+    assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=2) == [3e10, 1e11, 3e11]
+    assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=0.4e6, epochs=1) == []
