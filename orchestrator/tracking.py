@@ -23,15 +23,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
-from sqlalchemy import event
+from mlflow.utils.uri import append_to_uri_path
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, _validate_param, _validate_tag
+from sqlalchemy import bindparam, event, insert, tuple_, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -310,6 +316,14 @@ class Tracker:
         self.experiment = experiment
         self.commit = _git_commit()
         self.host = socket.gethostname()
+        self.created = False
+        """True once opened with create=True (the store, experiment and its tags exist)."""
+        self.identity = _file_identity(uri)
+        self._connect(create=create)
+
+    def _connect(self, *, create: bool) -> None:
+        """Open the client and find (with create=True: make) the experiment."""
+        uri, experiment = self.uri, self.experiment
         path = sqlite_path(uri)
         with _schema_lock(path, exclusive=create, create=create) if path else contextlib.nullcontext():
             self.client = MlflowClient(tracking_uri=uri)  # MLflow creates a new store's schema here, or below
@@ -338,6 +352,8 @@ class Tracker:
                 for key, value in tags.items():
                     if key != "mlflow.note.content" or key not in found.tags:  # a description the user wrote stays
                         self.client.set_experiment_tag(self.experiment_id, key, value)
+        self.created = create
+        self.identity = _file_identity(uri)
 
     def runs_url(self) -> str:
         """Where the sweep's runs table is in the MLflow UI: the server's page, or, for a SQLite store, the page of
@@ -447,35 +463,47 @@ class Tracker:
     def heartbeat(self, run_id: str) -> None:
         self.client.set_tag(run_id, "heartbeat", f"{time.time():.0f}")
 
-    def start_trial(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
-                    config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
-                    tags: dict[str, str] | None = None) -> str:
-        """A child run of `parent_id`; `tags` are extra tags (e.g. optuna_trial, stage; kind=trunk for a WSD trunk,
-        which is not a trial: orchestrator/forks.py)."""
+    def trial_run(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
+                  config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
+                  tags: dict[str, str] | None = None) -> TrialRun:
+        """What a trial attempt's run holds when it opens (`start_trial`, `RunWriter.open_run`)."""
         tags = {"kind": RunKind.TRIAL, **(tags or {}), "mlflow.parentRunId": parent_id, "sweep": sweep,
                 "trial_id": trial_id, "attempt": str(attempt), "status": Status.RUNNING, "device": device,
                 **self._driver_tags(), "host": host, "worker_node": node}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         # A trunk's fork list (whole fork configs) is in trial_config.json, too long for a param.
         params = {**flatten({k: v for k, v in config.items() if k != "trunk"}),
                   **{k: v for k, v in derived.items() if k != "trial_id"}}
-        self._log_params(run.info.run_id, params, metrics=trial_metrics(derived))
-        self._log_json(run, config, "trial_config.json")
+        return TrialRun(name=name, tags=tags, params=params, metrics=trial_metrics(derived), config=config)
+
+    def start_trial(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
+                    config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
+                    tags: dict[str, str] | None = None) -> str:
+        """A child run of `parent_id`, written at once; `tags` are extra tags (e.g. optuna_trial, stage; kind=trunk
+        for a WSD trunk, which is not a trial: orchestrator/forks.py). The driver's loop writes through a
+        `RunWriter` instead; this is the same run, one call at a time."""
+        content = self.trial_run(parent_id=parent_id, sweep=sweep, name=name, trial_id=trial_id, attempt=attempt,
+                                 config=config, derived=derived, host=host, device=device, node=node, tags=tags)
+        run = self.client.create_run(self.experiment_id, tags=content.tags, run_name=content.name)
+        self._log_params(run.info.run_id, content.params, metrics=content.metrics)
+        self._log_json(run.info.artifact_uri, run.info.run_id, content.config, "trial_config.json")
         return run.info.run_id
 
-    def _log_json(self, run, data: dict[str, Any], name: str) -> None:
+    def _log_json(self, artifact_uri: str, run_id: str, data: dict[str, Any], name: str) -> None:
         """An artifact; written in place when the artifact store is a local folder (no temp copy)."""
-        uri = run.info.artifact_uri
-        if uri.startswith("file://") or uri.startswith("/"):
-            folder = Path(uri.removeprefix("file://"))
+        self._log_file(artifact_uri, run_id, json.dumps(data, indent=2, sort_keys=True), name)
+
+    def _log_file(self, artifact_uri: str, run_id: str, text: str, name: str) -> None:
+        if artifact_uri.startswith("file://") or artifact_uri.startswith("/"):
+            folder = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path)
+                          if artifact_uri.startswith("file://") else artifact_uri)
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True))
+            (folder / name).write_text(text)
         else:
-            self.client.log_dict(run.info.run_id, data, name)
+            self.client.log_text(run_id, text, name)
 
     def _log_params(self, run_id: str, params: dict[str, Any], *, metrics: list[Metric] = ()) -> None:
         """Params 100 a request (MLflow's batch limit); `metrics` (at most 1000) ride on the first request."""
-        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in sorted(params.items())]
+        items = _params(params)
         for i in range(0, max(len(items), 1), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i:i + MAX_PARAMS_PER_BATCH],
                                   metrics=list(metrics) if i == 0 else [], synchronous=True)
@@ -498,10 +526,10 @@ class Tracker:
         if reports:
             self._log_metrics(run_id, self._report_metrics(reports))
 
-    def end_trial(self, run_id: str, *, status: str, result: dict[str, Any] | None = None,
-                  reason: str | None = None, traceback: str | None = None,
-                  reports: list[dict[str, Any]] = ()) -> None:
-        """Final metrics (with any reports not yet logged), status tags, traceback, terminal status."""
+    def trial_end(self, *, status: str, result: dict[str, Any] | None = None, reason: str | None = None,
+                  reports: list[dict[str, Any]] = ()) -> tuple[list[Metric], list[RunTag]]:
+        """What closing a trial's run logs (`end_trial`, `RunWriter.close_run`): final metrics (with any reports
+        not yet logged) and status tags."""
         result = result or {}
         tags = [RunTag("status", status)]
         if reason:
@@ -518,10 +546,26 @@ class Tracker:
                 tags.append(RunTag(key, str(value)))
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics.append(Metric(key, float(value), stamp, int(result.get("steps", 0))))
+        return metrics, tags
+
+    def end_trial(self, run_id: str, *, status: str, result: dict[str, Any] | None = None,
+                  reason: str | None = None, traceback: str | None = None,
+                  reports: list[dict[str, Any]] = ()) -> None:
+        """Final metrics (with any reports not yet logged), status tags, traceback, terminal status; written at once."""
+        metrics, tags = self.trial_end(status=status, result=result, reason=reason, reports=reports)
         self._log_metrics(run_id, metrics, tags)
         if traceback:
             self.client.log_text(run_id, traceback, "traceback.txt")
         self.client.set_terminated(run_id, status=Status(status).mlflow)
+
+    def writer(self) -> RunWriter:
+        """The driver loop's writer (`RUN_WRITES`): a SQLite store's rounds as transactions, a server's as batches."""
+        if RUN_WRITES == "per-call":
+            return PerCallWriter(self)
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        if type(store) is SqlAlchemyStore and store.db_type == "sqlite":  # not a workspace-aware subclass
+            return SqliteRunWriter(self, store)
+        return ClientRunWriter(self)
 
     # -- the sweep lease (orchestrator/lease.py): a run tagged kind=lease, write-once params as its claims --
     def lease_runs(self) -> list[tuple[str, dict[str, str], dict[str, str]]]:
@@ -600,6 +644,284 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
 
+RUN_WRITES = "batched"
+"""How the driver's loop writes trial runs (`Tracker.writer`): "batched" (a round at a time: one SQLite transaction,
+or one batch per run against a server) or "per-call" (every write at once, as `start_trial` and `end_trial` do;
+benchmarks/scale.py measures both)."""
+
+
+@dataclass
+class TrialRun:
+    """What a trial attempt's run holds when it opens: its name, tags, params, the N/D/C metrics at step 0, and the
+    config written beside it as trial_config.json."""
+
+    name: str
+    tags: dict[str, str]
+    params: dict[str, Any]
+    metrics: list[Metric]
+    config: dict[str, Any]
+
+
+@dataclass
+class _RunWrites:
+    """One run's writes waiting for the round's commit."""
+
+    run_id: str
+    opened: TrialRun | None = None
+    """Set when the run opens in this round (not yet in the store, for a SQLite store)."""
+    artifact_uri: str = ""
+    metrics: list[Metric] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+    """MLflow's terminal status (FINISHED, FAILED, KILLED) when the run closes in this round."""
+    end_time: int | None = None
+    traceback: str | None = None
+
+
+class RunWriter:
+    """The trial runs' writes of one scheduling round of the driver's loop, committed together by `commit`.
+
+    The loop opens runs (`open_run`: tags, params, N/D/C metrics, trial_config.json), logs live reports
+    (`log_reports`), sets flag tags (`set_tags`) and closes runs (`close_run`: final metrics, status tags,
+    traceback, terminal status); `commit` writes the round and then runs the callbacks given to `after_commit`
+    (a trial counted finished, a source told its result), in order. An outcome is thus acted on only once the
+    store holds it: a driver killed before a commit has told nobody about the round it loses, so its trials rerun
+    on the next invocation, and one killed after has lost nothing. A commit that fails keeps the round for the next
+    commit (`run_id`s stay valid). What the runs hold is what `Tracker.start_trial` and `Tracker.end_trial` write
+    (the same `Tracker.trial_run` and `Tracker.trial_end`). Subclasses write a round their way (`_write`).
+    """
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self._runs: dict[str, _RunWrites] = {}
+        self._callbacks: list[Callable[[], None]] = []
+
+    def open_run(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
+                 config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
+                 tags: dict[str, str] | None = None) -> str:
+        """A child run of `parent_id` (`Tracker.start_trial`'s arguments); returns its run id at once."""
+        content = self.tracker.trial_run(parent_id=parent_id, sweep=sweep, name=name, trial_id=trial_id,
+                                         attempt=attempt, config=config, derived=derived, host=host, device=device,
+                                         node=node, tags=tags)
+        run_id, artifact_uri = self._create(content)
+        writes = self._of(run_id)
+        writes.opened, writes.artifact_uri = content, artifact_uri
+        return run_id
+
+    def log_reports(self, run_id: str, reports: list[dict[str, Any]]) -> None:
+        """Every numeric key of every report as a metric at its step."""
+        if reports:
+            self._of(run_id).metrics.extend(self.tracker._report_metrics(reports))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._of(run_id).tags.update(tags)
+
+    def close_run(self, run_id: str, *, status: str, result: dict[str, Any] | None = None,
+                  reason: str | None = None, traceback: str | None = None, reports: list[dict[str, Any]] = ()) -> None:
+        """`Tracker.end_trial`'s writes, in this round."""
+        metrics, tags = self.tracker.trial_end(status=status, result=result, reason=reason, reports=reports)
+        writes = self._of(run_id)
+        writes.metrics.extend(metrics)
+        writes.tags.update({tag.key: tag.value for tag in tags})
+        writes.status, writes.end_time = Status(status).mlflow, int(time.time() * 1000)
+        writes.traceback = traceback or writes.traceback
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once everything written so far is committed."""
+        self._callbacks.append(callback)
+
+    def commit(self) -> None:
+        """Write the round, then run its callbacks."""
+        runs, self._runs = self._runs, {}
+        if runs:
+            try:
+                self._write(list(runs.values()))
+            except BaseException:
+                self._runs = runs  # nothing of the round counts as written: the next commit writes it again
+                raise
+        while self._callbacks:
+            self._callbacks.pop(0)()
+
+    def _of(self, run_id: str) -> _RunWrites:
+        writes = self._runs.get(run_id)
+        if writes is None:
+            writes = self._runs[run_id] = _RunWrites(run_id)
+        return writes
+
+    def _create(self, content: TrialRun) -> tuple[str, str]:
+        """(run id, artifact URI) of a run about to open."""
+        raise NotImplementedError
+
+    def _write(self, runs: list[_RunWrites]) -> None:
+        raise NotImplementedError
+
+    def _files(self, runs: list[_RunWrites]) -> None:
+        """The round's artifacts (trial_config.json, traceback.txt), written before the runs that name them."""
+        for writes in runs:
+            if writes.opened is not None:
+                self.tracker._log_json(writes.artifact_uri, writes.run_id, writes.opened.config, "trial_config.json")
+            if writes.traceback:
+                uri = writes.artifact_uri or self._artifact_uri(writes.run_id)
+                self.tracker._log_file(uri, writes.run_id, writes.traceback, "traceback.txt")
+
+    def _artifact_uri(self, run_id: str) -> str:
+        return self.tracker.client.get_run(run_id).info.artifact_uri
+
+
+class PerCallWriter(RunWriter):
+    """Every write at once through MLflow's client (`Tracker.start_trial`, `end_trial`): a run's opening is
+    several requests (transactions), its closing two more. What the loop did before rounds were batched."""
+
+    def open_run(self, **opening: Any) -> str:  # noqa: D102
+        return self.tracker.start_trial(**opening)
+
+    def log_reports(self, run_id: str, reports: list[dict[str, Any]]) -> None:
+        self.tracker.log_reports(run_id, reports)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.tracker.set_tags(run_id, tags)
+
+    def close_run(self, run_id: str, **closing: Any) -> None:  # noqa: D102
+        self.tracker.end_trial(run_id, **closing)
+
+
+class ClientRunWriter(RunWriter):
+    """A round through MLflow's client, for a tracking server: a run is created at once (the server names it),
+    and the round's params, metrics and tags of each run go out as one `log_batch` (more only past MLflow's
+    limits of 100 params, 100 tags, 1000 metrics and 1000 items a request), then the terminal status."""
+
+    def _create(self, content: TrialRun) -> tuple[str, str]:
+        info = self.tracker.client.create_run(self.tracker.experiment_id, tags=content.tags, run_name=content.name).info
+        return info.run_id, info.artifact_uri
+
+    def _write(self, runs: list[_RunWrites]) -> None:
+        self._files(runs)
+        client = self.tracker.client
+        for writes in runs:
+            params = _params(writes.opened.params) if writes.opened is not None else []
+            metrics = (writes.opened.metrics if writes.opened is not None else []) + writes.metrics
+            tags = [RunTag(k, v) for k, v in writes.tags.items()]
+            while params or metrics or tags:
+                p, params = params[:MAX_PARAMS_PER_BATCH], params[MAX_PARAMS_PER_BATCH:]
+                t, tags = tags[:MAX_PARAMS_PER_BATCH], tags[MAX_PARAMS_PER_BATCH:]
+                room = MAX_METRICS_PER_BATCH - len(p) - len(t)
+                m, metrics = metrics[:room], metrics[room:]
+                client.log_batch(writes.run_id, metrics=m, params=p, tags=t, synchronous=True)
+            if writes.status is not None:
+                client.set_terminated(writes.run_id, status=writes.status, end_time=writes.end_time)
+
+
+class SqliteRunWriter(RunWriter):
+    """A round as one SQLite transaction, written with MLflow's own table models (SqlAlchemyStore's schema) as a
+    handful of multi-row statements: the runs that open (with their tags and params), the metrics (and the
+    latest-metric rows MLflow's run table shows), the tags, the terminal statuses. A cProfile of the per-call
+    writes put most of the driver's time in them: MLflow's log_batch is four transactions and a dozen queries
+    (docs/benchmarks.md, scale.py). What is written is what SqlAlchemyStore.create_run, log_batch and
+    update_run_info write: the same rows, MLflow's validation and truncation of keys and values, duplicate
+    metrics dropped, a latest metric replaced only by a later (step, timestamp, value)."""
+
+    def __init__(self, tracker: Tracker, store: SqlAlchemyStore) -> None:
+        super().__init__(tracker)
+        self.store = store
+        self.artifact_root = tracker.client.get_experiment(tracker.experiment_id).artifact_location
+        self._checked_keys: set[tuple[str, str]] = set()
+
+    def _create(self, content: TrialRun) -> tuple[str, str]:  # noqa: ARG002
+        run_id = uuid.uuid4().hex
+        return run_id, append_to_uri_path(self.artifact_root, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
+
+    def _write(self, runs: list[_RunWrites]) -> None:
+        self._files(runs)
+        new_runs, params, tags, metrics, ends = [], [], [], {}, []
+        for writes in runs:
+            rid, opened = writes.run_id, writes.opened
+            if opened is not None:
+                new_runs.append({"run_uuid": rid, "name": opened.name, "artifact_uri": writes.artifact_uri,
+                                 "experiment_id": int(self.tracker.experiment_id), "source_type": "UNKNOWN",
+                                 "source_name": "", "entry_point_name": "", "source_version": "",
+                                 "user_id": opened.tags.get("mlflow.user", "unknown"), "status": "RUNNING",
+                                 "start_time": opened.metrics[0].timestamp if opened.metrics else _now_ms(),
+                                 "end_time": None, "deleted_time": None, "lifecycle_stage": "active"})
+                params += [{"run_uuid": rid, "key": p.key, "value": p.value} for p in self._valid_params(opened.params)]
+                run_tags = {**opened.tags, "mlflow.runName": opened.name, **writes.tags}
+            else:
+                run_tags = writes.tags
+            tags += [{"run_uuid": rid, **self._valid_tag(k, v)} for k, v in run_tags.items()]
+            for metric in (opened.metrics if opened is not None else []) + writes.metrics:
+                is_nan, value = self.store.sanitize_metric_value(float(metric.value))
+                row = {"run_uuid": rid, "key": metric.key, "value": value, "timestamp": metric.timestamp,
+                       "step": metric.step, "is_nan": is_nan}
+                metrics[tuple(row.values())] = row  # duplicates within the round are one row, as in log_batch
+            if writes.status is not None:
+                ends.append({"b_run": rid, "b_status": writes.status, "b_end": writes.end_time})
+        runs_t, tags_t, metrics_t, latest_t = (SqlRun.__table__, SqlTag.__table__, SqlMetric.__table__,
+                                               SqlLatestMetric.__table__)
+        with self.store.ManagedSessionMaker(read_only=False) as session:
+            if new_runs:
+                session.execute(insert(runs_t), new_runs)
+            if params:
+                session.execute(insert(SqlParam.__table__), params)
+            if tags:
+                upsert = sqlite_insert(tags_t)
+                session.execute(upsert.on_conflict_do_update(index_elements=["key", "run_uuid"],
+                                                             set_={"value": upsert.excluded.value}), tags)
+            if metrics:
+                session.execute(sqlite_insert(metrics_t).on_conflict_do_nothing(), list(metrics.values()))
+                session.execute(_latest_upsert(latest_t), _latest(metrics.values()))
+            if ends:
+                session.execute(update(runs_t).where(runs_t.c.run_uuid == bindparam("b_run"))
+                                .values(status=bindparam("b_status"), end_time=bindparam("b_end")), ends)
+
+    def _valid_params(self, params: dict[str, Any]) -> list[Param]:
+        return [self._valid(p.key, p.value, kind="param", limit=MAX_PARAM_VAL_LENGTH, check=_validate_param)
+                for p in _params(params)]
+
+    def _valid_tag(self, key: str, value: str) -> dict[str, str]:
+        tag = self._valid(key, value, kind="tag", limit=MAX_TAG_VAL_LENGTH, check=_validate_tag)
+        return {"key": tag.key, "value": tag.value}
+
+    def _valid(self, key: str, value: str, *, kind: str, limit: int, check: Callable[[str, str], Any]):
+        """MLflow's check of a key and value (its error, or the value truncated), once per key: the same keys
+        recur on every run of a sweep."""
+        if (kind, key) in self._checked_keys and len(value) <= limit:
+            return Param(key, value)
+        checked = check(key, value)
+        self._checked_keys.add((kind, key))
+        return checked
+
+
+def _params(params: dict[str, Any]) -> list[Param]:
+    """A run's params as MLflow stores them: lists and dicts as JSON, the rest as text."""
+    return [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in sorted(params.items())]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _latest(rows) -> list[dict[str, Any]]:
+    """The latest value of each (run, metric) among `rows`: the largest (step, timestamp, value), as MLflow's
+    SqlAlchemyStore._update_latest_metrics_if_necessary decides."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["run_uuid"], row["key"])
+        held = latest.get(key)
+        if held is None or (row["step"], row["timestamp"], row["value"]) > (held["step"], held["timestamp"],
+                                                                            held["value"]):
+            latest[key] = row
+    return list(latest.values())
+
+
+def _latest_upsert(table):
+    """Insert a latest-metric row, or replace the stored one when this one is later by (step, timestamp, value)."""
+    upsert = sqlite_insert(table)
+    new = upsert.excluded
+    return upsert.on_conflict_do_update(
+        index_elements=["key", "run_uuid"],
+        set_={"value": new.value, "timestamp": new.timestamp, "step": new.step, "is_nan": new.is_nan},
+        where=tuple_(new.step, new.timestamp, new.value) > tuple_(table.c.step, table.c.timestamp, table.c.value))
+
+
 def trial_metrics(derived: dict[str, Any]) -> list[Metric]:
     """A trial's N, D, C and tokens per parameter (`TRIAL_METRICS`) from its planned record, at step 0."""
     stamp = int(time.time() * 1000)
@@ -632,16 +954,49 @@ def open_sweep_store(config: Config, *, create: bool) -> Tracker | None:
                       create=create)
 
 
+_OPEN: dict[tuple[str, str], Tracker] = {}
+"""The handles this process holds, by (resolved URI, experiment): one per store and experiment for the whole
+invocation (issue 23), however many stages ask for it."""
+
+
 def open_store(uri: str | None, *, experiment: str, timeout_s: float, create: bool) -> Tracker | None:
-    """Check, then open, the store. With create=False a missing SQLite file is not created (None), and nothing
-    is written. Every failure is one sentence naming the resolved URI (TrackingError, exit 2)."""
+    """Check, then open, the store: once per process and experiment; every later call (a stage of the same
+    invocation: plan's statuses, the runner, the fit, the report, the search's log) gets the same handle. With
+    create=False a missing SQLite file is not created (None), and nothing is written; create=True on a handle
+    opened for reading creates what is missing in place. Every failure is one sentence naming the resolved URI
+    (TrackingError, exit 2)."""
     resolved = resolve_uri(uri)
+    held = _OPEN.get((resolved, experiment))
+    if held is not None and held.identity != _file_identity(resolved):  # the store's file was replaced
+        held = None
+    if held is not None and (held.created or (not create and held.experiment_id is not None)):
+        return held
     check_store(resolved, timeout_s=timeout_s, create=create)
+    if held is not None and create:
+        _opening(resolved, lambda: held._connect(create=True))
+        return held
     path = sqlite_path(resolved)
     if not create and path is not None and not path.exists():
         return None
+    tracker = _opening(resolved, lambda: Tracker(resolved, experiment, create=create))
+    _OPEN[(resolved, experiment)] = tracker
+    return tracker
+
+
+def _file_identity(uri: str) -> tuple[int, int] | None:
+    """A SQLite store's file (device, inode), None for a server or a file not there."""
+    path = sqlite_path(uri)
     try:
-        return Tracker(resolved, experiment, create=create)
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if info is not None else None
+
+
+def _opening(resolved: str, open_it: Callable[[], Any]) -> Any:
+    """Open (`open_it`); a failure of the store (not of our code) is one sentence naming it."""
+    try:
+        return open_it()
     except TrackingError:
         raise
     except (MlflowException, SQLAlchemyError, sqlite3.Error, OSError) as err:  # the store's fault, not our code's

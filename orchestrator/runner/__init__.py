@@ -412,6 +412,8 @@ class TrialLoop:
         self.slowest_rate: float | None = None
         """The slowest FLOP/s of a trial finished in this invocation (the time limits' rate)."""
         self.forecaster = LiveForecaster()
+        self.writer = tracker.writer()
+        """The trial runs' writes, committed once a round (tracking.RunWriter); outcomes act after their commit."""
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
@@ -449,8 +451,10 @@ class TrialLoop:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
                         waiting.insert(0, retry)
+                self.writer.commit()  # the round's runs in one transaction; then the outcomes count
                 for trial, status, reason in self.source.take_settled():
                     self._record_unrun(trial, status, reason)
+                self.writer.commit()
                 self.display.refresh()
         except KeyboardInterrupt:
             self._kill_all("the driver was interrupted")
@@ -505,7 +509,7 @@ class TrialLoop:
                 elif attempt.node == "?":  # opened by an early result: now the driver knows where it ran
                     attempt.node = message["node"]
             elif attempt.closed:  # streamed before the trial ended, arrived after its result
-                self.tracker.log_reports(attempt.run_id, message["metrics"])
+                self.writer.log_reports(attempt.run_id, message["metrics"])
             else:
                 attempt.reports.extend(message["metrics"])
                 self._note_progress(attempt, message["metrics"])
@@ -519,14 +523,14 @@ class TrialLoop:
         for attempt in self.inflight.values():
             # Live metrics at most every LOG_S per run; whatever is left rides on the final batch.
             if attempt.reports and attempt.run_id is not None and now - attempt.logged > LOG_S:
-                self.tracker.log_reports(attempt.run_id, attempt.reports)
+                self.writer.log_reports(attempt.run_id, attempt.reports)
                 attempt.reports, attempt.logged = [], now
 
     def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?") -> None:
         trial = attempt.trial
         attempt.started = attempt.logged = time.monotonic()
         attempt.node = node
-        attempt.run_id = self.tracker.start_trial(
+        attempt.run_id = self.writer.open_run(
             parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
             tags=self.source.tags(trial))
@@ -638,13 +642,21 @@ class TrialLoop:
 
     def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
-        """Close the attempt's run; count it unless another attempt follows."""
+        """Close the attempt's run; count it (once the round is committed) unless another attempt follows."""
         trial = attempt.trial
         self.progress.running_flops.pop((trial.trial_id, attempt.attempt), None)
         self._forecast_end(attempt, status)
-        self.tracker.end_trial(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
-                               traceback=traceback, reports=attempt.reports)
+        self.writer.close_run(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
+                              traceback=traceback, reports=attempt.reports)
         attempt.reports, attempt.closed = [], True
+        ended = time.monotonic()
+        self.writer.after_commit(lambda: self._count(attempt, status, result=result, reason=reason, final=final,
+                                                     ended=ended))
+
+    def _count(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None, reason: str | None,
+               final: bool, ended: float) -> None:
+        """An attempt's outcome, once its run is in the store: the source told, the progress counted."""
+        trial = attempt.trial
         if not final:
             self.display.event(f"{status:8s} {trial.name}: {reason}; rescheduled")
             return None
@@ -662,7 +674,7 @@ class TrialLoop:
             return None
         self.progress.done += 1
         if attempt.started and (result or {}).get("flops"):  # this invocation's throughput, for time limits
-            rate = result["flops"] / max(time.monotonic() - attempt.started, 1e-3)
+            rate = result["flops"] / max(ended - attempt.started, 1e-3)
             self.slowest_rate = min(rate, self.slowest_rate or rate)
         loss = (result or {}).get("final_eval_loss")
         label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
@@ -698,7 +710,7 @@ class TrialLoop:
         if trip is None:
             return
         if attempt.run_id is not None:
-            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+            self.writer.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
         if trip.stops and attempt.tripped is None and attempt.pruned is None and attempt.ref in self.inflight:
             attempt.tripped = trip
             attempt.trip_report = dict(metrics)
@@ -717,7 +729,7 @@ class TrialLoop:
         self.progress.forecasts.pop(attempt.trial.name, None)
         trip = self.forecaster.on_finish((attempt.trial.trial_id, attempt.attempt), finished=status == Status.FINISHED)
         if trip is not None and attempt.run_id is not None:
-            self.tracker.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
+            self.writer.set_tags(attempt.run_id, {f"flag.{trip.kind}": f"step {trip.step}: {trip.reason}"[:4000]})
             self.display.event(f"flagged  {attempt.trial.name}: {trip.kind}: {trip.reason}")
 
     def _flops(self, trial: Trial) -> float:
@@ -729,7 +741,10 @@ class TrialLoop:
         attempt = _Attempt(trial, 1)
         self._open_run(attempt, host="-", device=self.device)
         self.progress.running -= 1
-        self.tracker.end_trial(attempt.run_id, status=status, reason=reason[:500])
+        self.writer.close_run(attempt.run_id, status=status, reason=reason[:500])
+        self.writer.after_commit(lambda: self._count_unrun(trial, status, reason))
+
+    def _count_unrun(self, trial: Trial, status: str, reason: str) -> None:
         self.source.on_result(trial, Status(status), None)
         self.progress.total += 1
         self.progress.failed += 1
@@ -747,6 +762,7 @@ class TrialLoop:
             pass
         for attempt in self.inflight.values():
             if attempt.run_id is not None:
-                self.tracker.end_trial(attempt.run_id, status=Status.KILLED, reason=reason, reports=attempt.reports)
+                self.writer.close_run(attempt.run_id, status=Status.KILLED, reason=reason, reports=attempt.reports)
         self.inflight.clear()
+        self.writer.commit()  # with what the interrupted round had written: finished trials stay finished
 
