@@ -15,7 +15,8 @@ The registry `FORMS` holds:
   R_N = N / U_N - 1 the excess parameters. Fitted as the paper does (`fit_data_constrained`): the base law
   (E, A, B, alpha, beta) is fixed first, then only R*_D and R*_N are fitted (published: 15.387 and 5.309 on their
   182 runs over Hoffmann et al.'s C4 law, `MUENNIGHOFF_C4_BASE`). The registry's form takes its base from the runs
-  themselves: the Chinchilla law fitted to the single-epoch runs (D <= U_D); without `unique_tokens` it does not apply;
+  themselves: eq. 5 fitted to the single-epoch runs (D <= U_D), where only its excess-parameter term is left
+  (`fit_base_law`); without `unique_tokens` it does not apply;
 - `farseer`: Li et al. 2025 ("Farseer: A Refined Scaling Law in Large Language Models", eq. 3),
   L(N, D) = exp(a3 N^g + b3) + exp(a2 N^h + b2) D^(-exp(a1 N^f + b1)), N in billions and D in units of 1e10
   tokens: every coefficient depends on N, so it needs a dense (N, D) grid (at least 4 sizes with 4 token
@@ -278,7 +279,7 @@ class FormFit:
     def to_json(self) -> dict:
         return {"form": self.form.name, "formula": self.form.formula, "citation": self.form.citation,
                 "params": self.values, "objective": self.objective, "n_points": self.n_points,
-                "on_bound": list(self.on_bound)}
+                "on_bound": list(self.on_bound)} | ({"note": self.note} if self.note else {})
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -378,9 +379,11 @@ def fit_base_law(data: FormData, L: np.ndarray, *, delta: float = HUBER_DELTA) -
     """The base law (E, A, B, alpha, beta) from the runs that repeat no data (D <= U_D; Muennighoff et al. 2023's
     R_D = 0). On those runs eq. 5 is the Chinchilla law with only the excess-parameter term left (N' < N where N
     exceeds the U_N that D tokens can use), so it is fitted with that term (R*_N free, discarded after): a plain
-    Chinchilla fit would read the over-sized runs' penalty as a smaller alpha and bias U_N and then R*_N
-    (tests/fitting/test_data_constrained.py). Returns the law and its parameters on a bound."""
+    Chinchilla fit reads the over-sized runs' penalty as a steeper law (alpha 0.396 for a planted 0.353), which
+    biases U_N and then R*_N (tests/fitting/test_data_constrained.py). Returns the law and its parameters on a bound."""
     one = single_epoch(data)
+    check_identifiable(data.N[one], data.D[one], L[one], n_params=len(BASE_WITH_EXCESS.params),
+                       what="the data_constrained form's base law (fitted to the runs with D <= unique_tokens)")
     fit = fit_form(BASE_WITH_EXCESS, FormData(N=data.N[one], D=data.D[one], U=data.U[one]), L[one], delta=delta)
     v = fit.values
     base = BaseLaw(E=v["E"], A=v["A"], B=v["B"], alpha=v["alpha"], beta=v["beta"],
