@@ -7,7 +7,10 @@ Reads ../shared/reference/ (SOURCES.md); datasets whose file is absent are skipp
 Prints, per dataset, what its paper found beside what we find:
 - Gadre et al. 2024 (RedPajama, C4 eval): the one-exponent "over-trained" form fitted on their 5-run fit set
   (11M..411M at 20 tokens per parameter, 11M at 320) predicting the 6.9B run (theirs: 0.73% error);
-- Muennighoff et al. 2023: the data-constrained form's R*_D (published 15.387) and every form's held-out error;
+- Muennighoff et al. 2023: their eq. 5 fit by their procedure (base law fixed at their C4 law, R*_D and R*_N by
+  L-BFGS from their grid) beside the published R*_D = 15.387 and R*_N = 5.309, the lowest minimum of the same
+  objective from a wide grid of starts, the registry's form (base from the single-epoch runs), every form's
+  held-out error;
 - Farseer (Li et al. 2025) and the Epoch refit of Chinchilla: every form's held-out error, the winner;
 - Llama 3 (Meta 2024, Fig. 2 digitised): the checks' verdicts, the N_opt of each estimator at the 3.8e25 FLOPs
   flagship budget (Meta: 402B parameters).
@@ -27,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator.fitting.compute import ComputeModel  # noqa: E402
-from orchestrator.fitting.forms import OVERTRAINED, FormData, compare_forms, fit_form  # noqa: E402
+from orchestrator.fitting.forms import (DATA_CONSTRAINED, MUENNIGHOFF_C4_BASE, OVERTRAINED, FormData,  # noqa: E402
+                                        compare_forms, fit_data_constrained, fit_form)
 from orchestrator.fitting.options import ColumnMap, FitConfig  # noqa: E402
 from orchestrator.fitting.run import run_fit  # noqa: E402
 from orchestrator.fitting.table import tidy_runs  # noqa: E402
@@ -63,6 +67,33 @@ def gadre() -> None:
               + ("  (Gadre et al.: 0.73%)" if run["params"] > 5e9 else ""))
 
 
+def muennighoff() -> None:
+    path = present("scalebench_data_constrained_train.csv")
+    if path is None:
+        return
+    d = pd.read_csv(path)
+    x, L = FormData.of(d["params"], d["tokens"], d["unique_tokens"]), d["loss"].to_numpy(float)
+    pub = {"R_D_star": 15.387, "R_N_star": 5.309}  # Muennighoff et al. 2023, on their 182 runs
+    paper = fit_data_constrained(x, L, base=MUENNIGHOFF_C4_BASE)
+    print(f"Muennighoff et al. 2023, eq. 5 by their procedure on {len(d)} runs (base: {MUENNIGHOFF_C4_BASE.source}; "
+          "R*_D, R*_N by L-BFGS from their 3 x 3 grid):")
+    print("  " + ", ".join(f"{k} {paper.values[k]:.4g} (published {v}, ratio {paper.values[k] / v:.3f})"
+                           for k, v in pub.items()) + f"; objective {paper.objective:.8f}")
+    theta = np.array([paper.theta])
+    theta[0, 5:] = np.log(list(pub.values()))
+    r = DATA_CONSTRAINED.log_loss(theta, x)[0] - np.log(L)
+    at_pub = float(np.where(np.abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (np.abs(r) - 5e-4)).sum())
+    print(f"  objective at the published values {at_pub:.8f} ({at_pub / paper.objective - 1:+.3%})")
+    wide = np.array([(a, b) for a in np.geomspace(1, 1000, 10) for b in np.geomspace(0.3, 100, 8)])
+    low = fit_data_constrained(x, L, base=MUENNIGHOFF_C4_BASE, starts=wide)
+    print(f"  lowest minimum from {len(wide)} starts (R*_D 1..1000, R*_N 0.3..100): "
+          f"R*_D {low.values['R_D_star']:.4g}, R*_N {low.values['R_N_star']:.4g}, objective {low.objective:.8f} ({low.objective / paper.objective - 1:+.3%})")
+    own = fit_form(DATA_CONSTRAINED, x, L)
+    print(f"  the registry's form ({own.note}): R*_D {own.values['R_D_star']:.4g}, R*_N {own.values['R_N_star']:.4g}, "
+          f"alpha {own.values['alpha']:.3f}, beta {own.values['beta']:.3f}, objective {own.objective:.8f}"
+          + (f"; on a bound: {', '.join(own.on_bound)}" if own.on_bound else ""))
+
+
 def forms_on(name: str, file: str, columns: dict, extra: str = "") -> None:
     path = present(file)
     if path is None:
@@ -80,8 +111,8 @@ def forms_on(name: str, file: str, columns: dict, extra: str = "") -> None:
     if "runner_up" in out:
         print(f"  winner {out['winner']}: {out['margin']:.3g}x less held-out error than {out['runner_up']}")
     if extra == "muennighoff" and out["forms"]["data_constrained"]["status"] == "ok":
-        print(f"  data-constrained R*_D = {out['forms']['data_constrained']['params']['R_D_star']:.4g} "
-              "(Muennighoff et al. 2023: 15.387, fitted with their parameter-excess term R*_N on all their runs)")
+        p = out["forms"]["data_constrained"]["params"]
+        print(f"  data-constrained (all runs): R*_D {p['R_D_star']:.4g}, R*_N {p['R_N_star']:.4g}")
 
 
 def llama(bootstrap: int) -> None:
@@ -109,6 +140,7 @@ def main() -> None:
     llama(0 if args.smoke else 200)
     if args.smoke:
         return
+    muennighoff()
     forms_on("Muennighoff et al. 2023", "scalebench_data_constrained_train.csv",
              {"n_params": "params", "tokens": "tokens", "flops": None}, extra="muennighoff")
     forms_on("Farseer (Li et al. 2025)", "scalebench_farseer_train.csv", {"n_params": "N", "tokens": "D", "flops": None})

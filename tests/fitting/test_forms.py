@@ -1,4 +1,5 @@
-"""Law forms as plug-ins (fitting/forms.py), each tested against a planted law or the paper it comes from."""
+"""Law forms as plug-ins (fitting/forms.py), each tested against a planted law or the paper it comes from (the
+data-constrained form: test_data_constrained.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import pytest
 
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
-from orchestrator.fitting.forms import DATA_CONSTRAINED, FORMS, OVERTRAINED, FormData, compare_forms, fit_form
+from orchestrator.fitting.forms import FORMS, OVERTRAINED, FormData, compare_forms, fit_form
 from orchestrator.fitting.options import FitConfig
 from orchestrator.fitting.table import tidy_runs
 
 SIX = ComputeModel.constant(6.0)
-MUENNIGHOFF_R_D_STAR = 15.387  # Muennighoff et al. 2023, the fitted R*_D of their eq. 5 (their Sec. 3.1 and App.)
 
 
 def gadre_rpj(reference) -> pd.DataFrame:
@@ -50,42 +50,6 @@ def test_a_fitted_form_predicts_any_n_and_d(reference):
     np.testing.assert_allclose(fit.loss(N2, D2), E + A / N2 ** eta + B / D2 ** eta, rtol=0.01)
     N_opt, D_opt = fit.frontier(1e22, compute=SIX)
     assert N_opt * D_opt * 6 == pytest.approx(1e22, rel=1e-9)
-
-
-def muennighoff_design(reference) -> pd.DataFrame:
-    return pd.read_csv(reference("scalebench_data_constrained_train.csv"))
-
-
-def test_data_constrained_form_recovers_a_planted_decay_of_repeated_tokens(reference):
-    # Planted: Hoffmann et al. 2022's law (E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28) with repeated tokens
-    # decaying at Muennighoff et al.'s R*_D = 15.387, on their design (params, tokens, unique tokens: up to 3000
-    # epochs), 0.5% noise.
-    d = muennighoff_design(reference)
-    N, D, U = (d[c].to_numpy(float) for c in ("params", "tokens", "unique_tokens"))
-    from orchestrator.fitting.forms import effective_data
-    Dp = effective_data(D, U, MUENNIGHOFF_R_D_STAR)
-    L = (1.69 + 406.4 / N ** 0.34 + 410.7 / Dp ** 0.28) * np.exp(np.random.default_rng(1).normal(0, 0.005, len(d)))
-    fit = fit_form(DATA_CONSTRAINED, FormData.of(N, D, U), L)
-    assert fit.values["R_D_star"] == pytest.approx(MUENNIGHOFF_R_D_STAR, rel=0.15)
-    # The form reads epochs: without unique tokens it does not apply, in words.
-    with pytest.raises(FitInputError, match="no unique_tokens column"):
-        fit_form(DATA_CONSTRAINED, FormData.of(N, D), L)
-
-
-def test_data_constrained_form_on_muennighoff_runs(reference):
-    # Published data (161 runs): the form with repeated-token decay predicts the largest runs better than the
-    # Chinchilla form, and finds a finite R*_D. This subset and a form without Muennighoff's parameter-excess term
-    # (R*_N) give R*_D about 24, against the published 15.387 fitted on all their runs with both terms: the same
-    # order (repeated tokens lose half their value after tens of epochs), not the same number.
-    d = muennighoff_design(reference).rename(columns={"params": "n_params"})
-    runs = tidy_runs(d, options=FitConfig(c_convention="6nd", columns={"flops": None})).runs
-    assert "unique_tokens" in runs.columns
-    out = compare_forms(runs, compute_for=lambda r: SIX, forms=("chinchilla", "data_constrained"))
-    forms = out["forms"]
-    assert out["winner"] == "data_constrained"
-    assert forms["data_constrained"]["holdout"]["rel_error"] < forms["chinchilla"]["holdout"]["rel_error"]
-    r_star = forms["data_constrained"]["params"]["R_D_star"]
-    assert MUENNIGHOFF_R_D_STAR / 2 < r_star < 2 * MUENNIGHOFF_R_D_STAR
 
 
 def test_farseer_form_wins_on_farseer_grid(reference):
