@@ -11,7 +11,7 @@ in a scratch folder:
                       pilot.cell_span: D grows as the square root of the centre), at most --epochs passes over the
                       training tokens (design.corpus_budgets);
   3. action=pilot     the lr and batch law, the IsoFLOP centre and the throughput, written as hparams=pilot_stdlib;
-  4. the sweep        sweep=stdlib (an IsoFLOP design of those budgets, adaptive placement on) with hparams=pilot_stdlib;
+  4. the sweep        sweep=stdlib (an IsoFLOP design of those budgets, adaptive placement on), hparams=pilot_stdlib;
   5. the report       reports/stdlib/: fit.json's checks, how many budgets have a bracketed minimum, the headline.
 Prints each stage's wall time and the figures; exits 1 when fewer than 3 budgets are bracketed.
 
@@ -112,14 +112,14 @@ def build_corpus(folder: Path, *, megabytes: float) -> tuple[int, int]:
 
 def choose_budgets(conf: Path, *, train_tokens: int, epochs: float) -> list[float]:
     """The sweep's budgets from the corpus (design.corpus_budgets), printed with the largest D at each candidate."""
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    from orchestrator.cli import compose_config, to_typed  # noqa: PLC0415
-    from orchestrator.conf_dirs import ConfigDirs  # noqa: PLC0415
-    from orchestrator.errors import UsageError  # noqa: PLC0415
-    from orchestrator.pilot import design  # noqa: PLC0415
-    from orchestrator.pilot.options import PilotConfig  # noqa: PLC0415
-    from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
+    from orchestrator.cli import compose_config, to_typed
+    from orchestrator.conf_dirs import ConfigDirs
+    from orchestrator.errors import UsageError
+    from orchestrator.pilot import design
+    from orchestrator.pilot.options import PilotConfig
+    from orchestrator.sweep_plan import plan_trials
 
     pilot = PilotConfig()
     centre = pilot.centre_guess * pilot.cell_span
@@ -143,9 +143,9 @@ def choose_budgets(conf: Path, *, train_tokens: int, epochs: float) -> list[floa
 
 def design_line(conf: Path, *, train_tokens: int) -> str:
     """The planned sweep under the pilot's rules: trials, refused ones, steps, and the passes over the corpus."""
-    from orchestrator.cli import compose_config, to_typed  # noqa: PLC0415
-    from orchestrator.conf_dirs import ConfigDirs  # noqa: PLC0415
-    from orchestrator.sweep_plan import plan_trials  # noqa: PLC0415
+    from orchestrator.cli import compose_config, to_typed
+    from orchestrator.conf_dirs import ConfigDirs
+    from orchestrator.sweep_plan import plan_trials
 
     config = to_typed(compose_config(["sweep=stdlib", "data=stdlib", "hparams=pilot_stdlib"], ConfigDirs.of([conf])))
     trials = plan_trials(config, datasets={"stdlib": config.data})
@@ -191,7 +191,7 @@ def main() -> int:
     (conf / "data").mkdir()
     (conf / "data" / "stdlib.yaml").write_text(
         f"name: tokens\nvocab_size: {meta['vocab_size']}\npath: {out / 'tokens'}\ndtype: {meta['dtype']}\n"
-        f"allow_repeat: true\n")  # the budgets are chosen to need at most --epochs passes; each trial records its epochs
+        f"allow_repeat: true\n")  # the budgets need at most --epochs passes; each trial records its epochs
     if args.budgets == "auto":
         (conf / "sweep" / "stdlib.yaml").write_text(SWEEP.format(budgets="[1e10]"))
         budgets = choose_budgets(conf, train_tokens=meta["train_tokens"], epochs=args.epochs)

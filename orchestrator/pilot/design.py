@@ -197,9 +197,10 @@ def bound_rules(rules: HParamsConfig, points: list[tuple[float, float, float]], 
     k D^gamma gives fewer at some point, the rule becomes the power law through g(D) = min(k D^gamma, D / S - half
     a sequence) at the design's smallest and largest D. In ln-ln coordinates g is the minimum of two concave
     curves, so the chord between those two points lies on or below g over the whole range: every point gets at
-    least S steps after rounding to whole sequences, and no batch above the law's. The warmup: where the trainer's (or the base rule's) warmup spans fewer
-    than min_warmup_steps steps at some point, the warmup becomes the smallest fraction f of D that gives every
-    point min_warmup_steps steps (f <= WARMUP_MAX_FRACTION, by S)."""
+    least S steps after rounding to whole sequences, and no batch above the law's. The warmup: where the
+    trainer's (or the base rule's) warmup spans fewer than min_warmup_steps steps at some point, the warmup
+    becomes the smallest fraction f of D that gives every point min_warmup_steps steps (f <= WARMUP_MAX_FRACTION,
+    by S)."""
     notes: list[str] = []
 
     def batch(r: HParamsConfig, c: float, n: float, d: float) -> int:

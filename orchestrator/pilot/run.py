@@ -10,6 +10,9 @@ few short runs at its smallest budgets, and write them as the hparams option `pi
    through the cells' optima (fitting/hparams_law.py: Li et al. 2025's Step Law form), with bootstrap intervals.
 3. The profile: an IsoFLOP profile at the smallest budget under those rules (experiment `pilot_<name>_profile`),
    extended past an edge minimum; its minimum's tokens per parameter sets the design's centre.
+   The rules the profile runs under and the rules written are held inside hparams.min_steps and
+   hparams.min_warmup_steps at every size each design can reach, adaptive placement's extensions included
+   (design.bound_rules), so the sweep refuses none of its trials.
 4. Throughput per shape (FLOP/s of each run), printed with the plan's time at that rate.
 The files: <config dir>/hparams/pilot_<name>.yaml (written last, whole), <fit.out_dir, default
 reports>/pilot_<name>/ (pilot.json, the law's report section and figure). Rerunning resumes: finished runs are
@@ -34,6 +37,7 @@ from orchestrator.config import Config, reports_dir
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.errors import FitError
 from orchestrator.fitting.hparams_law import HParamsLaw, fit_hparams_law, fit_pooled_law
+from orchestrator.hparams import HParamsConfig
 from orchestrator.pilot import design
 from orchestrator.planner import PlanError, Trial
 from orchestrator.run_tags import Stage
@@ -91,7 +95,8 @@ def reach(config: Config, *, datasets: dict[str, DataConfig], extra: int) -> lis
     return points
 
 
-def bounded(config: Config, rules, *, datasets: dict[str, DataConfig], extra: int) -> design.BoundedRules:
+def bounded(config: Config, rules: HParamsConfig, *, datasets: dict[str, DataConfig],
+            extra: int) -> design.BoundedRules:
     """`rules` held inside hparams' validity limits over the reach of `config`'s design (design.bound_rules)."""
     cfg = replace(config, hparams=rules)
     seq_len = config.model.seq_len
