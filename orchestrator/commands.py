@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -209,7 +208,7 @@ def action_fit(config: Config, *, trials: list[Trial], datasets: Datasets) -> in
     print(format_summary(report))
     print()
     print_headline(report.result, name=report.name)
-    return _exit(report)
+    return 0  # a fit that could not be done raised: FitInputError (exit 2) or FitError (as RunFailure, exit 1)
 
 
 def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
@@ -217,7 +216,7 @@ def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) ->
     for a sweep, log the same files to its newest parent run."""
     fit = write_sweep_report(config)
     print_headline(fit.result, name=fit.name)
-    return _exit(fit)
+    return 0
 
 
 def write_sweep_report(config: Config):
@@ -256,15 +255,6 @@ def print_headline(result: dict, *, name: str) -> None:
     from orchestrator.headline import terminal_headline  # noqa: PLC0415
 
     print("\n".join(terminal_headline(result, name=name)))
-
-
-def _exit(fit) -> int:
-    """The fit's exit code (fitting/run.py decides: 0 written, 1 failed, 2 bad input), never without a sentence."""
-    code = fit.exit_code
-    if code:
-        reasons = "; ".join(f"{method}: {reason}" for method, reason in fit.skipped.items()) or "see the summary above"
-        print(f"error: the fit of {fit.name} did not succeed ({reasons}).", file=sys.stderr)
-    return code
 
 
 ACTIONS: dict[str, Callable[..., int]] = {

@@ -8,7 +8,7 @@ plain warning: such budgets are almost always a typo (an exponent too many).
 from __future__ import annotations
 
 from trainers.api import Status
-from orchestrator.config import ClusterConfig
+from orchestrator.cluster_options import ClusterConfig
 from orchestrator.planner import Trial, human
 from orchestrator.throughput import Estimate
 

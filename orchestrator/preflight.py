@@ -13,7 +13,8 @@ import math
 import os
 from collections.abc import Iterable
 
-from orchestrator.config import ClusterConfig, Config
+from orchestrator.cluster_options import ClusterConfig
+from orchestrator.config import Config
 from orchestrator.errors import UsageError
 from orchestrator.planner import Trial
 from trainers.api import TrainerError, load_trainer, load_validator

@@ -27,7 +27,8 @@ OWNERS = {
 ENTRY = ("orchestrator.cli", "orchestrator.commands", "orchestrator.__main__")
 CORE = ("orchestrator.config", "orchestrator.errors", "orchestrator.planner", "orchestrator.hparams",
         "orchestrator.shape_rule", "orchestrator.fitting", "orchestrator.fitting.", "orchestrator.prepare.options",
-        "orchestrator.compare.options", "orchestrator.pilot.options",
+        "orchestrator.compare.options", "orchestrator.pilot.options", "orchestrator.search.options",
+        "orchestrator.cluster_options", "orchestrator.tracking_options",
         "trainers", "trainers.")
 """Pure layers: configs, accounting, planning rules, fitting maths, the trainers."""
 CORE_EXCEPT = ("orchestrator.fitting.run",)

@@ -134,7 +134,7 @@ def test_more_memory_per_trial_than_any_node_offers_stops_once_ray_is_up(cli, tm
 
 def test_resources_must_fit_on_one_node_of_an_existing_cluster():
     # What check_resources decides from Ray's per-node totals once connected (a trial cannot span nodes).
-    from orchestrator.config import ClusterConfig
+    from orchestrator.cluster_options import ClusterConfig
     from orchestrator.preflight import PreflightError, check_resources
 
     gib = 2**30

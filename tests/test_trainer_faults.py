@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import ClusterConfig
+from orchestrator.cluster_options import ClusterConfig
 from orchestrator.faults import TIMEOUT_FLOOR_S, death_reason, thin_reports, trial_time_limit
 from trainers.api import check_metrics, nonfinite_loss
 

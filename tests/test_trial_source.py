@@ -5,7 +5,9 @@ tests/test_forks.py, tests/search/."""
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -34,6 +36,24 @@ def finished(trial: Trial, loss: float) -> dict:
 
 
 # -- the base class ------------------------------------------------------------------------------------------
+
+def test_every_hook_the_loop_calls_is_declared_on_the_base_class():
+    # The contract is the base class: a hook the loop called only on some sources (probed with getattr or
+    # hasattr) would be hidden from a new source's author.
+    loop = Path(__file__).resolve().parents[1] / "orchestrator" / "runner" / "__init__.py"
+    called, probed = set(), []
+    for node in ast.walk(ast.parse(loop.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "source":
+            called.add(node.attr)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "source":
+            called.add(node.attr)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr") and \
+                "source" in ast.unparse(node.args[0]):
+            probed.append(ast.unparse(node))
+    assert probed == []
+    assert {"next_trials", "done", "on_report", "on_result", "take_settled", "run_dir", "flops_of"} <= called
+    assert sorted(h for h in called if not callable(getattr(TrialSource, h, None))) == []
+
 
 def test_a_source_must_write_next_trials_and_done():
     class Incomplete(TrialSource):

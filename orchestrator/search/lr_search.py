@@ -25,9 +25,10 @@ import optuna
 from optuna.trial import TrialState
 
 from trainers.api import Status
-from orchestrator.config import Config, SearchConfig, reports_dir
+from orchestrator.config import Config, reports_dir
 from orchestrator.planner import Trial, with_lr
 from orchestrator.run_tags import Stage
+from orchestrator.search.options import SearchConfig
 from orchestrator.search.storage import open_storage, storage_label, study_name
 from orchestrator.search.tuned import fit_lr_law, search_results
 from orchestrator.trial_source import TrialSource

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
-from orchestrator.config import SearchConfig
+from orchestrator.search.options import SearchConfig
 from orchestrator.tracking import resolve_uri, sqlite_path
 
 JOURNAL = "optuna.journal"

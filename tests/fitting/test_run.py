@@ -45,7 +45,6 @@ def test_csv_with_canonical_columns_needs_no_mapping(sim, tmp_path):
     prov = data["provenance"]
     assert len(prov["sha256"]) == 64 and prov["options"]["huber_delta"] == 1e-3 and prov["seed"] == 0
     assert prov["conventions"]["n_convention"] == "total" and "code" in prov
-    assert report.exit_code == 0
     text = format_summary(report)
     assert "parametric" in text and "isoflop" in text and "leave-largest-budget-out" in text
     assert str(report.json_path) in text
@@ -54,7 +53,7 @@ def test_csv_with_canonical_columns_needs_no_mapping(sim, tmp_path):
 def test_epoch_end_to_end_records_exclusions_and_reproduces(epoch_csv, tmp_path):
     options = FitConfig(runs_csv=str(epoch_csv), columns=ColumnMap(n_params="Model Size", flops="Training FLOP"),
                         drop_highest=5, bootstrap=0, methods=["parametric", "isoflop"], holdout=False)
-    report = run_fit(options, out_dir=str(tmp_path))
+    run_fit(options, out_dir=str(tmp_path))
     data = _strict_json(tmp_path / "fit.json")
     assert data["n_runs"] == 240 and len(data["excluded"]) == 5
     assert data["parametric"]["alpha"] == pytest.approx(0.3473, abs=0.002)
@@ -63,7 +62,6 @@ def test_epoch_end_to_end_records_exclusions_and_reproduces(epoch_csv, tmp_path)
     assert data["parametric"]["excluded"][0]["reason"].startswith("fit.drop_highest=5")
     # The largest swept budget (about 3e21) is added to the target budgets.
     assert any(2.5e21 < c < 3.5e21 for c in data["target_budgets"])
-    assert report.exit_code == 0
 
 
 def test_sweep_table_with_curves_fits_the_envelope(sim, tmp_path):
@@ -86,7 +84,6 @@ def test_too_few_budgets_skips_isoflop_but_reports_the_rest(sim, tmp_path):
     assert "at least 2 budgets" in data["isoflop"]["reason"] and "found 1" in data["isoflop"]["reason"]
     assert data["parametric"]["status"] == "ok"
     # A method that cannot be fitted is reported, not an error: the fit itself succeeded.
-    assert report.exit_code == 0
     assert "isoflop" in format_summary(report) and "skipped" in format_summary(report)
 
 

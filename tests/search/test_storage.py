@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from orchestrator.config import SearchConfig
+from orchestrator.search.options import SearchConfig
 from orchestrator.search.storage import JOURNAL, journal_path, open_storage, storage_label, study_name
 
 REPO = Path(__file__).resolve().parents[2]
