@@ -209,9 +209,9 @@ class SweepFit:
     grid: tuple[float, ...] = ()
     priors: tuple[Prior, ...] = ()
     rho: float = 0.0
-    """The lag-1 autocorrelation of a curve's residuals (the finished curves' mean, weighted by their points): the law's misfit
-    is smooth, not white, so n points carry the information of n (1 - rho) / (1 + rho) (an AR(1) error's
-    effective sample size) and the posterior counts them so."""
+    """The lag-1 autocorrelation of a curve's residuals (the finished curves' mean, weighted by their points):
+    the law's misfit is smooth, not white, so n points carry the information of n (1 - rho) / (1 + rho) (an
+    AR(1) error's effective sample size) and the posterior counts them so."""
 
 
 @dataclass(frozen=True)
