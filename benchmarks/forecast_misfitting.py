@@ -5,11 +5,17 @@ intermediate checkpoints of open_lm runs, 12M..2B parameters). Schedule, from th
 (open_lm/constants/slurm_constants.py and open_lm/ds/scripts/train.sh): open_lm's `cosine_lr` over the
 run's `total_steps`, a 50-step linear warmup, decaying to END_LR_RATIO = 0.1 of the peak: exactly our
 trainers' `cosine` with min_lr_ratio 0.1 (orchestrator/forecast/table.py builds it from trainers/schedule.py).
-A run is (model, total_steps, peak_lr, sweep, total_epochs): reruns in one sweep differ by their epochs.
+A run is (model, total_steps, peak_lr, sweep, total_epochs), the fields of the repository's run directory
+that parse_results.py wrote (open_lm/misfitting/scripts/parse_results.py; its `id` column is not in the CSV).
+Checked: no kept key holds two curves (each has unique steps, one final checkpoint, one checkpoint spacing:
+128 steps, or 256/512 for the 300M..1B runs); the 7 keys with repeated steps have 1..3 points and are skipped.
+The forecast error is the law's exponent, not the grouping: each run's best alpha rises with its peak rate
+(orchestrator/forecast/law.py's docstring), which the sweep's alpha prior now carries.
 
-Protocol: runs with at least 8 checkpoints and their final one. Each run is held out in turn: the shared
-exponent, the scale prior and the noise come from the other runs (finished curves), the interval multiplier
-from the other runs' own held-out forecasts; the run's own points up to the cutoff update the prior.
+Protocol: runs with at least 8 checkpoints and their final one. Each run is held out in turn: the alpha
+prior, the (L0, A, C) priors and the noise come from the other runs (finished curves, law.held_out_forecasts),
+the interval multiplier from the other runs' own held-out forecasts; the run's own points up to the cutoff
+update the priors.
 Prints, per cutoff, the median absolute relative error of the final loss and the 90% intervals' coverage.
 
     .venv/bin/python benchmarks/forecast_misfitting.py [--smoke] [--csv PATH]
@@ -35,10 +41,14 @@ END_LR_RATIO = 0.1
 
 
 def load_curves(path: Path, *, min_points: int = 8) -> list[law.Curve]:
+    """One curve per run key with `min_points` checkpoints and its final one; a key whose steps repeat holds
+    several runs that the table cannot tell apart, and is skipped."""
     frame = pd.read_csv(path)
     curves = []
     for key, rows in frame.groupby(RUN, sort=True):
-        rows = rows.sort_values("current_steps").drop_duplicates("current_steps", keep="last")
+        rows = rows.sort_values("current_steps")
+        if rows.current_steps.duplicated().any():
+            continue
         if len(rows) < min_points or rows.portion_steps_elapsed.max() < 1.0:
             continue
         total = int(key[1])
@@ -50,45 +60,21 @@ def load_curves(path: Path, *, min_points: int = 8) -> list[law.Curve]:
 
 
 def held_out(curves: list[law.Curve]) -> dict[float, list[tuple[float, float, bool]]]:
-    """Per cutoff: (relative error, z, covered) of every run held out in turn."""
-    alpha_all, table = law.fit_alpha(curves)
-    thetas_by_alpha: dict[float, tuple[list[np.ndarray], float]] = {}
-
-    def coefficients(alpha: float) -> tuple[list[np.ndarray], float]:
-        if alpha not in thetas_by_alpha:
-            thetas_by_alpha[alpha] = law._coefficients(curves, alpha)  # noqa: SLF001  (the benchmark reuses the fit's own step)
-        return thetas_by_alpha[alpha]
-
-    raw: dict[float, list[tuple[int, float, float]]] = {cut: [] for cut in law.CUTOFFS}  # (run, forecast, sd)
-    for i, curve in enumerate(curves):
-        alpha = float(law.ALPHA_GRID[int(np.argmin(table.sum(0) - table[i]))])
-        thetas, _ = coefficients(alpha)
-        others = [c for j, c in enumerate(curves) if j != i]
-        sds = [np.sqrt(_sse(c, alpha) / (len(law.fit_points(c)[1]) - 3)) for c in others if len(law.fit_points(c)[1]) > 3]
-        prior = law.build_prior(others, [t for j, t in enumerate(thetas) if j != i])
-        sweep = law.SweepFit(alpha=alpha, sigma=float(np.median(sds)), prior=prior, scale=1.0, n_curves=len(others))
-        for cut in law.CUTOFFS:
-            part = curve.upto(cut)
-            if len(part.steps) == 0:
-                continue
-            f = law.forecast(part, sweep)
-            raw[cut].append((i, f.loss, f.sd))
+    """Per cutoff: (relative error, z, covered) of every run held out in turn (law.held_out_forecasts: the
+    priors from the other runs), the interval multiplier from the other runs' own held-out forecasts."""
+    rows = law.held_out_forecasts(curves, law.curve_fits(curves))
     out: dict[float, list[tuple[float, float, bool]]] = {}
-    for cut, rows in raw.items():
-        z = {i: abs(curves[i].final_loss - m) / sd for i, m, sd in rows}
+    for cut in law.CUTOFFS:
+        here = [(i, f) for i, c, f in rows if c == cut]
+        z = {i: abs(curves[i].final_loss - f.loss) / f.sd for i, f in here}
         results = []
-        for i, m, sd in rows:
+        for i, f in here:
             others = [v for j, v in z.items() if j != i]  # the multiplier from the other runs only
             scale = max(float(np.quantile(others, 0.9)) / law.Z90, 1.0)
             truth = curves[i].final_loss
-            results.append((abs(m - truth) / truth, z[i], abs(m - truth) <= law.Z90 * scale * sd))
+            results.append((abs(f.loss - truth) / truth, z[i], abs(f.loss - truth) <= law.Z90 * scale * f.sd))
         out[cut] = results
     return out
-
-
-def _sse(curve: law.Curve, alpha: float) -> float:
-    steps, loss = law.fit_points(curve)
-    return law._lsq(law.design(curve, alpha=alpha, steps=steps), loss)[1]  # noqa: SLF001
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         curves = curves[::4]
     results = held_out(curves)
     print(f"misfitting forecast benchmark: {len(curves)} runs held out one at a time "
-          f"(Tissue et al. 2024 law, cosine warmup {WARMUP_STEPS} steps to {END_LR_RATIO} x peak)")
+          f"(Tissue et al. 2024 law, alpha prior from scale; "
+          f"cosine warmup {WARMUP_STEPS} steps to {END_LR_RATIO} x peak)")
     print(f"{'cutoff':>7} {'runs':>5} {'median |err|':>13} {'p90 |err|':>10} {'90% coverage':>13}")
     for cut, rows in results.items():
         err = np.array([r[0] for r in rows])

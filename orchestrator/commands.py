@@ -250,6 +250,25 @@ def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -
     return 0
 
 
+def action_forecast(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
+    """Each run of forecast.table's checkpoints: its last step seen, measured loss, and forecast final loss with a
+    90% interval (orchestrator/forecast/table.py); prints only, writes nothing."""
+    from orchestrator.forecast.law import ForecastError  # noqa: PLC0415
+    from orchestrator.forecast.table import TableError, forecast_table  # noqa: PLC0415
+
+    try:
+        rows = forecast_table(config.forecast.table)
+    except (TableError, ForecastError) as err:
+        raise UsageError(f"forecast.table={config.forecast.table}: {err}") from None
+    print(f"{'run':<24} {'last step':>9} {'loss':>8}  forecast final loss [90% interval]")
+    for row in rows:
+        f = row.forecast
+        note = (f"  finished at {row.measured:.4f}; forecast from steps <= {row.seen_step}"
+                if row.measured is not None else "")
+        print(f"{row.run:<24} {row.last_step:>9d} {row.last_loss:>8.4f}  {f.loss:.4f} [{f.lo:.4f}, {f.hi:.4f}]{note}")
+    return 0
+
+
 def print_headline(result: dict, *, name: str) -> None:
     """The last lines of run, fit and report: the answer (orchestrator/headline.py)."""
     from orchestrator.headline import terminal_headline  # noqa: PLC0415
@@ -265,4 +284,5 @@ ACTIONS: dict[str, Callable[..., int]] = {
     "compare": action_compare,
     "prepare": action_prepare,
     "pilot": action_pilot,
+    "forecast": action_forecast,
 }

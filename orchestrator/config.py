@@ -30,7 +30,7 @@ from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
 SWEEP_KINDS = ("grid", "isoflop", "list", "lr_search")
 SIZE_CONVENTIONS = ("total", "nonembed")
-ACTIONS = ("run", "plan", "fit", "report", "compare", "prepare", "pilot")
+ACTIONS = ("run", "plan", "fit", "report", "compare", "prepare", "pilot", "forecast")
 MAX_NAME_LENGTH = 100
 LIST_TRIAL_KEYS = (
     "size", "n_layer", "d_model", "n_head", "tokens", "budget", "lr", "batch_tokens", "warmup_tokens",
@@ -171,12 +171,32 @@ class SweepConfig:
 
 
 @dataclass
+@dataclass
+class ForecastConfig:
+    """action=forecast: each run's final loss forecast from a CSV of checkpoints (orchestrator/forecast/table.py)."""
+
+    table: str = ""
+    """The checkpoint CSV: run, step, loss, total_steps, peak_lr (optional: warmup_steps, schedule, min_lr_ratio,
+    decay_fraction, cooldown_shape, n_params, tokens)."""
+
+    def check(self) -> None:
+        """What action=forecast needs that the other actions do not: a table that exists."""
+        if not self.table:
+            raise ValueError("forecast.table is required for action=forecast: give a CSV of checkpoints "
+                             "(forecast.table=PATH.csv).")
+        if not Path(self.table).is_file():
+            raise ValueError(f"forecast.table={self.table} does not exist: give a CSV of checkpoints "
+                             f"(forecast.table=PATH.csv).")
+
+
+@dataclass
 class Config:
     """The root config (conf/config.yaml)."""
 
     action: str = "run"
     """run (plan, then run pending trials), plan (print the plan; run and write nothing), fit, report, compare
-    (the compute multiplier of compare.variants over compare.baseline: orchestrator/compare)."""
+    (the compute multiplier of compare.variants over compare.baseline: orchestrator/compare), forecast (each run
+    of forecast.table's checkpoints: its forecast final loss)."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -192,12 +212,16 @@ class Config:
     """action=pilot: short runs that measure the sweep's lr and batch rules and centre (orchestrator/pilot)."""
     hparams: HParamsConfig = field(default_factory=HParamsConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    """action=forecast: forecast.table=PATH.csv, a table of checkpoints (orchestrator/forecast/table.py)."""
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"action={self.action!r} is unknown: allowed are {', '.join(ACTIONS)}.")
         if self.action == "prepare":
             self.prepare.check_paths()
+        if self.action == "forecast":
+            self.forecast.check()
         if self.adaptive.enabled and self.sweep.kind != "isoflop":
             raise ValueError(f"adaptive.enabled=true needs sweep.kind=isoflop, not {self.sweep.kind!r}: adaptive "
                              f"placement adds sizes along each budget's IsoFLOP profile.")

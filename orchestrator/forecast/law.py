@@ -16,12 +16,19 @@ no linearisation error; it is cheap enough for the driver to refit at every eval
 schedule we train (cosine, WSD with a 1-sqrt or linear cooldown, linear decay, constant) through the lr
 sequence alone, and Tissue et al. validate it across all of these (their Sec. 4).
 
-Joint fit (`fit_sweep`): alpha is shared by every finished curve (minimum of the summed squared residuals
-over a grid, each curve's (L0, A, C) profiled out by least squares). Each curve's (L0, A, C) is then
-regressed on its scale (log N, log D, log peak lr), which gives a running trial a prior on its own
-coefficients; its own points update that prior (`forecast`). The interval's width is calibrated on the
-finished curves held out one at a time (forecast each from its own first 25/50/75% with a prior built
-without it): the multiplier makes the nominal 90% interval cover 90% of those held-out forecasts.
+Joint fit (`fit_sweep`). Every finished curve is fitted by least squares at every alpha of a grid
+(`curve_fits`); its own best alpha, its (L0, A, C) at each alpha and its residual sd come from there. The
+exponent is *not* one number for the sweep: on Li et al. 2025's runs each curve's best alpha rises with its
+peak rate (about 0.4 at 4e-4, 0.55 at 1e-3, 0.7 at 2e-3, 0.95 at 4e-3, across 12M..1B parameters; the
+benchmark's README row), and one shared alpha misses the cooldown by 1-2% at half a run. So alpha, like
+(L0, A, C), gets a prior from scale: the curves' best alphas regressed on (log N, log D, log peak lr)
+(`AlphaPrior`), and at every alpha of the grid the curves' (L0, A, C) regressed on the same features. A
+running trial's forecast averages over the grid (Bayesian model averaging): the weight of alpha is its prior
+density times the evidence of the trial's own points under that alpha's Gaussian model, and within each
+alpha the posterior is exact. A curve the law cannot describe (residual sd over `OUTLIER_SD` times the
+median, such as a run stuck on a plateau that recovered late) is left out of the priors. The interval's
+width is calibrated on the finished curves held out one at a time (forecast each from its own first
+25/50/75% with priors built without it): the multiplier makes the nominal 90% interval cover 90% of them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ MOMENTUM = 0.999
 ALPHA_GRID = np.round(np.arange(0.05, 1.505, 0.025), 4)
 """Shared exponents searched (Tissue et al. report alpha of about 0.4 to 0.6)."""
 DEFAULT_ALPHA = 0.5
+OUTLIER_SD = 5.0
+"""A finished curve whose own best fit leaves a residual sd above this multiple of the sweep's median is
+one the law does not describe; it is kept out of the priors (it would set them alone: its squared residuals
+are 1000x the others' on Li et al.'s 1B run at lr 4e-3)."""
 Z90 = 1.6448536269514722
 """The standard normal's 95th percentile: a central 90% interval is mean +- Z90 * sd."""
 CUTOFFS = (0.25, 0.5, 0.75)
@@ -151,18 +162,41 @@ class Prior:
         return _features(curve, self.features) @ self.coef
 
 
+@dataclass(frozen=True)
+class AlphaPrior:
+    """Gaussian prior on a curve's alpha from its scale: mean = features(N, D, peak) @ coef, sd about it."""
+
+    coef: np.ndarray
+    features: tuple[str, ...]
+    sd: float
+
+    def mean(self, curve: Curve) -> float:
+        return float(_features(curve, self.features) @ self.coef)
+
+
 def _features(curve: Curve, names: tuple[str, ...]) -> np.ndarray:
     values = {"1": 1.0, "log_n": np.log(curve.n_params), "log_d": np.log(curve.tokens), "log_lr": np.log(curve.peak)}
     return np.array([values[n] for n in names])
+
+
+def _feature_names(curves: list[Curve]) -> tuple[str, ...]:
+    """The scale features the curves support: those that vary, about 5 curves per feature."""
+    names: list[str] = ["1"]
+    for name in ("log_n", "log_lr", "log_d"):
+        col = np.array([_features(c, (name,))[0] for c in curves])
+        if np.ptp(col) > 1e-9 and len(curves) >= 5 * (len(names) + 1):
+            names.append(name)
+    return tuple(names)
 
 
 @dataclass(frozen=True)
 class SweepFit:
     """The shared part of the joint fit, from a sweep's finished curves.
 
-    alpha: the exponent of S1 shared by all curves; sigma: the pooled residual sd of a measured loss about
-    its curve's fit; prior: the (L0, A, C) prior from scale (None: fewer than 2 curves); scale: the interval
-    multiplier calibrated on held-out curves (1.0 when uncalibrated).
+    alpha: the sweep's representative exponent (the grid point of least summed residuals); sigma: the pooled
+    residual sd of a measured loss about its curve's fit; prior: the (L0, A, C) prior at `alpha` (None: fewer
+    than 2 curves); scale: the interval multiplier calibrated on held-out curves (1.0 when uncalibrated).
+    With `alpha_prior`, a forecast averages over `grid` (one (L0, A, C) prior per grid point in `priors`).
     """
 
     alpha: float
@@ -171,14 +205,22 @@ class SweepFit:
     scale: float
     n_curves: int
     coefficients: tuple[np.ndarray, ...] = ()
+    alpha_prior: AlphaPrior | None = None
+    grid: tuple[float, ...] = ()
+    priors: tuple[Prior, ...] = ()
+    rho: float = 0.0
+    """The lag-1 autocorrelation of a curve's residuals (the finished curves' mean, weighted by their points):
+    the law's misfit is smooth, not white, so n points carry the information of n (1 - rho) / (1 + rho) (an
+    AR(1) error's effective sample size) and the posterior counts them so."""
 
 
 @dataclass(frozen=True)
 class Forecast:
     """One forecast of the loss at `step` (default: the run's last), with a central 90% interval.
 
-    L = L0 + A S1^-alpha - C S2 with (L0, A, C) ~ N(mean, cov) (posterior given the prior and the curve's
-    points); sd = scale * sqrt(g' cov g + sigma^2) (delta method, exact for this linear model).
+    Within one alpha, L = L0 + A S1^-alpha - C S2 with (L0, A, C) ~ N(mean, cov) (posterior given the prior
+    and the curve's points), predictive variance g' cov g + sigma^2 (exact for this linear model); over the
+    grid of alphas, the mixture's mean and variance; sd = scale * sqrt(variance).
     """
 
     loss: float
@@ -188,8 +230,9 @@ class Forecast:
     step: int
     n_points: int
     alpha: float
+    """The alpha of largest posterior weight."""
     theta: tuple[float, float, float]
-    """Posterior mean (L0, A, C)."""
+    """Posterior mean (L0, A, C) at `alpha`."""
 
     def covers(self, value: float) -> bool:
         return self.lo <= value <= self.hi
@@ -201,44 +244,65 @@ def _lsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return theta, float(r @ r)
 
 
-def fit_alpha(curves: list[Curve], *, grid: np.ndarray = ALPHA_GRID) -> tuple[float, np.ndarray]:
-    """The shared alpha minimising the summed squared residuals of every curve's own LSQ fit.
+@dataclass(frozen=True)
+class CurveFits:
+    """Each curve's least-squares fit at every alpha of `grid`: residual sums `sse` (n_curves, n_grid),
+    coefficients `theta` (n_curves, n_grid, 3), points fitted `n` (n_curves,), and `rho` (n_curves,), the
+    lag-1 autocorrelation of its residuals at its own best alpha."""
 
-    Returns alpha and the (n_curves, n_grid) table of residual sums (for leave-one-out refits)."""
-    table = np.zeros((len(curves), len(grid)))
+    grid: np.ndarray
+    sse: np.ndarray
+    theta: np.ndarray
+    n: np.ndarray
+    rho: np.ndarray
+
+    def take(self, idx: list[int] | np.ndarray) -> CurveFits:
+        idx = np.asarray(idx, dtype=int)
+        return CurveFits(grid=self.grid, sse=self.sse[idx], theta=self.theta[idx], n=self.n[idx], rho=self.rho[idx])
+
+    @property
+    def best(self) -> np.ndarray:
+        """Each curve's own best alpha."""
+        return self.grid[np.argmin(self.sse, axis=1)]
+
+    @property
+    def sd(self) -> np.ndarray:
+        """Each curve's residual sd at its own best alpha."""
+        return np.sqrt(np.min(self.sse, axis=1) / np.maximum(self.n - 3, 1))
+
+
+def curve_fits(curves: list[Curve], *, grid: np.ndarray = ALPHA_GRID) -> CurveFits:
+    """Fit every curve at every alpha of the grid (least squares on its `fit_points`)."""
+    sse = np.zeros((len(curves), len(grid)))
+    theta = np.zeros((len(curves), len(grid), 3))
+    n = np.zeros(len(curves), dtype=int)
+    rho = np.zeros(len(curves))
     for i, curve in enumerate(curves):
         steps, loss = fit_points(curve)
-        sub = Curve(steps=steps, loss=loss, lr=curve.lr, n_params=curve.n_params, tokens=curve.tokens)
+        n[i] = len(loss)
         for j, a in enumerate(grid):
-            table[i, j] = _lsq(design(sub, alpha=a), loss)[1]
-    return float(grid[int(np.argmin(table.sum(0)))]), table
+            theta[i, j], sse[i, j] = _lsq(design(curve, alpha=a, steps=steps), loss)
+        j = int(np.argmin(sse[i]))
+        r = loss - design(curve, alpha=grid[j], steps=steps) @ theta[i, j]
+        if len(r) > 3 and r @ r > 0:
+            rho[i] = float(r[1:] @ r[:-1] / (r @ r))
+    return CurveFits(grid=np.asarray(grid, dtype=float), sse=sse, theta=theta, n=n, rho=rho)
 
 
-def _coefficients(curves: list[Curve], alpha: float) -> tuple[list[np.ndarray], float]:
-    """Each curve's LSQ (L0, A, C) at `alpha`, and the median of the curves' residual sds (robust to the
-    few curves the law fits badly, such as a run that recovered from an instability)."""
-    thetas, sds = [], []
-    for curve in curves:
-        steps, loss = fit_points(curve)
-        theta, r = _lsq(design(curve, alpha=alpha, steps=steps), loss)
-        thetas.append(theta)
-        if len(loss) > 3:
-            sds.append(np.sqrt(r / (len(loss) - 3)))
-    return thetas, float(np.median(sds)) if sds else 0.01
+def fit_alpha(curves: list[Curve], *, grid: np.ndarray = ALPHA_GRID) -> tuple[float, np.ndarray]:
+    """The alpha minimising the summed squared residuals of every curve's own LSQ fit, and the
+    (n_curves, n_grid) table of residual sums."""
+    fits = curve_fits(curves, grid=grid)
+    return float(grid[int(np.argmin(fits.sse.sum(0)))]), fits.sse
 
 
-def build_prior(curves: list[Curve], thetas: list[np.ndarray]) -> Prior | None:
+def build_prior(curves: list[Curve], thetas: list[np.ndarray] | np.ndarray) -> Prior | None:
     """Regress (L0, A, C) on scale, with as many features as the curves support (about 5 curves per feature)."""
     if len(curves) < 2:
         return None
-    candidates = ["1", "log_n", "log_lr", "log_d"]
-    names: list[str] = ["1"]
-    for name in candidates[1:]:
-        col = np.array([_features(c, (name,))[0] for c in curves])
-        if np.ptp(col) > 1e-9 and len(curves) >= 5 * (len(names) + 1):
-            names.append(name)
-    x = np.array([_features(c, tuple(names)) for c in curves])
-    y = np.array(thetas)
+    names = _feature_names(curves)
+    x = np.array([_features(c, names) for c in curves])
+    y = np.asarray(thetas)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ coef
     dof = max(len(curves) - len(names), 1)
@@ -246,7 +310,56 @@ def build_prior(curves: list[Curve], thetas: list[np.ndarray]) -> Prior | None:
     # A prior must not be degenerate: floor each variance at a small share of the coefficient's scale.
     floor = (1e-3 * (np.abs(y).mean(0) + 1e-6)) ** 2
     cov = cov + np.diag(floor)
-    return Prior(coef=coef, features=tuple(names), cov=cov)
+    return Prior(coef=coef, features=names, cov=cov)
+
+
+def build_alpha_prior(curves: list[Curve], alphas: np.ndarray) -> AlphaPrior | None:
+    """Regress each curve's best alpha on scale (the features `build_prior` uses); None below 3 curves."""
+    if len(curves) < 3:
+        return None
+    names = _feature_names(curves)
+    x = np.array([_features(c, names) for c in curves])
+    coef, *_ = np.linalg.lstsq(x, alphas, rcond=None)
+    resid = alphas - x @ coef
+    sd = float(np.sqrt(resid @ resid / max(len(curves) - len(names), 1)))
+    step = float(ALPHA_GRID[1] - ALPHA_GRID[0])
+    return AlphaPrior(coef=coef, features=names, sd=max(sd, step))
+
+
+def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = True) -> SweepFit:
+    """The joint fit from finished curves whose grid fits are given (`fits.take` them to hold curves out)."""
+    sd = fits.sd
+    keep = sd <= OUTLIER_SD * float(np.median(sd))
+    idx = np.nonzero(keep)[0]
+    kept, kfits = [curves[i] for i in idx], fits.take(idx)
+    sigma = float(np.median(kfits.sd))
+    j = int(np.argmin(kfits.sse.sum(0)))
+    alpha = float(fits.grid[j])
+    priors = tuple(build_prior(kept, kfits.theta[:, g]) for g in range(len(fits.grid)))
+    alpha_prior = build_alpha_prior(kept, kfits.best) if len(fits.grid) > 1 else None
+    grid = tuple(float(a) for a in fits.grid) if alpha_prior is not None else ()
+    rho = float(np.clip(np.average(kfits.rho, weights=np.maximum(kfits.n - 1, 0) + 1e-12), 0.0, 0.99))
+    fit = SweepFit(alpha=alpha, sigma=sigma, prior=priors[j], scale=1.0, n_curves=len(kept),
+                   coefficients=tuple(kfits.theta[:, j]), alpha_prior=alpha_prior, grid=grid,
+                   priors=priors if alpha_prior is not None else (), rho=rho)
+    if calibrate:
+        fit = SweepFit(**{**fit.__dict__, "scale": calibrate_scale(kept, kfits)})
+    return fit
+
+
+def _posterior(x: np.ndarray, y: np.ndarray, g: np.ndarray, mu0: np.ndarray, cov0: np.ndarray,
+               sigma2: float, noise2: float) -> tuple[float, float, np.ndarray, float]:
+    """Bayesian linear regression y = x theta + N(0, sigma2), theta ~ N(mu0, cov0): the predictive mean and
+    variance (plus one measurement's noise2) at row g, the posterior mean, and the log evidence of y."""
+    prec0 = np.linalg.inv(cov0)
+    prec = prec0 + x.T @ x / sigma2
+    cov = np.linalg.inv(prec)
+    mean = cov @ (prec0 @ mu0 + x.T @ y / sigma2)
+    _, logdet0 = np.linalg.slogdet(cov0)
+    _, logdet = np.linalg.slogdet(cov)
+    evidence = -0.5 * (len(y) * np.log(2 * np.pi * sigma2) + y @ y / sigma2 + mu0 @ prec0 @ mu0
+                       - mean @ prec @ mean + logdet0 - logdet)
+    return float(g @ mean), float(max(g @ cov @ g, 0.0) + noise2), mean, float(evidence)
 
 
 def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forecast:
@@ -255,61 +368,76 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
     if len(loss) < MIN_POINTS and sweep.prior is None:
         raise ForecastError(f"curve {curve.name}: {len(loss)} points and no finished curves to lean on.")
     target = curve.total_steps if step is None else step
-    x = design(curve, alpha=sweep.alpha, steps=steps)
-    g = design(curve, alpha=sweep.alpha, steps=np.array([target]))[0]
-    sigma2 = max(sweep.sigma, 1e-6) ** 2
-    if sweep.prior is not None:
-        mu0, cov0 = sweep.prior.mean(curve), sweep.prior.cov
-    else:  # no sweep to lean on: a weak prior, C centred on no annealing gain (only its points speak)
-        mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
-        cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
-    prec0 = np.linalg.inv(cov0)
-    prec = prec0 + x.T @ x / sigma2
-    cov = np.linalg.inv(prec)
-    mean = cov @ (prec0 @ mu0 + x.T @ loss / sigma2)
-    value = float(g @ mean)
-    sd = sweep.scale * float(np.sqrt(max(g @ cov @ g, 0.0) + sigma2))
+    noise2 = max(sweep.sigma, 1e-6) ** 2
+    sigma2 = noise2 * (1 + sweep.rho) / (1 - sweep.rho)  # per point, as an AR(1) error's effective count
+    if sweep.alpha_prior is not None and sweep.priors:
+        alphas = np.array(sweep.grid)
+        logw = -0.5 * ((alphas - sweep.alpha_prior.mean(curve)) / sweep.alpha_prior.sd) ** 2
+        models = []
+        for a, prior in zip(alphas, sweep.priors):
+            x = design(curve, alpha=a, steps=steps)
+            g = design(curve, alpha=a, steps=np.array([target]))[0]
+            models.append(_posterior(x, loss, g, prior.mean(curve), prior.cov, sigma2, noise2))
+        logw = logw + np.array([m[3] for m in models])
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        means = np.array([m[0] for m in models])
+        value = float(w @ means)
+        var = float(w @ (np.array([m[1] for m in models]) + means ** 2) - value ** 2)
+        best = int(np.argmax(w))
+        alpha, theta = float(alphas[best]), models[best][2]
+    else:
+        alpha = sweep.alpha
+        x = design(curve, alpha=alpha, steps=steps)
+        g = design(curve, alpha=alpha, steps=np.array([target]))[0]
+        if sweep.prior is not None:
+            mu0, cov0 = sweep.prior.mean(curve), sweep.prior.cov
+        else:  # no sweep to lean on: a weak prior, C centred on no annealing gain (only its points speak)
+            mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
+            cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
+        value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2, noise2)
+    sd = sweep.scale * float(np.sqrt(max(var, 0.0)))
     return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
-                    n_points=len(loss), alpha=sweep.alpha, theta=(float(mean[0]), float(mean[1]), float(mean[2])))
+                    n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))
 
 
 def fit_sweep(curves: list[Curve], *, calibrate: bool = True, alpha: float | None = None) -> SweepFit:
-    """The shared exponent, noise, scale prior and calibrated interval multiplier from finished curves."""
+    """The exponents' prior, noise, (L0, A, C) priors and calibrated interval multiplier from finished
+    curves (`alpha`: one fixed exponent for every curve instead)."""
     usable = [c for c in curves if len(fit_points(c)[1]) >= 3]
     if not usable:
         return SweepFit(alpha=DEFAULT_ALPHA if alpha is None else alpha, sigma=0.01, prior=None, scale=2.0,
                         n_curves=0)
-    if alpha is None:
-        alpha, _ = fit_alpha(usable)
-    thetas, sigma = _coefficients(usable, alpha)
-    prior = build_prior(usable, thetas)
-    scale = calibrate_scale(usable, alpha=alpha, sigma=sigma, thetas=thetas) if calibrate else 1.0
-    return SweepFit(alpha=alpha, sigma=sigma, prior=prior, scale=scale, n_curves=len(usable),
-                    coefficients=tuple(thetas))
+    return sweep_from_fits(usable, curve_fits(usable, grid=ALPHA_GRID if alpha is None else np.array([alpha])),
+                           calibrate=calibrate)
 
 
-def calibrate_scale(curves: list[Curve], *, alpha: float, sigma: float, thetas: list[np.ndarray]) -> float:
-    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts.
-
-    Each finished curve is held out in turn: a prior from the others, its own first 25/50/75% of points,
-    the forecast of its measured final loss; k = q90(|z|) / Z90 over all of them (at least 1; 2 when
-    fewer than 3 curves make the estimate)."""
-    if len(curves) < 3:
-        return 2.0
-    z = []
+def held_out_forecasts(curves: list[Curve], fits: CurveFits, *,
+                       cutoffs: tuple[float, ...] = CUTOFFS) -> list[tuple[int, float, Forecast]]:
+    """Each finished curve held out in turn: priors from the others, its own first `cutoffs` of points,
+    the forecast of its final loss. Returns (curve index, cutoff, forecast) with scale 1."""
+    out = []
     for i, curve in enumerate(curves):
-        truth = curve.final_loss
-        if truth is None:
+        if curve.final_loss is None:
             continue
-        others = [c for j, c in enumerate(curves) if j != i]
-        prior = build_prior(others, [t for j, t in enumerate(thetas) if j != i])
-        held = SweepFit(alpha=alpha, sigma=sigma, prior=prior, scale=1.0, n_curves=len(others))
-        for cut in CUTOFFS:
+        others = [j for j in range(len(curves)) if j != i]
+        held = sweep_from_fits([curves[j] for j in others], fits.take(others), calibrate=False)
+        for cut in cutoffs:
             part = curve.upto(cut)
             if len(part.steps) == 0 or part.final_loss is not None:
                 continue
-            f = forecast(part, held)
-            z.append(abs(truth - f.loss) / f.sd)
+            out.append((i, cut, forecast(part, held)))
+    return out
+
+
+def calibrate_scale(curves: list[Curve], fits: CurveFits) -> float:
+    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts.
+
+    Each finished curve is held out in turn (`held_out_forecasts`); k = q90(|z|) / Z90 over all of them (at
+    least 1; 2 when fewer than 3 curves make the estimate)."""
+    if len(curves) < 3:
+        return 2.0
+    z = [abs(curves[i].final_loss - f.loss) / f.sd for i, _, f in held_out_forecasts(curves, fits)]
     if len(z) < 3:
         return 2.0
     return max(float(np.quantile(z, 0.9)) / Z90, 1.0)

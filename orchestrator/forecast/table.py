@@ -67,17 +67,27 @@ def read_curves(frame: pd.DataFrame) -> list[Curve]:
 
 @dataclass(frozen=True)
 class TableForecast:
-    """A run's forecast from the checkpoints it has, beside its measured final loss when it has one."""
+    """A run's forecast from the checkpoints it has, beside its measured final loss when it has one.
+
+    `last_step`, `last_loss`: the run's last checkpoint in the table; `seen_step`: the last checkpoint the
+    forecast used (a finished run's forecast leaves its final checkpoint out, to check it)."""
 
     run: str
     forecast: Forecast
     measured: float | None
+    last_step: int = 0
+    last_loss: float = float("nan")
+    seen_step: int = 0
 
 
 def forecast_table(path: Path | str, *, finished: list[Curve] | None = None) -> list[TableForecast]:
     """Forecast every unfinished run of a checkpoint CSV; the finished runs (and `finished`) form the
     sweep's shared fit. A finished run is forecast too, from all but its last checkpoint, to check it."""
-    curves = read_curves(pd.read_csv(path))
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise TableError(f"cannot be read as a CSV ({str(err).splitlines()[0]}).") from None
+    curves = read_curves(frame)
     done = [c for c in curves if c.final_loss is not None] + list(finished or [])
     sweep: SweepFit = fit_sweep(done)
     out = []
@@ -87,5 +97,7 @@ def forecast_table(path: Path | str, *, finished: list[Curve] | None = None) -> 
                                                      n_params=curve.n_params, tokens=curve.tokens, name=curve.name)
         if len(part.steps) == 0:
             continue
-        out.append(TableForecast(run=curve.name, forecast=forecast(part, sweep), measured=measured))
+        out.append(TableForecast(run=curve.name, forecast=forecast(part, sweep), measured=measured,
+                                 last_step=int(curve.steps[-1]), last_loss=float(curve.loss[-1]),
+                                 seen_step=int(part.steps[-1])))
     return out

@@ -70,3 +70,20 @@ def test_undercooled_flags_a_cooldown_that_delivered_nothing():
     flat[cool] = good.loss[good.steps <= 800][-1]
     bad = law.Curve(steps=good.steps, loss=flat, lr=good.lr, n_params=good.n_params, tokens=good.tokens)
     assert law.undercooled(bad, fit) is not None
+
+
+def test_an_exponent_that_rises_with_the_peak_rate_is_carried_by_the_alpha_prior():
+    # Li et al. 2025's runs: each run's best alpha rises with its peak rate. Plant that, hold out a run at a
+    # rate inside the sweep's range, and forecast its end from its first half.
+    rng = np.random.default_rng(3)
+    rise = {1e-3: 0.4, 2e-3: 0.6, 4e-3: 0.8}
+    sweep_curves = [planted(t, peak=p, n=n, rng=rng, alpha=a)[0]
+                    for t in (400, 800, 1600) for p, a in rise.items() for n in (1e6, 4e6)]
+    fit = law.fit_sweep(sweep_curves)
+    held, truth = planted(1200, peak=2e-3, n=2e6, rng=rng, alpha=0.6)
+    f = law.forecast(held.upto(0.5), fit)
+    one = law.forecast(held.upto(0.5), law.fit_sweep(sweep_curves, alpha=fit.alpha))
+    assert f.alpha == pytest.approx(0.6, abs=0.1)
+    assert abs(f.loss - truth) / truth < 0.005
+    assert f.lo <= truth <= f.hi
+    assert abs(f.loss - truth) < abs(one.loss - truth)  # one exponent for the whole sweep does worse

@@ -64,3 +64,45 @@ def test_misfitting_benchmark_smoke():
     line = next(x for x in out.stdout.splitlines() if x.strip().startswith("50%"))
     median, coverage = float(line.split()[2].rstrip("%")), float(line.split()[-1].rstrip("%"))
     assert 0 < median < 5 and 50 <= coverage <= 100  # a real forecast of each run, not a constant
+
+
+def test_action_forecast_prints_one_line_per_run_and_writes_nothing(cli, tmp_path):
+    rng = np.random.default_rng(4)
+    rows = [r for i, (t, n) in enumerate([(400, 1e6), (800, 4e6), (1600, 1.6e7), (800, 1e6), (1600, 4e6), (400, 1.6e7)])
+            for r in _rows(f"done{i}", t, 1e-3, n, 1.0, rng)]
+    rows += _rows("running", 1000, 1e-3, 4e6, 0.5, rng)
+    table = tmp_path.parent / f"{tmp_path.name}_ckpts.csv"  # outside the CLI's scratch folder, which must stay empty
+    pd.DataFrame(rows).to_csv(table, index=False)
+    result = cli("action=forecast", f"forecast.table={table}")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == {f"done{i}" for i in range(6)} | {"running"}
+    running = lines["running"].split()
+    assert running[1] == "500"  # the last step it has seen
+    forecast, lo, hi = float(running[3]), float(running[4].strip("[,")), float(running[5].strip("]"))
+    lr = schedule_lr(total_steps=1000, peak=1e-3)
+    s1, s2 = law.areas(lr)
+    truth = 2.0 + 30 / 4e6 ** 0.3 + 1.5 * s1[-1] ** -0.45 - 0.4 * s2[-1]
+    assert lo < forecast < hi and abs(forecast - truth) / truth < 0.01
+    assert "finished at" in lines["done0"] and "finished at" not in lines["running"]
+    assert list(tmp_path.iterdir()) == []  # printed, nothing written
+
+
+@pytest.mark.parametrize("args, says", [
+    (["action=forecast"], "forecast.table is required"),
+    (["action=forecast", "forecast.table=/nonexistent/ckpts.csv"], "forecast.table=/nonexistent/ckpts.csv does not exist"),
+])
+def test_action_forecast_without_a_table_is_one_sentence_and_exit_2(cli, tmp_path, args, says):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_action_forecast_names_the_missing_columns(cli, tmp_path):
+    table = tmp_path.parent / f"{tmp_path.name}_bad.csv"
+    pd.DataFrame({"run": ["a"], "step": [1], "loss": [3.0]}).to_csv(table, index=False)
+    result = cli("action=forecast", f"forecast.table={table}")
+    assert result.returncode == 2
+    assert "lacks column(s) total_steps, peak_lr" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # one sentence
