@@ -156,6 +156,11 @@ class FitResult:
     def method(self, name: str) -> MethodResult | None:
         return self.methods.get(name)
 
+    @property
+    def compute_source(self) -> str | None:
+        """Where the compute model's k(N) came from (fitting/compute.py), in words."""
+        return self.compute.get("source")
+
     def to_json(self) -> dict:
         head = {"name": self.name, "form": self.form, "n_runs": self.n_runs, "excluded": self.excluded,
                 "conventions": self.conventions, "compute": self.compute, "budgets": self.budgets,

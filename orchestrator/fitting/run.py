@@ -70,6 +70,7 @@ class FitReport:
     json_path: Path | None
     table: RunTable | None = None
     options: FitConfig | None = None
+    compute: ComputeModel | None = None
     estimates: Mapping[str, object] = field(default_factory=dict)
 
     @cached_property
@@ -150,7 +151,8 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     path = write_fit(result, folder / "fit.json")
-    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options, estimates=dict(ctx.fits))
+    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options,
+                     compute=ctx.compute, estimates=dict(ctx.fits))
 
 
 def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:
