@@ -80,14 +80,16 @@ def fit_sweep(name: str, runs: pd.DataFrame, *, method: str, compute: ComputeMod
     """Fit the tidy `runs` of one sweep by `method` (one of SUPPORTED); FitInputError when it cannot be fitted."""
     assert method in SUPPORTED, method
     N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    if method in ("parametric", "parametric_floor"):
-        if method == "parametric_floor" and floor is None:
-            raise FitInputError(f"sweep {name}: parametric_floor needs a known floor (fit.floor=...).")
-        fit = fit_surface(N, D, L, delta=huber_delta, fixed_E=floor if method == "parametric_floor" else None)
-    elif method == "vpnls":
+    if method == "vpnls":
         fit = fit_vpnls(N, D, L)
-    else:
+    elif method == "isoflop":
         fit = fit_isoflop(N, D, L, budget=runs["budget"].to_numpy(float), compute=compute)
+    elif method == "parametric_floor":
+        if floor is None:
+            raise FitInputError(f"sweep {name}: parametric_floor needs a known floor (fit.floor=...).")
+        fit = fit_surface(N, D, L, delta=huber_delta, fixed_E=floor)
+    else:
+        fit = fit_surface(N, D, L, delta=huber_delta)
     return sweep_fit(name, runs, method=method, fit=fit, compute=compute, huber_delta=huber_delta, floor=floor)
 
 

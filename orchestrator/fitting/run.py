@@ -38,7 +38,8 @@ from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitError, FitInputError
 from orchestrator.fitting.forms import compare_forms
-from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out
+from orchestrator.fitting.frontier import compare_fits
+from orchestrator.fitting.holdout import leave_largest_budget_out
 from orchestrator.fitting.methods import FORM, FitContext
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
 from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus, write_fit

@@ -208,9 +208,8 @@ def warnings(result: FitResult, *, swept: tuple[float, float], floors: dict[str,
         if ci.get("n_resamples") and ci["n_valid"] < 0.9 * ci["n_resamples"]:
             out.append(f"{m}: only {ci['n_valid']} of {ci['n_resamples']} bootstrap resamples could be fitted; "
                        "its intervals rest on those")
-    for m in ("isoflop", "envelope"):
-        entry = result.method(m)
-        out += list((entry.warnings if entry is not None else None) or ())
+    for entry in result.methods.values():  # IsoFLOP's and the envelope's own warnings
+        out += list(entry.warnings or ())
     if result.excluded:
         reasons = Counter(e["reason"].split(":")[0] for e in result.excluded)
         out.append(f"{len(result.excluded)} run(s) excluded from every fit ("
