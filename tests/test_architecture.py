@@ -147,3 +147,36 @@ def test_only_the_store_gateway_reaches_into_mlflows_client():
     reach = [name for name, path in project_modules().items()
              if name != "orchestrator.tracking" and ".client." in path.read_text()]
     assert reach == []
+
+
+REGISTRY = "orchestrator.fitting.methods"
+"""The one module that names the fitting methods (fitting/methods.py): every other list of them is read from it."""
+
+
+def method_names() -> set[str]:
+    from orchestrator.fitting import methods  # noqa: PLC0415  (the registry itself says which names count)
+
+    return {m.name for m in methods.REGISTRY}
+
+
+def literals_naming_methods(path: Path, names: set[str]) -> list[str]:
+    """Tuples, lists, sets and dicts (keys) written in `path` whose strings are all method names, two or more: a
+    second list of the methods. One name (`registry.get("isoflop")`, `method == "vpnls"`) is not a list, nor is a
+    table header that names two methods among its columns."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        items = node.keys if isinstance(node, ast.Dict) else node.elts if isinstance(
+            node, (ast.Tuple, ast.List, ast.Set)) else []
+        strings = [n.value for n in items if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        named = [s for s in strings if s in names]
+        if len(named) >= 2 and len(named) == len(strings):
+            out.append(f"{path.relative_to(ROOT)}:{node.lineno}: {', '.join(named)}")
+    return out
+
+
+def test_one_registry_names_the_methods():
+    names = method_names()
+    assert {"parametric", "vpnls", "isoflop"} <= names
+    found = [hit for name, path in sorted(project_modules().items()) if name != REGISTRY
+             for hit in literals_naming_methods(path, names)]
+    assert found == [], "method names listed outside fitting/methods.py:\n" + "\n".join(found)

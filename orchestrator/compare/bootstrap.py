@@ -23,8 +23,8 @@ from orchestrator.compare.frontier import LossFrontier
 from orchestrator.fitting.bootstrap import Resampler
 from orchestrator.fitting.isoflop import isoflop_resamples
 from orchestrator.fitting.powerlaw import SaturatingPowerLaw, power_law_batch, saturating_batch
-from orchestrator.fitting.surface import fit_surface_resamples
-from orchestrator.fitting.vpnls import bootstrap_vpnls
+from orchestrator.fitting.surface import SurfaceFit, fit_surface_resamples
+from orchestrator.fitting.vpnls import VPNLSFit, bootstrap_vpnls
 
 LOG_CAP = 700.0  # ln M beyond this is "no compute reaches it" (inf); keeps percentiles of inf well defined
 
@@ -41,14 +41,14 @@ def frontier_resamples(sweep: SweepFit, *, resampler: Resampler) -> tuple[LossFr
     rows: list[np.ndarray] = []
     valid: list[np.ndarray] = []
     for _, W in resampler.chunks():
-        if sweep.method in ("parametric", "parametric_floor"):
+        if isinstance(fit, SurfaceFit):  # parametric or parametric_floor (fit.fixed_E)
             starts = np.vstack([fit.natural(), np.array(fit.basin_starts).reshape(-1, 5)])
             params, _, converged = fit_surface_resamples(N, D, L, weights=W, starts=starts, delta=fit.huber_delta,
                                                          fixed_E=fit.fixed_E)
             a, b, e, alpha, beta = params.T
             rows.append(np.stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta], axis=1))
             valid.append(converged)
-        elif sweep.method == "vpnls":
+        elif isinstance(fit, VPNLSFit):
             got = bootstrap_vpnls(N, D, L, weights=W, start=(fit.alpha, fit.beta))
             rows.append(got)
             valid.append(np.isfinite(got).all(axis=1))

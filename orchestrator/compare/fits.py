@@ -23,6 +23,7 @@ from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.isoflop import IsoFLOPFit, fit_isoflop
 from orchestrator.fitting.powerlaw import SaturatingPowerLaw
+from orchestrator.fitting.result import FitResult, MethodResult
 from orchestrator.fitting.surface import SurfaceFit, fit_surface
 from orchestrator.fitting.vpnls import VPNLSFit, fit_vpnls
 
@@ -79,16 +80,26 @@ def fit_sweep(name: str, runs: pd.DataFrame, *, method: str, compute: ComputeMod
     """Fit the tidy `runs` of one sweep by `method` (one of SUPPORTED); FitInputError when it cannot be fitted."""
     assert method in SUPPORTED, method
     N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    if method in ("parametric", "parametric_floor"):
-        if method == "parametric_floor" and floor is None:
-            raise FitInputError(f"sweep {name}: parametric_floor needs a known floor (fit.floor=...).")
-        fit = fit_surface(N, D, L, delta=huber_delta, fixed_E=floor if method == "parametric_floor" else None)
-        frontier = LossFrontier.surface(fit.E, fit.A, fit.B, fit.alpha, fit.beta, compute=compute)
-    elif method == "vpnls":
+    if method == "vpnls":
         fit = fit_vpnls(N, D, L)
+    elif method == "isoflop":
+        fit = fit_isoflop(N, D, L, budget=runs["budget"].to_numpy(float), compute=compute)
+    elif method == "parametric_floor":
+        if floor is None:
+            raise FitInputError(f"sweep {name}: parametric_floor needs a known floor (fit.floor=...).")
+        fit = fit_surface(N, D, L, delta=huber_delta, fixed_E=floor)
+    else:
+        fit = fit_surface(N, D, L, delta=huber_delta)
+    return sweep_fit(name, runs, method=method, fit=fit, compute=compute, huber_delta=huber_delta, floor=floor)
+
+
+def sweep_fit(name: str, runs: pd.DataFrame, *, method: str, fit: SurfaceFit | VPNLSFit | IsoFLOPFit,
+              compute: ComputeModel, huber_delta: float = 1e-3, floor: float | None = None) -> SweepFit:
+    """One sweep's point fit by `method` (the fitting stage's estimate: compare/run.py takes it from run_fit, so
+    each sweep is fitted once) with the frontier L_opt(C) it implies."""
+    if registry.get(method).kind is registry.Kind.SURFACE:
         frontier = LossFrontier.surface(fit.E, fit.A, fit.B, fit.alpha, fit.beta, compute=compute)
     else:
-        fit = fit_isoflop(N, D, L, budget=runs["budget"].to_numpy(float), compute=compute)
         frontier = loss_law_frontier(fit, compute=compute)
     return SweepFit(name=name, method=method, runs=runs, compute=compute, fit=fit, frontier=frontier,
                     huber_delta=huber_delta, floor=floor if method == "parametric_floor" else None)
@@ -102,22 +113,26 @@ def loss_law_frontier(fit: IsoFLOPFit, *, compute: ComputeModel) -> LossFrontier
     return LossFrontier.loss_law(0.0, law.k, law.p, x_ref=1.0, compute=compute)
 
 
-def common_method(results: dict[str, dict], *, requested: str) -> str:
+def common_method(results: dict[str, FitResult], *, requested: str) -> str:
     """The method every sweep is compared by: `requested`, or (headline) the first supported method, in the first
-    sweep's fit.methods order, that every sweep's fit produced. `results` maps sweep name -> its fit.json dict.
+    sweep's fit.methods order, that every sweep's fit produced. `results` maps sweep name -> its FitResult.
     FitInputError (one sentence) when no supported method fitted every sweep."""
-    ok = {name: {m for m in r["method_order"] if r.get(m, {}).get("status") == "ok"} for name, r in results.items()}
+    ok = {name: set(r.ok_methods()) for name, r in results.items()}
     if requested != "headline":
         missing = [name for name, methods in ok.items() if requested not in methods]
         if missing:
-            reasons = "; ".join(f"{n}: {results[n].get(requested, {}).get('reason', 'not fitted')}" for n in missing)
+            reasons = "; ".join(f"{n}: {_reason(results[n].method(requested))}" for n in missing)
             raise FitInputError(f"compare.method={requested} could not fit every sweep ({reasons}); choose another "
                                 f"method or compare.method=headline.")
         return requested
     first = next(iter(results.values()))
-    for method in first["method_order"]:
+    for method in first.method_order:
         if method in SUPPORTED and all(method in methods for methods in ok.values()):
             return method
     detail = "; ".join(f"{n}: {', '.join(sorted(m & set(SUPPORTED))) or 'none'}" for n, m in ok.items())
     raise FitInputError(f"no frontier method fitted every compared sweep (supported methods that fitted: {detail}); "
                         "add runs to the sweep that could not be fitted.")
+
+
+def _reason(result: MethodResult | None) -> str:
+    return "not fitted" if result is None or result.reason is None else result.reason

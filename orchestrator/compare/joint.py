@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.compare.fits import SweepFit
+from orchestrator.fitting import methods as registry
 from orchestrator.compare.frontier import LossFrontier
 from orchestrator.fitting.bootstrap import Resampler
 from orchestrator.fitting.errors import FitError, FitInputError
@@ -75,7 +76,7 @@ class _Objective:
 
 def fit_joint(sweeps: list[SweepFit]) -> JointFit:
     """The joint fit (module docstring) of sweeps fitted by a parametric surface."""
-    if any(s.method not in ("parametric", "vpnls") for s in sweeps):
+    if any(s.method not in registry.names(kinds=(registry.Kind.SURFACE,), derived=False) for s in sweeps):
         raise FitInputError("compare.joint_E=true fits the parametric surface of every sweep with one E; use "
                             "compare.method=parametric (or vpnls), not a fixed-floor or IsoFLOP comparison.")
     obj = _Objective(sweeps)

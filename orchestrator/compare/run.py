@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestrator.compare.analysis import Options, analyse, check_overlap
-from orchestrator.compare.fits import SweepFit, common_method, fit_sweep
+from orchestrator.compare.fits import SweepFit, common_method, sweep_fit
 from orchestrator.compare.sources import Source, from_csv, is_csv, require_finished
 from orchestrator.errors import RunFailure, UsageError
-from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitError
-from orchestrator.fitting.run import code_version, run_fit, safe_name, swept_budgets
+from orchestrator.fitting.result import FitResult
+from orchestrator.fitting.run import FitReport, code_version, run_fit, safe_name, swept_budgets
 from orchestrator.fitting.table import RunTable, tidy_runs
 
 if TYPE_CHECKING:
@@ -84,14 +84,14 @@ def run_compare(config: Config) -> CompareReport:
                          "MLflow experiment, so give it another name.")
     folder = Path(fit_opts.out_dir) / name
     with tempfile.TemporaryDirectory(prefix="compare-") as staging:
-        fits, results = {}, {}
+        fits, reports = {}, {}
         for i, (entry, source) in enumerate(sources.items()):
-            results[entry] = _fit(source, fit_opts, out_dir=Path(staging) / f"{i}")
-        method = common_method({sources[e].name: r for e, r in results.items()}, requested=opts.method)
-        for entry, source in sources.items():
-            fits[entry] = fit_sweep(source.name, tables[entry].runs, method=method,
-                                    compute=ComputeModel.from_json(results[entry]["compute"]),
-                                    huber_delta=fit_opts.huber_delta, floor=results[entry].get("floor"))
+            reports[entry] = _fit(source, fit_opts, out_dir=Path(staging) / f"{i}")
+        method = common_method({sources[e].name: r.fit for e, r in reports.items()}, requested=opts.method)
+        for entry, source in sources.items():  # the fitting stage's own estimate: each sweep is fitted once
+            report = reports[entry]
+            fits[entry] = sweep_fit(source.name, report.table.runs, method=method, fit=report.estimates[method],
+                                    compute=report.compute, huber_delta=fit_opts.huber_delta, floor=report.fit.floor)
         core = analyse(fits[base_entry], [fits[e] for e in opts.variants],
                        options=Options(targets=tuple(opts.budgets), resamples=opts.bootstrap, level=opts.ci,
                                        seed=opts.seed, joint_E=opts.joint_E))
@@ -103,7 +103,7 @@ def run_compare(config: Config) -> CompareReport:
             shutil.copyfile(Path(staging) / f"{i}" / "fit.json", target / "fit.json")
             fit_files.append(target / "fit.json")
     result = {"name": name, "baseline": ordered[0].name, "variants": [s.name for s in ordered[1:]], **core,
-              "sweeps": [_sweep_entry(sources[e], fits[e], results[e], tables[e], role="baseline" if i == 0 else
+              "sweeps": [_sweep_entry(sources[e], fits[e], reports[e].fit, tables[e], role="baseline" if i == 0 else
                                       "variant", folder=folder) for i, (_, e) in enumerate(entries)],
               "curves": _curves(list(fits.values()), core),
               "provenance": {"compare": asdict(opts), "fit": asdict(fit_opts), "code": code_version(),
@@ -144,19 +144,19 @@ def _range(table: RunTable) -> tuple[float, float]:
     return min(budgets), max(budgets)
 
 
-def _fit(source: Source, options, *, out_dir: Path) -> dict:
+def _fit(source: Source, options, *, out_dir: Path) -> FitReport:
     """run_fit of one sweep into `out_dir` (every method, checks; the runs' own compute model)."""
     try:
         return run_fit(replace(options, runs_csv=None), table=source.table, name=source.name, out_dir=str(out_dir),
-                       command=None if source.experiment_id is None else f"python -m orchestrator sweep={source.name}"
-                       ).result
+                       command=None if source.experiment_id is None else f"python -m orchestrator sweep={source.name}")
     except UsageError as err:
         raise UsageError(f"{source.key}={source.entry!r}: {err}") from None
     except FitError as err:
         raise RunFailure(f"the fit of {source.name} failed: {err}") from None
 
 
-def _sweep_entry(source: Source, fit: SweepFit, result: dict, table: RunTable, *, role: str, folder: Path) -> dict:
+def _sweep_entry(source: Source, fit: SweepFit, result: FitResult, table: RunTable, *, role: str,
+                 folder: Path) -> dict:
     runs = table.runs
     best = runs.loc[np.isfinite(runs["budget"].to_numpy(float))].groupby("budget")["loss"].min()
     return {"name": source.name, "role": role, "origin": source.origin, "entry": source.entry,
@@ -164,8 +164,8 @@ def _sweep_entry(source: Source, fit: SweepFit, result: dict, table: RunTable, *
             "n_runs": len(runs), "n_excluded": len(table.excluded), "n_input": table.n_input,
             "budgets": fit.budgets, "swept": list(fit.swept), "N_range": list(fit.span("N")),
             "D_range": list(fit.span("D")), "method": fit.method, "law": fit.parameters(),
-            "compute": result["compute"].get("source"), "headline_method": result.get("headline_method"),
-            "trustworthy": bool(result.get("trustworthy")), "checks": result.get("checks", []),
+            "compute": result.compute_source, "headline_method": result.headline_method,
+            "trustworthy": result.trustworthy, "checks": [c.to_json() for c in result.checks],
             "best_loss": {"budget": best.index.tolist(), "loss": best.to_list()},
             "fit_json": (Path("fits") / safe_name(source.name, fallback="sweep") / "fit.json").as_posix()}
 

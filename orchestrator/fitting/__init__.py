@@ -11,7 +11,8 @@ Modules (one job each):
 - envelope.py   approach 1: envelope of valid training-curve points
 - powerlaw.py   power laws in log-log space; approach 5 (Kaplan-style L(N), L(D))
 - bootstrap.py  resampling runs, percentile intervals for every method
-- frontier.py   predictions at target budgets, method agreement, leave-largest-budget-out
+- frontier.py   predictions at target budgets, method agreement, the hold-out's scoring
+- holdout.py    leave-largest-budget-out: each method refitted (its registry `refit`) without the largest budget
 - methods.py    the registry of methods: name, label, colour, kind, point fit and bootstrap of each
 - result.py     FitResult, MethodResult, Check and their status enums; fit.json written and read (write_fit, read_fit)
 - run.py        run_fit (fits every method, builds the FitResult, writes it) and format_summary (the printed table)

@@ -105,7 +105,8 @@ def _bracketed(result: dict, rerun: CommandLine) -> Check:
         return Check("bracketed", title, CheckStatus.SKIPPED, "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
     if iso.get("status") != "ok":
-        return Check("bracketed", title, CheckStatus.FAIL, f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
+        return Check("bracketed", title, CheckStatus.FAIL,
+                     f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
                      _wider(rerun))
     edge = [p for p in iso["profiles"] if p["edge"]]
     skipped = iso.get("skipped_budgets", [])
@@ -131,7 +132,8 @@ def _budgets(result: dict, rerun: CommandLine) -> Check:
     detail = f"{len(budgets)} budgets swept"
     if len(budgets) >= MIN_BUDGETS:
         return Check("budgets", title, CheckStatus.PASS, detail)
-    return Check("budgets", title, CheckStatus.FAIL, detail + ": a frontier through fewer than 3 minima has no tested exponent, "
+    return Check("budgets", title, CheckStatus.FAIL,
+                 detail + ": a frontier through fewer than 3 minima has no tested exponent, "
                  "and leaving one out leaves nothing to extrapolate from",
                  _more_budgets(rerun, budgets))
 
@@ -163,7 +165,8 @@ def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
     other = "isoflop" if primary != "isoflop" else "vpnls"
     b, _ = _a(result, other)
     if a is None or b is None:
-        return Check("agree", title, CheckStatus.SKIPPED, f"{other} did not fit, so there is nothing to compare the headline with",
+        return Check("agree", title, CheckStatus.SKIPPED,
+                     f"{other} did not fit, so there is nothing to compare the headline with",
                      "an IsoFLOP design with at least 2 bracketed budgets gives the second estimate")
     diff = abs(a - b)
     detail = f"{primary} a = {a:.3f}, {other} a = {b:.3f} (difference {diff:.3f})"
@@ -178,10 +181,11 @@ def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
 
 def _allocation(result: dict, primary: str | None) -> Check:
     title = f"allocations agree (N_opt and D_opt at each target within {ALLOCATION_FACTOR}x of VPNLS and IsoFLOP)"
-    referees = [m for m in ("vpnls", "isoflop") if m != primary and result.get(m, {}).get("status") == "ok"
+    referees = [m for m in registry.names(referee=True) if m != primary and result.get(m, {}).get("status") == "ok"
                 and result[m].get("predictions")]
     if primary is None or not referees:
-        return Check("allocation", title, CheckStatus.SKIPPED, "no second frontier (VPNLS or IsoFLOP) to compare N_opt with",
+        return Check("allocation", title, CheckStatus.SKIPPED,
+                     "no second frontier (VPNLS or IsoFLOP) to compare N_opt with",
                      "keep vpnls and isoflop in fit.methods, on an IsoFLOP design")
     worst: tuple[float, str] | None = None
     flagged = []
@@ -204,7 +208,8 @@ def _allocation(result: dict, primary: str | None) -> Check:
     if worst[0] <= ALLOCATION_FACTOR:
         return Check("allocation", title, CheckStatus.PASS, f"largest disagreement {worst[1]}")
     detail = "; ".join(flagged) if flagged else f"largest disagreement {worst[1]}"
-    return Check("allocation", title, CheckStatus.FAIL, detail + " (the frontier's answer depends on the estimator: the law's "
+    return Check("allocation", title, CheckStatus.FAIL,
+                 detail + " (the frontier's answer depends on the estimator: the law's "
                  "form or the design, not noise)",
                  "bracket every minimum with sizes centred on it (IsoFLOP's vertex is biased by wide or off-centre "
                  "grids), add budgets nearer the target, and quote the range the estimators span")
@@ -256,7 +261,8 @@ def holdout_check(result: dict, primary: str | None) -> Check:
                      f"{primary} could not be scored without the largest budget: {m.get('reason')}", "add budgets")
     if not all(_finite(m.get(k)) for k in ("loss_rel_error", "baseline_rel_error")) or (
             m["kind"] == "minimum" and not all(_finite(m.get(k)) for k in ("predicted_best_loss", "N_opt_ratio"))):
-        return Check("holdout", title, CheckStatus.FAIL, f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
+        return Check("holdout", title, CheckStatus.FAIL,
+                     f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
                                                f"loss there", "add budgets")
     err, base = abs(m["loss_rel_error"]), m["baseline_rel_error"]
     obs = h["observed"]
@@ -292,7 +298,8 @@ def _floor(result: dict, primary: str | None) -> Check:
     title = f"E consistent with the known floor (within {FLOOR_REL:.0%} or inside E's interval, not on its bound)"
     check = result.get("floor_check") or {}
     if check.get("status") != "ok":
-        return Check("floor", title, CheckStatus.SKIPPED, "the data's irreducible loss is not known (set fit.floor to check it)")
+        return Check("floor", title, CheckStatus.SKIPPED,
+                     "the data's irreducible loss is not known (set fit.floor to check it)")
     E, floor, ci = check["E"], check["floor"], check.get("E_ci")
     inside = bool(ci and None not in ci and ci[0] <= floor <= ci[1])
     close = abs(E / floor - 1) <= FLOOR_REL
@@ -317,7 +324,8 @@ def _extrapolation(result: dict) -> Check:
     top = max(swept)
     far = [c for c in targets if c > top * 10 ** EXTRAPOLATION_DECADES * 1.0001]
     if not far:
-        return Check("extrapolation", title, CheckStatus.PASS, f"every target budget is within one decade of C={top:.3g}")
+        return Check("extrapolation", title, CheckStatus.PASS,
+                     f"every target budget is within one decade of C={top:.3g}")
     words = ", ".join(f"C={c:.3g} ({math.log10(c / top):.1f} decades)" for c in far)
     return Check("extrapolation", title, CheckStatus.WARN,
                  f"the frontier is quoted at {words} past the largest swept budget C={top:.3g}: there N_opt, D_opt "

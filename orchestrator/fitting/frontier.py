@@ -17,12 +17,9 @@ import pandas as pd
 
 from orchestrator.fitting.bootstrap import budget_key
 from orchestrator.fitting.compute import ComputeModel
-from orchestrator.fitting.envelope import fit_envelope
 from orchestrator.fitting.errors import FitInputError
-from orchestrator.fitting.isoflop import fit_isoflop, fit_profile
+from orchestrator.fitting.isoflop import fit_profile
 from orchestrator.fitting.result import MethodResult
-from orchestrator.fitting.surface import fit_surface
-from orchestrator.fitting.vpnls import fit_vpnls
 
 # Agreement thresholds between approach 3 and its cross-check: relative for E, alpha, beta and N_opt,
 # absolute for the allocation exponents a and b (their published bootstrap SE is ~0.02).
@@ -137,50 +134,3 @@ def holdout_score(fit: object, *, observed: dict, held: pd.DataFrame, baseline_l
     row.update(kind="runs", loss_error=float(np.mean(rel * obs)), loss_rel_error=float(np.copysign(rms, rel.mean())),
                baseline_rel_error=float(abs(baseline_loss / obs.min() - 1)), n_scored=len(obs))
     return row
-
-
-def leave_largest_budget_out(runs: pd.DataFrame, *, methods: list[str], compute_for: Callable[[pd.DataFrame], ComputeModel],
-                             delta: float, points: pd.DataFrame | None = None, gamma: float = 0.0,
-                             fixed_E: float | None = None, extra: dict[str, Callable] | None = None) -> dict:
-    """Refit each method without the largest budget's runs and score its prediction of that budget
-    (`holdout_score`: like with like, against the "no improvement" baseline).
-
-    The compute model is rebuilt from the remaining runs (`compute_for`: a CSV's smooth k(N) must not see the
-    held-out runs; a sweep's shape rule does not depend on them). The observed minimum is the held-out
-    profile's parabola vertex when it is bracketed (its runs moved onto the compute model with the full fit's
-    dL/dlnD `gamma`). `extra`: more fitters, name -> f(N, D, L, rest) (the law forms of fitting/forms.py).
-    """
-    budgets = np.unique(runs["budget"].dropna())
-    if len(budgets) < 2:
-        raise FitInputError(f"leave-largest-budget-out needs at least 2 budgets, found {len(budgets)}.")
-    top = float(budgets.max())
-    rest = runs.loc[runs["budget"] != top]
-    held_runs = runs.loc[runs["budget"] == top]
-    compute = compute_for(rest)
-    observed = observed_at_budget(runs, budget=top, compute=compute, gamma=gamma)
-    baseline_loss = float(rest["loss"].min())
-    N, D, L = (rest[c].to_numpy(float) for c in ("N", "D", "loss"))
-    out: dict = {"budget": top, "observed": observed, "baseline_loss": baseline_loss, "methods": {}}
-    fitters = {"parametric": lambda: fit_surface(N, D, L, delta=delta),
-               "vpnls": lambda: fit_vpnls(N, D, L),
-               "isoflop": lambda: fit_isoflop(N, D, L, budget=rest["budget"].to_numpy(float), compute=compute)}
-    if fixed_E is not None:
-        fitters["parametric_floor"] = lambda: fit_surface(N, D, L, delta=delta, fixed_E=fixed_E)
-    if points is not None:
-        held = set(held_runs["trial_id"].astype(str))
-        budget_of = pd.Series(rest["budget"].to_numpy(float), index=rest["trial_id"].astype(str).to_numpy())
-        fitters["envelope"] = lambda: fit_envelope(points.loc[~points["trial_id"].astype(str).isin(held)],
-                                                   source="held-out refit", compute=compute, budget_of=budget_of)
-    for name, fitter in (extra or {}).items():
-        fitters[name] = lambda fitter=fitter: fitter(N, D, L, rest)
-    for name in [*methods, *(extra or {})]:
-        if name not in fitters:
-            continue
-        try:
-            fit = fitters[name]()
-        except FitInputError as err:
-            out["methods"][name] = {"status": "skipped", "reason": str(err)}
-            continue
-        out["methods"][name] = holdout_score(fit, observed=observed, held=held_runs, baseline_loss=baseline_loss,
-                                             compute=compute)
-    return out

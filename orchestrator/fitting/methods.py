@@ -14,7 +14,9 @@ Kinds:
 
 A `derived` method is not chosen in `fit.methods`: parametric_floor runs after parametric when a floor is known.
 A `comparable` method is one whose L_opt(C) compare/ can resample and invert (the envelope needs every run's
-training curve, the slice predicts no frontier).
+training curve, the slice predicts no frontier). A `referee` is an estimator the headline's allocation is checked
+against (fitting/checks.py: VPNLS, unbiased on IsoFLOP designs, and IsoFLOP, with other assumptions). `refit`
+fits the method again without the largest budget (fitting/holdout.py; the slice has none).
 """
 
 from __future__ import annotations
@@ -95,10 +97,29 @@ class FitContext:
         return tuple(self.runs[c].to_numpy(float) for c in ("N", "D", "loss"))
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """What a method refits on when the largest budget is held out (fitting/holdout.py): the remaining runs as
+    arrays and table, their compute model, the fit's options, and the training curves' points with the held-out
+    trials' ids (the envelope drops their points)."""
+
+    N: np.ndarray
+    D: np.ndarray
+    L: np.ndarray
+    rest: pd.DataFrame
+    compute: ComputeModel
+    delta: float
+    fixed_E: float | None
+    points: pd.DataFrame | None
+    held_ids: frozenset[str]
+
+
 PointFit = Callable[[FitContext], tuple[object, MethodResult]]
 """ctx -> (the estimator's result, its MethodResult without the interval)."""
 Bootstrap = Callable[[FitContext, object], dict]
 """(ctx, the point fit) -> its bootstrap intervals as fit.json's `ci`."""
+Refit = Callable[[HeldOut], object | None]
+"""The held-out runs -> the method's fit on them (None: it cannot refit there), for leave-largest-budget-out."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +132,10 @@ class Method:
     kind: Kind
     fit: PointFit
     bootstrap: Bootstrap
+    refit: Refit | None = None
     derived: bool = False
     comparable: bool = False
+    referee: bool = False
 
     @property
     def predicts_frontier(self) -> bool:
@@ -218,17 +241,42 @@ def _boot_powerlaw(ctx: FitContext, fit) -> dict:  # noqa: ARG001  (the slices a
                                         level=ctx.options.ci).to_json()
 
 
+# -- the refits without the largest budget -----------------------------------------------------------------------
+def _refit_parametric(h: HeldOut) -> object:
+    return fit_surface(h.N, h.D, h.L, delta=h.delta)
+
+
+def _refit_parametric_floor(h: HeldOut) -> object | None:
+    return None if h.fixed_E is None else fit_surface(h.N, h.D, h.L, delta=h.delta, fixed_E=h.fixed_E)
+
+
+def _refit_vpnls(h: HeldOut) -> object:
+    return fit_vpnls(h.N, h.D, h.L)
+
+
+def _refit_isoflop(h: HeldOut) -> object:
+    return fit_isoflop(h.N, h.D, h.L, budget=h.rest["budget"].to_numpy(float), compute=h.compute)
+
+
+def _refit_envelope(h: HeldOut) -> object | None:
+    if h.points is None:
+        return None
+    budget_of = pd.Series(h.rest["budget"].to_numpy(float), index=h.rest["trial_id"].astype(str).to_numpy())
+    return fit_envelope(h.points.loc[~h.points["trial_id"].astype(str).isin(h.held_ids)], source="held-out refit",
+                        compute=h.compute, budget_of=budget_of)
+
+
 REGISTRY: tuple[Method, ...] = (
     Method("parametric", "parametric L(N, D) (Chinchilla approach 3)", "#1f77b4", Kind.SURFACE,
-           _fit_parametric, _boot_parametric, comparable=True),
+           _fit_parametric, _boot_parametric, _refit_parametric, comparable=True),
     Method("parametric_floor", "parametric L(N, D) with E fixed at the known floor", "#ff7f0e", Kind.SURFACE,
-           _fit_parametric_floor, _boot_parametric, derived=True, comparable=True),
+           _fit_parametric_floor, _boot_parametric, _refit_parametric_floor, derived=True, comparable=True),
     Method("vpnls", "variable projection (approach 3 cross-check)", "#17becf", Kind.SURFACE,
-           _fit_vpnls, _boot_vpnls, comparable=True),
+           _fit_vpnls, _boot_vpnls, _refit_vpnls, comparable=True, referee=True),
     Method("isoflop", "IsoFLOP profiles (approach 2)", "#d62728", Kind.FRONTIER,
-           _fit_isoflop, _boot_isoflop, comparable=True),
+           _fit_isoflop, _boot_isoflop, _refit_isoflop, comparable=True, referee=True),
     Method("envelope", "training-curve envelope (approach 1)", "#2ca02c", Kind.FRONTIER,
-           _fit_envelope, _boot_envelope),
+           _fit_envelope, _boot_envelope, _refit_envelope),
     Method("powerlaw", "single-variable L(N), L(D) (Kaplan-style)", "#9467bd", Kind.SLICE,
            _fit_powerlaw, _boot_powerlaw),
 )
@@ -240,11 +288,11 @@ def get(name: str) -> Method:
     return BY_NAME[name]
 
 
-def names(*, kinds: tuple[Kind, ...] = tuple(Kind), derived: bool | None = None,
-          comparable: bool | None = None) -> tuple[str, ...]:
+def names(*, kinds: tuple[Kind, ...] = tuple(Kind), derived: bool | None = None, comparable: bool | None = None,
+          referee: bool | None = None) -> tuple[str, ...]:
     """The methods' names in the registry's order (the order they run and are reported in), filtered."""
     return tuple(m.name for m in REGISTRY if m.kind in kinds and (derived is None or m.derived == derived)
-                 and (comparable is None or m.comparable == comparable))
+                 and (comparable is None or m.comparable == comparable) and (referee is None or m.referee == referee))
 
 
 def selectable() -> tuple[str, ...]:

@@ -94,6 +94,58 @@ class MethodResult:
     def ok(self) -> bool:
         return self.status is MethodStatus.OK
 
+    @property
+    def loss_law(self) -> Mapping | None:
+        """A frontier method's L_opt(C) law: form, E (when saturating), k, p, C_ref."""
+        return self.detail.get("loss_law")
+
+    @property
+    def profiles(self) -> list[Mapping]:
+        """IsoFLOP: each used budget's parabola (fitting/isoflop.IsoProfile as a mapping)."""
+        return list(self.detail.get("profiles", []))
+
+    @property
+    def skipped_budgets(self) -> list[Mapping]:
+        """IsoFLOP: the budgets it could not use, each with its reason."""
+        return list(self.detail.get("skipped_budgets", []))
+
+    @property
+    def points(self) -> Mapping | None:
+        """The envelope's points (C, N, D, loss)."""
+        return self.detail.get("points")
+
+    @property
+    def vs_parametric(self) -> Mapping | None:
+        """VPNLS against the parametric fit (fitting/frontier.compare_fits): quantities and `disagree`."""
+        return self.detail.get("vs_parametric")
+
+    @property
+    def huber_delta(self) -> float | None:
+        return self.detail.get("huber_delta")
+
+    @property
+    def points_fitted(self) -> str | None:
+        """How many points the method's final fit rests on (runs, IsoFLOP minima, envelope points, slices)."""
+        if "n_N" in self.detail:
+            return f"{self.detail['n_N']} + {self.detail['n_D']} (L(N), L(D) slices)"
+        n = self.detail.get("n_points") or (self.convergence or {}).get("n_points")
+        return None if n is None else str(n)
+
+    def interval(self, quantity: str, *, budget: str | None = None) -> tuple[float, float] | None:
+        """The bootstrap interval of a quantity (of a prediction at `budget` when given), or None."""
+        ci = self.ci or {}
+        if budget is not None:
+            ci = ci.get("predictions", {}).get(budget, {})
+        pair = ci.get(quantity)
+        if not pair or len(pair) != 2 or any(v is None or not math.isfinite(v) for v in pair):
+            return None
+        return float(pair[0]), float(pair[1])
+
+    @property
+    def level(self) -> float | None:
+        """The intervals' confidence level (None: no bootstrap)."""
+        return (self.ci or {}).get("level")
+
     def law(self, name: str) -> float | None:
         """One of the law's parameters (LAW) by name."""
         assert name in LAW, name
@@ -155,6 +207,11 @@ class FitResult:
 
     def method(self, name: str) -> MethodResult | None:
         return self.methods.get(name)
+
+    @property
+    def compute_source(self) -> str | None:
+        """Where the compute model's k(N) came from (fitting/compute.py), in words."""
+        return self.compute.get("source")
 
     def to_json(self) -> dict:
         head = {"name": self.name, "form": self.form, "n_runs": self.n_runs, "excluded": self.excluded,

@@ -38,7 +38,8 @@ from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitError, FitInputError
 from orchestrator.fitting.forms import compare_forms
-from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out
+from orchestrator.fitting.frontier import compare_fits
+from orchestrator.fitting.holdout import leave_largest_budget_out
 from orchestrator.fitting.methods import FORM, FitContext
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
 from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus, write_fit
@@ -70,6 +71,7 @@ class FitReport:
     json_path: Path | None
     table: RunTable | None = None
     options: FitConfig | None = None
+    compute: ComputeModel | None = None
     estimates: Mapping[str, object] = field(default_factory=dict)
 
     @cached_property
@@ -150,7 +152,8 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
     folder = Path(out_dir) if out_dir is not None else Path(options.out_dir) / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     path = write_fit(result, folder / "fit.json")
-    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options, estimates=dict(ctx.fits))
+    return FitReport(name=name, fit=result, json_path=path, table=runs, options=options,
+                     compute=ctx.compute, estimates=dict(ctx.fits))
 
 
 def make_resampler(runs: pd.DataFrame, options: FitConfig) -> bs.Resampler:

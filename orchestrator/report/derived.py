@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.fitting.envelope import envelope_points
-from orchestrator.fitting.errors import FitInputError
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.isoflop import departures, fit_parabola
+from orchestrator.fitting.result import FitResult, MethodResult
 
 _CURVE_LOSS = {"loss": "eval_loss", "eval_loss": "eval_loss", "train_loss": "train_loss"}
 
@@ -50,19 +50,20 @@ class Profile:
         return self.coef[0] + self.coef[1] * x + self.coef[2] * x * x
 
 
-def compute_model(result: dict) -> ComputeModel:
-    """The fit's compute model, C = k(N) N D, as fit.json recorded it."""
-    return ComputeModel.from_json(result.get("compute") or {"constant": True, "k": 6.0})
+def compute_model(result: FitResult) -> ComputeModel:
+    """The fit's compute model, C = k(N) N D, as the fit recorded it."""
+    return ComputeModel.from_json(result.compute or {"constant": True, "k": 6.0})
 
 
-def profiles(runs: pd.DataFrame, result: dict) -> list[Profile]:
+def profiles(runs: pd.DataFrame, result: FitResult) -> list[Profile]:
     """The IsoFLOP profile of every budget of the fitted runs (runs on no profile are left out): the fit's own
     parabolas and corrections where the IsoFLOP fit used the budget, else a plain parabola through the runs."""
     out = []
     compute = compute_model(result)
-    iso = result.get("isoflop", {}) if result.get("isoflop", {}).get("status") == "ok" else {}
-    fitted = {p["budget"]: p for p in iso.get("profiles", [])}
-    skipped = {s["budget"]: s["reason"] for s in iso.get("skipped_budgets", [])}
+    iso = result.method("isoflop")
+    iso = iso if iso is not None and iso.ok else None
+    fitted = {p["budget"]: p for p in (iso.profiles if iso else [])}
+    skipped = {s["budget"]: s["reason"] for s in (iso.skipped_budgets if iso else [])}
     budgets = runs["budget"].to_numpy(float)
     for C in np.unique(budgets[np.isfinite(budgets)]):
         at = runs.loc[budgets == C]
@@ -85,22 +86,22 @@ def profiles(runs: pd.DataFrame, result: dict) -> list[Profile]:
     return out
 
 
-def surface_loss(entry: dict, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+def surface_loss(entry: MethodResult, N: np.ndarray, D: np.ndarray) -> np.ndarray:
     """L(N, D) = E + A / N^alpha + B / D^beta with a surface method's fitted parameters."""
-    return entry["E"] + entry["A"] / np.power(N, entry["alpha"]) + entry["B"] / np.power(D, entry["beta"])
+    return entry.E + entry.A / np.power(N, entry.alpha) + entry.B / np.power(D, entry.beta)
 
 
-def residuals(entry: dict, runs: pd.DataFrame) -> np.ndarray:
+def residuals(entry: MethodResult, runs: pd.DataFrame) -> np.ndarray:
     """Relative residual of each run against the fitted surface: observed / predicted - 1."""
     N, D, L = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
     return L / surface_loss(entry, N, D) - 1.0
 
 
-def frontier_line(method: str, entry: dict, C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """N_opt(C), D_opt(C), L_opt(C) of a fitted method on the budgets C: its `frontier_curve` from fit.json (the
-    fit evaluated it on its own compute model), interpolated in log-log and held at the curve's ends."""
+def frontier_line(entry: MethodResult, C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """N_opt(C), D_opt(C), L_opt(C) of a fitted method on the budgets C: its `frontier_curve` (the fit evaluated
+    it on its own compute model), interpolated in log-log and held at the curve's ends."""
     C = np.asarray(C, dtype=float)
-    curve = entry["frontier_curve"]
+    curve = entry.frontier_curve
     x = np.log(np.asarray(curve["C"], dtype=float))
     out = []
     for q in ("N_opt", "D_opt", "loss"):
@@ -113,19 +114,18 @@ def frontier_line(method: str, entry: dict, C: np.ndarray) -> tuple[np.ndarray, 
     return out[0], out[1], out[2]
 
 
-def ci_band(entry: dict, quantity: str, C: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def ci_band(entry: MethodResult, quantity: str, C: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Bootstrap bounds of a prediction on the budgets C, interpolated in log-log space between the budgets
     where the fit computed them (NaN outside them); None when the method has no intervals.
 
     Between two such budgets the straight log-log line is wider than the true band of a power law
     (whose log-width is convex in log C), so the drawn band errs on the cautious side.
     """
-    preds = (entry.get("ci") or {}).get("predictions") or {}
     pts = []
-    for key, qs in preds.items():
-        pair = qs.get(quantity)
-        if pair and None not in pair and all(np.isfinite(pair)) and min(pair) > 0:
-            pts.append((entry["predictions"][key]["C"], *pair))
+    for key, pred in (entry.predictions or {}).items():
+        pair = entry.interval(quantity, budget=key)
+        if pair and min(pair) > 0:
+            pts.append((pred["C"], *pair))
     if len(pts) < 2:
         return None
     Cs, lo, hi = (np.log(np.array(v, dtype=float)) for v in zip(*sorted(pts)))

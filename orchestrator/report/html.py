@@ -46,8 +46,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;font-size:
 def render(page: Page, *, seconds: float | None = None) -> str:
     """The whole page; `seconds` is the report's own generation time, shown in the provenance."""
     r = page.result
-    n_excl = len(r["excluded"])
-    meta = (f"{escape(page.source)} \u00b7 {r['n_runs']} runs fitted"
+    n_excl = len(r.excluded)
+    meta = (f"{escape(page.source)} \u00b7 {r.n_runs} runs fitted"
             + (f", {n_excl} excluded" if n_excl else "") + f" \u00b7 generated {escape(page.generated)}")
     sections = [
         ("headline", "Headline", _headline(page)),
@@ -86,12 +86,11 @@ def _value_ci(value: float | None, ci: tuple[float, float] | None, *, fmt=num) -
 
 def _checks(page: Page) -> str:
     """Each check of fitting/checks.py: its outcome, what it measured, and the fix when it failed."""
-    checks = page.result.get("checks") or []
+    checks = page.result.checks
     if not checks:
         return "<p>No checks were recorded in fit.json.</p>"
     label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
-    rows = [[escape(label[c["status"]]), escape(c["title"]), escape(c["detail"]), escape(c["fix"] or "")]
-            for c in checks]
+    rows = [[escape(label[c.status]), escape(c.title), escape(c.detail), escape(c.fix or "")] for c in checks]
     return _table(["outcome", "check", "measured", "to fix"], rows, id_="checks-table", left=4)
 
 
@@ -99,9 +98,9 @@ def _headline(page: Page) -> str:
     lead = "".join(f"<p>{escape(s)}</p>" for s in headline(page))
     out = f'<div class="lead">{lead}</div>'
     if page.primary is not None:
-        e = page.result[page.primary]
+        e = page.result.methods[page.primary]
         rows, classes = [], []
-        for key, p in sorted(e["predictions"].items(), key=lambda kv: kv[1]["C"]):
+        for key, p in sorted(e.predictions.items(), key=lambda kv: kv[1]["C"]):
             fmts = {"N_opt": count, "D_opt": count, "tokens_per_param": lambda x: num(x, digits=3), "loss": num}
             rows.append([escape(sci(p["C"])), escape(extrapolation(p["C"], swept=page.swept))]
                         + [_value_ci(p[q], bounds(e, q, budget=key), fmt=fmts[q]) for q in QUANTITIES])
@@ -152,7 +151,7 @@ def _methods(page: Page) -> str:
     fr = page.frontier
     out = ""
     if not fr.empty:
-        methods = [m for m in page.result["method_order"] if m in set(fr["method"])]
+        methods = [m for m in page.result.method_order if m in set(fr["method"])]
         rows = []
         for C, at in fr.groupby("C", sort=True):
             by = {row["method"]: row for _, row in at.iterrows()}
@@ -163,7 +162,8 @@ def _methods(page: Page) -> str:
             rows.append(cells)
         header = ["C (FLOPs)"] + [f"{q}<br>{escape(m)}" for q in ("N_opt", "D_opt", "loss") for m in methods]
         out += "<h3>Predictions at the target budgets, every method</h3>" + _table(header, rows, id_="comparison")
-    vs = page.result.get("vpnls", {}).get("vs_parametric")
+    vp = page.result.method("vpnls")
+    vs = vp.vs_parametric if vp is not None else None
     if vs:
         rows = []
         for q, v in vs["quantities"].items():
@@ -173,7 +173,7 @@ def _methods(page: Page) -> str:
                          escape(num(ratio)) + (" \u2190 disagree" if q in vs["disagree"] else "")])
         out += ("<h3>Parametric fit against its VPNLS cross-check</h3>"
                 + _table(["quantity", "parametric", "vpnls", "vpnls / parametric"], rows, id_="vs-parametric"))
-    h = page.result.get("holdout") or {}
+    h = page.result.holdout or {}
     if page.holdout:
         obs = h["observed"]
         rows = [[escape(x["method"])] + ([escape(num(x["predicted_best_loss"])), escape(f"{x['loss_rel_error']:+.2%}"),
@@ -192,13 +192,14 @@ def _methods(page: Page) -> str:
         out += (f"<h3>{escape(caption)}</h3>"
                 + _table(tables.FORM_HEADER, [[escape(c) for c in row] for row in form_rows], id_="forms", left=5))
     labels = "".join(f"<li><b>{escape(m)}</b>: {escape(registry.label(m))}</li>"
-                     for m in page.result["method_order"])
+                     for m in page.result.method_order)
     return out + f"<h3>Methods</h3><ul>{labels}</ul>"
 
 
 def _excluded(page: Page) -> str:
     rows = page.exclusions
-    skipped = page.result.get("isoflop", {}).get("skipped_budgets", [])
+    iso = page.result.method("isoflop")
+    skipped = iso.skipped_budgets if iso is not None else []
     out = ""
     if not rows:
         out += "<p>No run was excluded.</p>"
@@ -240,11 +241,11 @@ def _cost(page: Page) -> str:
 
 
 def _provenance(page: Page, *, seconds: float | None) -> str:
-    prov = page.result.get("provenance", {})
-    code, budgets = prov.get("code", {}), page.result["budgets"]
+    prov = page.result.provenance
+    code, budgets = prov.get("code", {}), page.result.budgets
     items = [("source", page.source), ("runs in input", str(prov.get("n_input_runs", MISSING))),
-             ("runs fitted", str(page.result["n_runs"])),
-             ("conventions", ", ".join(f"{k}={v}" for k, v in page.result["conventions"].items())),
+             ("runs fitted", str(page.result.n_runs)),
+             ("conventions", ", ".join(f"{k}={v}" for k, v in page.result.conventions.items())),
              ("IsoFLOP budgets", f"{len(budgets['values'])} found by {budgets['grouping']}"),
              ("code", f"scaling-orchestrator {code.get('package') or MISSING}, "
                       f"git {code.get('git_commit') or MISSING}"),

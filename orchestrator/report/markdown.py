@@ -41,22 +41,22 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render(page: Page) -> str:
     r = page.result
     out = [f"# Compute-optimal frontier: {md(page.name)}", "",
-           f"{md(page.source)}; {r['n_runs']} runs fitted"
-           + (f", {len(r['excluded'])} excluded" if r["excluded"] else "") + f"; generated {md(page.generated)}.", "",
+           f"{md(page.source)}; {r.n_runs} runs fitted"
+           + (f", {len(r.excluded)} excluded" if r.excluded else "") + f"; generated {md(page.generated)}.", "",
            "## Headline", ""]
     out += [f"- {safe(s)}" for s in headline(page)] + [""]
-    checks = r.get("checks") or []
+    checks = r.checks
     if checks:
         label = {"pass": "pass", "fail": "FAIL", "skipped": "not run", "warn": "warning"}
         out += ["Checks:", "", _table(["outcome", "check", "measured", "to fix"],
-                                     [[label[c["status"]], md(c["title"]), md(c["detail"]), md(c["fix"] or "")]
+                                     [[label[c.status], md(c.title), md(c.detail), md(c.fix or "")]
                                       for c in checks]), ""]
     if page.primary is not None:
-        e = r[page.primary]
+        e = r.methods[page.primary]
         fmts = {"N_opt": count, "D_opt": count, "tokens_per_param": lambda x: num(x, digits=3), "loss": num}
         rows = [[sci(p["C"]), extrapolation(p["C"], swept=page.swept)]
                 + [safe(with_ci(p[q], bounds(e, q, budget=key), fmt=fmts[q])) for q in QUANTITIES]
-                for key, p in sorted(e["predictions"].items(), key=lambda kv: kv[1]["C"])]
+                for key, p in sorted(e.predictions.items(), key=lambda kv: kv[1]["C"])]
         out += [f"Recommendations at the target budgets ({page.primary}; {page.level_text()}):", "",
                 _table(["C (FLOPs)", "vs swept budgets", "N_opt (parameters)", "D_opt (tokens)",
                         "tokens per parameter", "predicted loss"], rows)]
@@ -84,7 +84,7 @@ def render(page: Page) -> str:
     out += ["## Methods compared", ""]
     fr = page.frontier
     if not fr.empty:
-        methods = [m for m in r["method_order"] if m in set(fr["method"])]
+        methods = [m for m in r.method_order if m in set(fr["method"])]
         rows = []
         for C, at in fr.groupby("C", sort=True):
             by = {row["method"]: row for _, row in at.iterrows()}
@@ -92,7 +92,7 @@ def render(page: Page) -> str:
                         + [num(by[m]["loss"]) if m in by else MISSING for m in methods])
         out += ["N_opt and predicted loss at the target budgets (CIs in frontier.csv):", "",
                 _table(["C"] + [f"N_opt {m}" for m in methods] + [f"loss {m}" for m in methods], rows)]
-    h = r.get("holdout") or {}
+    h = r.holdout or {}
     if page.holdout:
         rows = [[x["method"]] + ([num(x["predicted_best_loss"]), f"{x['loss_rel_error']:+.2%}",
                                   count(x["predicted_N_opt"]), f"{x['N_opt_ratio']:.3g}"]
@@ -129,11 +129,11 @@ def render(page: Page) -> str:
                 f"({hours(c['gpu_hours'] * 3600)} on GPUs, {hours(c['cpu_core_hours'] * 3600)} on CPU cores)",
                 "- failures by kind: " + (", ".join(f"{md(k)}: {v}" for k, v in c["failures"].items()) or "none"), ""]
 
-    prov = r.get("provenance", {})
+    prov = r.provenance
     code = prov.get("code", {})
     out += ["## Provenance", "", f"- source: {md(page.source)}",
-            f"- runs in input: {prov.get('n_input_runs', MISSING)}; fitted: {r['n_runs']}",
-            "- conventions: " + md(", ".join(f"{k}={v}" for k, v in r["conventions"].items())),
+            f"- runs in input: {prov.get('n_input_runs', MISSING)}; fitted: {r.n_runs}",
+            "- conventions: " + md(", ".join(f"{k}={v}" for k, v in r.conventions.items())),
             f"- code: scaling-orchestrator {md(code.get('package') or MISSING)}, "
             f"git {md(code.get('git_commit') or MISSING)}",
             f"- fit time: {hours(prov.get('seconds'))}; bootstrap seed {prov.get('seed', MISSING)}"]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.fitting import methods as registry
+from orchestrator.fitting.result import Check, CheckStatus, FitResult
 from orchestrator.report.tables import bounds
 from orchestrator.report.text import count, finite, interval, num, outside, outside_note, sci
 
@@ -38,7 +39,7 @@ class Page:
 
     name: str
     source: str
-    result: dict
+    result: FitResult
     frontier: pd.DataFrame
     exponents: list[dict]
     holdout: list[dict]
@@ -56,9 +57,7 @@ class Page:
     @property
     def level(self) -> float | None:
         """Confidence level of the intervals (None: the fit ran without bootstrap)."""
-        levels = [(self.result[m].get("ci") or {}).get("level") for m in self.result["method_order"]
-                  if isinstance(self.result.get(m), dict)]
-        return next((lv for lv in levels if lv), None)
+        return next((r.level for r in self.result.methods.values() if r.level), None)
 
     def level_text(self) -> str:
         return f"{self.level:.0%} CI" if self.level else "no CI (fit.bootstrap=0)"
@@ -72,21 +71,21 @@ def headline(page: Page) -> list[str]:
     if page.primary is None:
         return ["No method produced a compute-optimal frontier from these runs; see the warnings below."]
     out = verdict(r)
-    e = r[page.primary]
+    e = r.methods[page.primary]
     flagged: list[str] = []
     a_ci, b_ci = bounds(e, "a"), bounds(e, "b")
-    flagged += [q for q, ci in (("a", a_ci), ("b", b_ci)) if outside(e.get(q), ci)]
+    flagged += [q for q, ci in (("a", a_ci), ("b", b_ci)) if outside(e.law(q), ci)]
     label = registry.label(page.primary)
-    if finite(e.get("a")) and finite(e.get("b")):
-        out.append(f"Headline method: {label}. Compute-optimal allocation N_opt \u221d C^{_exp(e['a'])} "
-                   f"{interval(a_ci, fmt=_exp)} and D_opt \u221d C^{_exp(e['b'])} {interval(b_ci, fmt=_exp)} "
-                   f"({page.level_text()}): {_reading(e['a'], e['b'], a_ci)}".replace("  ", " "))
+    if finite(e.a) and finite(e.b):
+        out.append(f"Headline method: {label}. Compute-optimal allocation N_opt \u221d C^{_exp(e.a)} "
+                   f"{interval(a_ci, fmt=_exp)} and D_opt \u221d C^{_exp(e.b)} {interval(b_ci, fmt=_exp)} "
+                   f"({page.level_text()}): {_reading(e.a, e.b, a_ci)}".replace("  ", " "))
     else:
         out.append(f"Headline method: {label}. It gives no finite allocation exponent over the swept budgets, so how "
                    "compute should be split between parameters and tokens is not measured.")
-    preds = sorted(e["predictions"].values(), key=lambda p: p["C"])
+    preds = sorted(e.predictions.values(), key=lambda p: p["C"])
     top = preds[-1]
-    key = next(k for k, p in e["predictions"].items() if p is top)
+    key = next(k for k, p in e.predictions.items() if p is top)
     shape = top.get("shape")
     train = (f" As a model of the sweep's shape rule: {shape['n_layer']} layers x {shape['d_model']} wide "
              f"({shape['n_head']} heads, {count(shape['N_total'])} parameters) on {count(shape['D'])} tokens, "
@@ -124,28 +123,28 @@ def headline(page: Page) -> list[str]:
     return out
 
 
-def verdict(result: dict) -> list[str]:
+def verdict(result: FitResult) -> list[str]:
     """Whether the frontier has earned a confident statement: the checks' outcome in words, and the fixes."""
-    checks = result.get("checks") or []
+    checks = result.checks
     if not checks:
         return []
-    failed = [c for c in checks if c["status"] == "fail"]
-    missing = [c for c in checks if c["status"] == "skipped"]
-    if result.get("trustworthy"):
-        ran = [c["title"] for c in checks if c["status"] == "pass"]
+    failed = [c for c in checks if c.status is CheckStatus.FAIL]
+    missing = [c for c in checks if c.status is CheckStatus.SKIPPED]
+    if result.trustworthy:
+        ran = [c.title for c in checks if c.status is CheckStatus.PASS]
         return [f"The frontier passes all {len(ran)} checks it could run ({'; '.join(ran)})"
-                + (f"; not checked: {'; '.join(c['title'] for c in missing)}." if missing else ".")] + _warnings(checks)
+                + (f"; not checked: {'; '.join(c.title for c in missing)}." if missing else ".")] + _warnings(checks)
     lines = [f"This frontier is not yet trustworthy: {len(failed)} of {len(checks)} checks failed"
-             + (f" and {len(missing)} could not run ({'; '.join(c['title'] for c in missing)})" if missing else "")
+             + (f" and {len(missing)} could not run ({'; '.join(c.title for c in missing)})" if missing else "")
              + ". The numbers below are what the runs show so far, not an answer."]
-    lines += [f"Failed: {c['title']}: {c['detail']}." + (f" Fix: {c['fix']}." if c["fix"] else "") for c in failed]
+    lines += [f"Failed: {c.title}: {c.detail}." + (f" Fix: {c.fix}." if c.fix else "") for c in failed]
     return lines + _warnings(checks)
 
 
-def _warnings(checks: list[dict]) -> list[str]:
+def _warnings(checks: tuple[Check, ...]) -> list[str]:
     """Checks that do not gate the verdict but qualify it (a target far past the swept budgets)."""
-    return [f"Warning: {c['title']}: {c['detail']}." + (f" Fix: {c['fix']}." if c["fix"] else "")
-            for c in checks if c["status"] == "warn"]
+    return [f"Warning: {c.title}: {c.detail}." + (f" Fix: {c.fix}." if c.fix else "")
+            for c in checks if c.status is CheckStatus.WARN]
 
 
 def _exp(x: float) -> str:

@@ -1,7 +1,7 @@
 """The report's numbers: frontier.csv rows, exponents per method, hold-out errors, exclusions, warnings, and
 the sweep's cost and failures.
 
-Pure functions over the fit.json dict (`FitReport.result`) and the runs tables; nothing here draws, formats
+Pure functions over the fit (fitting/result.FitResult) and the runs tables; nothing here draws, formats
 for a page, or writes files. Every interval is the fit's bootstrap percentile interval (fit.ci).
 """
 
@@ -15,6 +15,7 @@ import pandas as pd
 
 from trainers.api import Status
 from orchestrator.fitting import methods as registry
+from orchestrator.fitting.result import FitResult, MethodResult
 from orchestrator.report.text import sci
 
 QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss")
@@ -30,50 +31,39 @@ def free_surfaces() -> tuple[str, ...]:
     return registry.names(kinds=(registry.Kind.SURFACE,), derived=False)
 
 
-def ok_methods(result: dict) -> list[str]:
-    return [m for m in result["method_order"] if result.get(m, {}).get("status") == "ok"]
+def ok_methods(result: FitResult) -> list[str]:
+    return list(result.ok_methods())
 
 
-def primary_method(result: dict) -> str | None:
+def primary_method(result: FitResult) -> str | None:
     """The method the headline reports: the first one in fit.methods that succeeded and predicts a frontier."""
-    return next((m for m in ok_methods(result) if result[m].get("predictions")), None)
+    return next((m for m, r in result.ok_methods().items() if r.predictions), None)
 
 
-def surface_method(result: dict) -> str | None:
+def surface_method(result: FitResult) -> str | None:
     """The fitted L(N, D) the surface and residual figures show (parametric, else its VPNLS cross-check)."""
-    return next((m for m in free_surfaces() if result.get(m, {}).get("status") == "ok"), None)
+    return next((m for m in free_surfaces() if m in result.ok_methods()), None)
 
 
-def swept_range(result: dict, *, runs: pd.DataFrame) -> tuple[float, float]:
+def swept_range(result: FitResult) -> tuple[float, float]:
     """Smallest and largest swept budget (the IsoFLOP budgets, else the range of the fitted runs' C)."""
-    values = result["budgets"]["values"]
-    if values:
-        return float(min(values)), float(max(values))
-    C = runs["C"].to_numpy(float)
-    return float(C.min()), float(C.max())
+    return float(result.swept_range[0]), float(result.swept_range[1])
 
 
-def bounds(entry: dict, quantity: str, *, budget: str | None = None) -> tuple[float, float] | None:
+def bounds(entry: MethodResult, quantity: str, *, budget: str | None = None) -> tuple[float, float] | None:
     """The CI of a quantity (of a prediction at `budget` when given), or None when there is none."""
-    ci = entry.get("ci") or {}
-    if budget is not None:
-        ci = ci.get("predictions", {}).get(budget, {})
-    pair = ci.get(quantity)
-    if not pair or len(pair) != 2 or any(v is None or not math.isfinite(v) for v in pair):
-        return None
-    return float(pair[0]), float(pair[1])
+    return entry.interval(quantity, budget=budget)
 
 
-def frontier_rows(result: dict, *, swept: tuple[float, float]) -> pd.DataFrame:
+def frontier_rows(result: FitResult, *, swept: tuple[float, float]) -> pd.DataFrame:
     """frontier.csv: one row per (method, target budget) with each quantity's CI bounds (NaN: no interval).
 
     `extrapolation` is C over the largest swept budget (below 1: inside or under the swept range).
     """
     rows, primary = [], primary_method(result)
-    for method in ok_methods(result):
-        entry = result[method]
-        level = (entry.get("ci") or {}).get("level", np.nan)
-        for key, pred in entry.get("predictions", {}).items():
+    for method, entry in result.ok_methods().items():
+        level = entry.level or np.nan
+        for key, pred in (entry.predictions or {}).items():
             row = {"method": method, "C": pred["C"]}
             for q in QUANTITIES:
                 lo, hi = bounds(entry, q, budget=key) or (np.nan, np.nan)
@@ -85,30 +75,21 @@ def frontier_rows(result: dict, *, swept: tuple[float, float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values(["method", "C"], kind="stable").reset_index(drop=True)
 
 
-def exponent_rows(result: dict) -> list[dict]:
+def exponent_rows(result: FitResult) -> list[dict]:
     """Per method: status, and each fitted quantity (a, b, E, alpha, beta) with its CI (None when absent)."""
     rows = []
-    for method in result["method_order"]:
-        entry = result.get(method, {})
-        ci = entry.get("ci") or {}
-        row = {"method": method, "label": registry.label(method), "status": entry.get("status", "absent"),
-               "reason": entry.get("reason", ""), "n_points": _n_points(entry), "n_valid": ci.get("n_valid"),
+    for method, entry in result.methods.items():
+        ci = entry.ci or {}
+        row = {"method": method, "label": registry.label(method), "status": str(entry.status),
+               "reason": entry.reason or "", "n_points": entry.points_fitted, "n_valid": ci.get("n_valid"),
                "n_resamples": ci.get("n_resamples")}
         for q in ("a", "b", "E", "alpha", "beta"):
-            value = entry.get(q)
-            if q == "E" and value is None and "E" in entry.get("loss_law", {}):
-                value = entry["loss_law"]["E"]  # the floor of L_opt(C), not a surface's E: no CI was drawn for it
+            value = entry.law(q)
+            if q == "E" and value is None and "E" in (entry.loss_law or {}):
+                value = entry.loss_law["E"]  # the floor of L_opt(C), not a surface's E: no CI was drawn for it
             row[q], row[f"{q}_ci"] = value, bounds(entry, q)
         rows.append(row)
     return rows
-
-
-def _n_points(entry: dict) -> str | None:
-    """How many points the method's final fit rests on (runs, IsoFLOP minima, envelope points, slices)."""
-    if "n_N" in entry:
-        return f"{entry['n_N']} + {entry['n_D']} (L(N), L(D) slices)"
-    n = entry.get("n_points") or entry.get("convergence", {}).get("n_points")
-    return None if n is None else str(n)
 
 
 def comparison(frontier: pd.DataFrame) -> pd.DataFrame:
@@ -118,9 +99,9 @@ def comparison(frontier: pd.DataFrame) -> pd.DataFrame:
     return frontier.pivot_table(index="C", columns="method", values=["N_opt", "D_opt", "loss"], sort=False)
 
 
-def holdout_rows(result: dict) -> list[dict]:
+def holdout_rows(result: FitResult) -> list[dict]:
     """Leave-largest-budget-out: per method, predicted vs observed best loss and N_opt at the held-out budget."""
-    h = result.get("holdout") or {}
+    h = result.holdout or {}
     if h.get("status") != "ok":
         return []
     return [{"method": m, **e} for m, e in h["methods"].items()]
@@ -129,9 +110,9 @@ def holdout_rows(result: dict) -> list[dict]:
 FORM_HEADER = ["form", "source", "parameters", "held-out RMS error", "note"]
 
 
-def form_rows(result: dict) -> tuple[str, list[list[str]]]:
-    """The law forms of fit.json (fitting/forms.py) by held-out error: a caption and one row per form."""
-    forms = result.get("forms") or {}
+def form_rows(result: FitResult) -> tuple[str, list[list[str]]]:
+    """The law forms of the fit (fitting/forms.py) by held-out error: a caption and one row per form."""
+    forms = result.forms or {}
     if not forms.get("forms"):
         return "", []
     rows = []
@@ -148,13 +129,13 @@ def form_rows(result: dict) -> tuple[str, list[list[str]]]:
     return f"Law forms by held-out error ({forms['held_out']} predicted at each run's N and D{base})", rows
 
 
-def exclusions(result: dict) -> list[dict]:
+def exclusions(result: FitResult) -> list[dict]:
     """Runs left out of some fit and why: every method's exclusions, merged by trial (with which methods)."""
     by_trial: dict[tuple[str, str], list[str]] = {}
-    for method in result["method_order"]:
-        for e in result.get(method, {}).get("excluded", result["excluded"]):
+    for method, entry in result.methods.items():
+        for e in entry.excluded:
             by_trial.setdefault((e["trial_id"], e["reason"]), []).append(method)
-    everyone = set(result["method_order"])
+    everyone = set(result.methods)
     return [{"trial_id": t, "reason": r, "methods": "all" if set(ms) == everyone else ", ".join(ms)}
             for (t, r), ms in by_trial.items()]
 
@@ -171,13 +152,12 @@ def entropy_floors(runs: pd.DataFrame | None) -> dict[str, float]:
     return out
 
 
-def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, float]) -> list[str]:
+def warnings(result: FitResult, *, swept: tuple[float, float], floors: dict[str, float]) -> list[str]:
     """What a sceptical reader should know before trusting the headline, most serious first."""
-    out = [f"{m} was not fitted: {result[m]['reason']}" for m in result["method_order"]
-           if result.get(m, {}).get("status") not in ("ok", None)]
-    par = result.get("parametric", {})
-    if par.get("status") == "ok":
-        conv = par.get("convergence", {})
+    out = [f"{m} was not fitted: {r.reason}" for m, r in result.methods.items() if not r.ok]
+    par = result.method("parametric")
+    if par is not None and par.ok:
+        conv = par.convergence or {}
         grad = conv.get("grad_norm")
         # A gradient norm of 1e-9 is an optimum, whatever a tolerance relative to a tiny objective says: warn only
         # when the optimiser stopped with a gradient a reader would call nonzero.
@@ -186,7 +166,7 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
                 f" (gradient norm {grad:.2g})" if grad is not None and math.isfinite(grad) else ""))
         if conv.get("on_bound"):
             out.append(f"the parametric fit hit the bound of {', '.join(conv['on_bound'])}")
-    check = result.get("floor_check") or {}
+    check = result.floor_check or {}
     if check.get("status") == "ok" and check["verdict"] != "consistent":
         ci = check.get("E_ci")
         where = f" (interval {ci[0]:.4g} to {ci[1]:.4g})" if ci and None not in ci else ""
@@ -200,18 +180,19 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
     elif not check:
         for floor_name, floor in floors.items():
             for m in free_surfaces():
-                e = result.get(m, {})
-                if e.get("status") == "ok":
-                    hi = (bounds(e, "E") or (e["E"], e["E"]))[1]
+                e = result.method(m)
+                if e is not None and e.ok:
+                    hi = (bounds(e, "E") or (e.E, e.E))[1]
                     if hi < floor * 0.99:
-                        out.append(f"{m}: fitted E={e['E']:.4g} (CI upper bound {hi:.4g}) lies below the entropy "
+                        out.append(f"{m}: fitted E={e.E:.4g} (CI upper bound {hi:.4g}) lies below the entropy "
                                    f"floor {floor:.4g} of {floor_name}, which no model can beat: E is not identified "
                                    "by these runs")
-    out += result.get("input_warnings", [])
-    disagree = result.get("vpnls", {}).get("vs_parametric", {}).get("disagree")
+    out += result.input_warnings
+    vp = result.method("vpnls")
+    disagree = ((vp.vs_parametric if vp is not None else None) or {}).get("disagree")
     if disagree:
         out.append(f"vpnls and parametric disagree on {', '.join(disagree)} (beyond 10% or 0.03 in a, b)")
-    top = max(result["target_budgets"], default=swept[1])
+    top = max(result.target_budgets, default=swept[1])
     if top > swept[1] * 10 ** FAR_DECADES:
         out.append(f"target budgets reach {sci(top)} FLOPs, {math.log10(top / swept[1]):.1f} decades beyond the "
                    f"largest swept budget ({sci(swept[1])}): the frontier there extrapolates the fitted power laws")
@@ -222,16 +203,16 @@ def warnings(result: dict, *, swept: tuple[float, float], floors: dict[str, floa
         if abs(row["loss_rel_error"]) > HOLDOUT_LOSS_TOL or not 1 / HOLDOUT_RATIO_TOL <= ratio <= HOLDOUT_RATIO_TOL:
             out.append(f"leave-largest-budget-out: {row['method']} fitted without the largest budget misses it "
                        f"(best loss off by {row['loss_rel_error']:+.1%}, N_opt ratio {ratio:.2f})")
-    for m in ok_methods(result):
-        ci = result[m].get("ci") or {}
+    for m, entry in result.ok_methods().items():
+        ci = entry.ci or {}
         if ci.get("n_resamples") and ci["n_valid"] < 0.9 * ci["n_resamples"]:
             out.append(f"{m}: only {ci['n_valid']} of {ci['n_resamples']} bootstrap resamples could be fitted; "
                        "its intervals rest on those")
-    out += result.get("isoflop", {}).get("warnings", [])
-    out += result.get("envelope", {}).get("warnings", [])
-    if result["excluded"]:
-        reasons = Counter(e["reason"].split(":")[0] for e in result["excluded"])
-        out.append(f"{len(result['excluded'])} run(s) excluded from every fit ("
+    for entry in result.methods.values():  # IsoFLOP's and the envelope's own warnings
+        out += list(entry.warnings or ())
+    if result.excluded:
+        reasons = Counter(e["reason"].split(":")[0] for e in result.excluded)
+        out.append(f"{len(result.excluded)} run(s) excluded from every fit ("
                    + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()) + ")")
     return out
 

@@ -1,8 +1,8 @@
 """write_report: the fit of a sweep (or of a CSV of runs) as files a team can read and check.
 
 Writes to the fit's folder (`reports/<name>/`): index.html (self-contained), report.md, frontier.csv,
-runs.csv (the tidy table that was fitted, rebuilt with the same fit options), fit.json and one PNG per
-figure. Returns the paths, so the caller can log them to the sweep's parent MLflow run.
+runs.csv (the tidy table that was fitted, as the fit kept it), fit.json and one PNG per figure. Returns the
+paths, so the caller can log them to the sweep's parent MLflow run.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from orchestrator.fitting.options import FitConfig
-from orchestrator.fitting.table import RunTable, read_runs_csv, tidy_runs
+from orchestrator.fitting.result import FitResult
 from orchestrator.report import derived, tables
 from orchestrator.report.page import Page
 
@@ -36,20 +35,19 @@ FILES = {
 
 def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd.DataFrame | None = None,
                  out_dir: str | Path | None = None, config: Config | None = None) -> list[Path]:
-    """Write the report of `fit` (see module docstring); `runs`/`curves` are the sweep's tables (None for a
-    CSV fit, which is re-read from fit.runs_csv). Returns every file written, fit.json included."""
+    """Write the report of `fit` (see module docstring): its FitResult, the tidy runs table it fitted and its
+    options, as run_fit returned them; `runs`/`curves` are the sweep's raw tables (None for a CSV fit: the
+    report's cost section then has no runs to count). Returns every file written, fit.json included."""
     from orchestrator.report import figures, html, markdown  # noqa: PLC0415  (matplotlib only when drawing)
 
     t0 = time.perf_counter()
-    result = fit.result
-    options = FitConfig(**result["provenance"]["options"])  # exactly what the fit ran with
+    result, options = fit.fit, fit.options
+    assert fit.table is not None and options is not None, "write_report takes the FitReport run_fit returned"
     folder = Path(out_dir) if out_dir is not None else (
         fit.json_path.parent if fit.json_path is not None else Path(options.out_dir) / fit.name)
     folder.mkdir(parents=True, exist_ok=True)
-    table = fitted_table(runs, options=options)
-    assert table.trial_ids == result["provenance"]["trial_ids"], "the rebuilt runs table is not the one fitted"
-    fitted = table.runs
-    swept = tables.swept_range(result, runs=fitted)
+    fitted = fit.table.runs
+    swept = tables.swept_range(result)
     floors = tables.entropy_floors(runs)
     frontier = tables.frontier_rows(result, swept=swept)
 
@@ -87,22 +85,13 @@ def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd
     return [html_path, md_path, *written]
 
 
-def fitted_table(runs: pd.DataFrame | None, *, options: FitConfig) -> RunTable:
-    """The tidy table the fit saw: the sweep's runs, or fit.runs_csv re-read, through the same options."""
-    if runs is None:
-        if options.runs_csv is None:
-            raise ValueError("write_report needs the sweep's runs table or fit.runs_csv to rebuild the fitted runs.")
-        runs = read_runs_csv(options.runs_csv, columns=options.columns)
-    return tidy_runs(runs, options=options)
-
-
-def _source(result: dict, *, config: Config | None) -> str:
-    prov = result.get("provenance", {})
+def _source(result: FitResult, *, config: Config | None) -> str:
+    prov = result.provenance
     if prov.get("runs_csv"):
         return f"CSV of runs {prov['runs_csv']} (sha256 {prov.get('sha256', '?')[:12]})"
     if config is not None:
         return f"sweep {config.sweep.name} (MLflow experiment {config.tracking.experiment or config.sweep.name})"
-    return f"runs table {result['name']}"
+    return f"runs table {result.name}"
 
 
 def _sweep(config: Config | None) -> dict | None:

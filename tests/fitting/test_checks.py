@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.fitting.checks import holdout_check
 from orchestrator.fitting.compute import ComputeModel
-from orchestrator.fitting.frontier import leave_largest_budget_out
+from orchestrator.fitting.holdout import leave_largest_budget_out
 from orchestrator.fitting.options import ColumnMap, FitConfig
 from orchestrator.fitting.run import format_summary, run_fit
 from orchestrator.fitting.table import tidy_runs

@@ -6,7 +6,8 @@ import pytest
 
 from orchestrator.fitting.compute import ComputeModel
 from orchestrator.fitting.errors import FitInputError
-from orchestrator.fitting.frontier import compare_fits, leave_largest_budget_out, predictions
+from orchestrator.fitting.frontier import compare_fits, predictions
+from orchestrator.fitting.holdout import leave_largest_budget_out
 from orchestrator.fitting.result import MethodResult, MethodStatus
 from orchestrator.fitting.surface import fit_surface
 from orchestrator.fitting.table import tidy_runs

@@ -5,6 +5,7 @@ near the float limit; "Geometric sequence cannot include zero" for a fit with G 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from orchestrator.fitting.options import FitConfig
 from orchestrator.fitting.result import FitResult
-from orchestrator.fitting.run import FitReport, run_fit
+from orchestrator.fitting.run import run_fit
 from orchestrator.report import write_report
 from orchestrator.report.figures import NAMES
 
@@ -79,7 +80,7 @@ def test_degenerate_fitted_parameters_never_crash_the_report(tmp_path, degenerat
         if result.get(method, {}).get("status") == "ok":
             result[method].update(degenerate)
     out = tmp_path / "out"
-    files = write_report(FitReport(fit.name, FitResult.from_json(result), fit.json_path), out_dir=out)
+    files = write_report(replace(fit, fit=FitResult.from_json(result)), out_dir=out)
     assert {p.name for p in files} >= set(FILES) - {"fit.json"}
     for name in FILES[:4]:
         assert (out / name).is_file()

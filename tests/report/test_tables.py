@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus
 from orchestrator.report import derived, tables
 from orchestrator.report.markdown import md
 from orchestrator.report.text import count, extrapolation, hours, interval, sci
@@ -28,12 +29,21 @@ def test_cost_counts_finished_flops_wall_time_device_hours_and_failures():
     assert tables.cost_summary(None) is None
 
 
+def fit_result(methods: list[MethodResult], **kw) -> FitResult:
+    """A FitResult with the given methods and nothing else fitted (the tables read only what they need)."""
+    fields = dict(name="t", form="", n_runs=0, excluded=(), conventions={}, compute={}, budgets={"values": []},
+                  target_budgets=(), slope_budgets=(), methods={m.name: m for m in methods}, floor=None, noise={},
+                  input_warnings=(), swept_range=(1.0, 1.0), checks=(), trustworthy=False, headline_method=None,
+                  provenance={})
+    return FitResult(**(fields | kw))
+
+
 def test_warnings_flag_extrapolation_an_impossible_floor_and_a_failed_holdout():
-    result = {"method_order": ["parametric"], "target_budgets": [1e20, 1e24], "excluded": [],
-              "parametric": {"status": "ok", "E": 1.2, "ci": {"E": [1.0, 1.4], "n_valid": 100, "n_resamples": 100},
-                             "convergence": {"converged": True, "on_bound": []}},
-              "holdout": {"status": "ok", "methods": {"parametric": {"status": "ok", "loss_rel_error": 0.05,
-                                                                     "N_opt_ratio": 2.5}}}}
+    parametric = MethodResult(name="parametric", status=MethodStatus.OK, E=1.2,
+                              ci={"E": [1.0, 1.4], "n_valid": 100, "n_resamples": 100},
+                              convergence={"converged": True, "on_bound": []})
+    result = fit_result([parametric], target_budgets=(1e20, 1e24), holdout={
+        "status": "ok", "methods": {"parametric": {"status": "ok", "loss_rel_error": 0.05, "N_opt_ratio": 2.5}}})
     text = " | ".join(tables.warnings(result, swept=(1e17, 1e19), floors={"synthetic": 1.69}))
     assert "5.0 decades beyond the largest swept budget" in text
     assert "below the entropy floor 1.69 of synthetic" in text
@@ -44,28 +54,31 @@ def test_warnings_flag_extrapolation_an_impossible_floor_and_a_failed_holdout():
 
 def test_exclusions_merge_methods_and_name_the_ones_affected():
     shared = [{"trial_id": "t1", "reason": "status=oom"}]
-    result = {"method_order": ["parametric", "isoflop"], "excluded": shared,
-              "parametric": {"excluded": shared},
-              "isoflop": {"excluded": shared + [{"trial_id": "t9", "reason": "not on an IsoFLOP profile"}]}}
+    result = fit_result([MethodResult(name="parametric", status=MethodStatus.OK, excluded=tuple(shared)),
+                         MethodResult(name="isoflop", status=MethodStatus.OK, excluded=(
+                             *shared, {"trial_id": "t9", "reason": "not on an IsoFLOP profile"}))],
+                        excluded=tuple(shared))
     assert tables.exclusions(result) == [
         {"trial_id": "t1", "reason": "status=oom", "methods": "all"},
         {"trial_id": "t9", "reason": "not on an IsoFLOP profile", "methods": "isoflop"}]
 
 
 def test_ci_band_interpolates_in_log_space_between_computed_budgets_only():
-    entry = {"predictions": {"1e+20": {"C": 1e20}, "1e+22": {"C": 1e22}},
-             "ci": {"predictions": {"1e+20": {"N_opt": [1e9, 4e9]}, "1e+22": {"N_opt": [1e10, 4e11]}}}}
+    entry = MethodResult(name="parametric", status=MethodStatus.OK,
+                         predictions={"1e+20": {"C": 1e20}, "1e+22": {"C": 1e22}},
+                         ci={"predictions": {"1e+20": {"N_opt": [1e9, 4e9]}, "1e+22": {"N_opt": [1e10, 4e11]}}})
     lo, hi = derived.ci_band(entry, "N_opt", np.array([1e19, 1e20, 1e21, 1e22, 1e23]))
     assert np.isnan(lo[0]) and np.isnan(hi[-1])
     assert lo[2] == pytest.approx(np.sqrt(1e9 * 1e10)) and hi[2] == pytest.approx(np.sqrt(4e9 * 4e11))
-    assert derived.ci_band({"predictions": {}}, "N_opt", np.array([1e20])) is None
+    assert derived.ci_band(MethodResult(name="parametric", status=MethodStatus.OK, predictions={}), "N_opt",
+                           np.array([1e20])) is None
 
 
 def test_frontier_line_matches_the_fit_predictions(sim_report):
-    result = sim_report.fit.result
     for method in ("parametric", "vpnls", "isoflop", "envelope"):
-        pred = result[method]["predictions"]["1e+23"]
-        N, D, L = derived.frontier_line(method, result[method], np.array([1e23]))
+        entry = sim_report.fit.fit.methods[method]
+        pred = entry.predictions["1e+23"]
+        N, D, L = derived.frontier_line(entry, np.array([1e23]))
         assert (N[0], D[0], L[0]) == pytest.approx((pred["N_opt"], pred["D_opt"], pred["loss"]), rel=1e-9)
 
 

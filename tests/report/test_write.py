@@ -139,7 +139,7 @@ def test_csv_fit_is_reread_from_fit_runs_csv(sim_sweep, tmp_path):
     options = FitConfig(runs_csv=str(csv), columns=ColumnMap(n_params="params"), c_convention="6nd", bootstrap=20,
                         methods=["parametric", "isoflop", "envelope"], out_dir=str(tmp_path / "reports"))
     fit = run_fit(options)
-    files = write_report(fit)  # no runs, curves or config: everything comes from fit.json and the CSV
+    files = write_report(fit)  # no runs, curves or config: everything comes from the fit
     folder = tmp_path / "reports" / "published"
     assert folder / "index.html" in files
     runs = pd.read_csv(folder / "runs.csv")

@@ -17,6 +17,7 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure as MplFigure
 
 from orchestrator.fitting.compute import ComputeModel
+from orchestrator.fitting.result import FitResult
 from orchestrator.report import derived
 from orchestrator.report.text import count
 
@@ -31,7 +32,7 @@ STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha":
 class Inputs:
     """What every figure may draw from: the fit, the fitted runs, their curves, swept budgets, entropy floors."""
 
-    result: dict
+    result: FitResult
     runs: pd.DataFrame
     curves: pd.DataFrame | None
     profiles: list[derived.Profile]
@@ -45,7 +46,7 @@ class Inputs:
 
     def c_grid(self) -> np.ndarray:
         """Budgets to draw frontiers on: the swept budgets and every target budget, with a margin."""
-        budgets = [*self.swept, *self.result["target_budgets"]]
+        budgets = [*self.swept, *self.result.target_budgets]
         return derived.grid(min(budgets) / 1.5, max(budgets) * 1.5)
 
     def swept_mask(self, C: np.ndarray) -> np.ndarray:

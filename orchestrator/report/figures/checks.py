@@ -25,13 +25,13 @@ def residuals(inp: Inputs, *, out_dir: Path) -> Figure:
                "outside it are down-weighted as outliers). A trend, not scatter, means the functional form is off.")
     if sm is None:
         return Figure("residuals", title, caption, missing="neither parametric nor vpnls was fitted")
-    e = inp.result[sm]
+    e = inp.result.methods[sm]
     r = derived.residuals(e, inp.runs) * 100
     fig = MplFigure(figsize=(12, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     C = inp.runs["C"].to_numpy(float)
     norm = colors.LogNorm(vmin=C.min(), vmax=max(C.max(), C.min() * 1.01))
-    delta = e.get("huber_delta")
+    delta = e.huber_delta
     for ax, col, label in zip(axes, ("N", "D"), ("parameters N", "training tokens D")):
         sc = ax.scatter(inp.runs[col], r, c=C, cmap="viridis", norm=norm, s=14)
         ax.axhline(0, color="k", lw=0.8)
@@ -51,7 +51,7 @@ def residuals(inp: Inputs, *, out_dir: Path) -> Figure:
 
 def holdout(inp: Inputs, *, out_dir: Path) -> Figure:
     title = "Leave-largest-budget-out check"
-    h = inp.result.get("holdout") or {}
+    h = inp.result.holdout or {}
     caption = ("Each method refitted without the largest budget's runs, then asked to predict that budget: its "
                "runs (dots, with the parabola when bracketed) against each method's predicted compute-optimal "
                "size and loss (markers), and the errors. A method that cannot predict a budget it has not seen "

@@ -40,7 +40,7 @@ def isoflop(inp: Inputs, *, out_dir: Path) -> Figure:
             ax.plot(xs, p.parabola(xs), color=c, lw=1.5, ls="--" if p.skipped else "-")
         if sm is not None:
             D = inp.compute.tokens(p.budget, xs)
-            ax.plot(xs, derived.surface_loss(inp.result[sm], xs, D), color="0.5", lw=0.8, ls=":")
+            ax.plot(xs, derived.surface_loss(inp.result.methods[sm], xs, D), color="0.5", lw=0.8, ls=":")
         if p.N_opt is not None:
             ax.scatter([p.N_opt], [p.L_opt], marker="*", s=140, color=c, edgecolor="k", lw=0.6, zorder=5)
             if p.edge:
@@ -64,17 +64,17 @@ def surface(inp: Inputs, *, out_dir: Path) -> Figure:
                "(red; dashed beyond the swept budgets, diamonds at the target budgets).")
     if sm is None:
         return Figure("surface", title, caption, missing="neither parametric nor vpnls was fitted")
-    e = inp.result[sm]
+    e = inp.result.methods[sm]
     C = inp.c_grid()
-    Np, Dp, _ = derived.frontier_line(sm, e, C)
+    Np, Dp, _ = derived.frontier_line(e, C)
     N_run, D_run = inp.runs["N"].to_numpy(float), inp.runs["D"].to_numpy(float)
     n_lo, n_hi = min(N_run.min(), Np.min()) / 2, max(N_run.max(), Np.max()) * 2
     d_lo, d_hi = min(D_run.min(), Dp.min()) / 2, max(D_run.max(), Dp.max()) * 2
     NN, DD = np.meshgrid(derived.grid(n_lo, n_hi, n=240), derived.grid(d_lo, d_hi, n=240))
     LL = derived.surface_loss(e, NN, DD)
     # Contours evenly spaced in log(L - E): the reducible loss shrinks by decades across this range.
-    excess = LL - e["E"]
-    levels = e["E"] + np.geomspace(max(excess.min(), 1e-12), excess.max(), 16)
+    excess = LL - e.E
+    levels = e.E + np.geomspace(max(excess.min(), 1e-12), excess.max(), 16)
     fig = MplFigure(figsize=(9, 6.5))
     ax = fig.subplots()
     cs = ax.contourf(NN, DD, LL, levels=levels, cmap="viridis_r", norm=colors.LogNorm(), alpha=0.85)
@@ -87,21 +87,21 @@ def surface(inp: Inputs, *, out_dir: Path) -> Figure:
     inside = inp.swept_mask(C)
     ax.plot(Np, Dp, color="red", lw=1.6, ls="--", label="extrapolated")
     ax.plot(Np[inside], Dp[inside], color="red", lw=2.2, label="compute-optimal path (swept budgets)")
-    tN, tD, _ = derived.frontier_line(sm, e, np.array(inp.result["target_budgets"]))
+    tN, tD, _ = derived.frontier_line(e, np.array(inp.result.target_budgets))
     ax.scatter(tN, tD, marker="D", s=30, color="red", edgecolor="white", zorder=5, label="target budgets")
     ax.set_xlim(n_lo, n_hi)
     ax.set_ylim(d_lo, d_hi)
     log_axes(ax)
     ax.set_xlabel("parameters N")
     ax.set_ylabel("training tokens D")
-    ax.set_title(f"L(N, D), {sm} fit: E={e['E']:.3g}, alpha={e['alpha']:.3g}, beta={e['beta']:.3g}")
+    ax.set_title(f"L(N, D), {sm} fit: E={e.E:.3g}, alpha={e.alpha:.3g}, beta={e.beta:.3g}")
     ax.legend(loc="upper left")
     return Figure("surface", title, caption, save(fig, out_dir, "surface"))
 
 
 def curves(inp: Inputs, *, out_dir: Path) -> Figure:
     title = "Training curves and their envelope"
-    env = inp.result.get("envelope", {})
+    env = inp.result.method("envelope")
     has_curves = inp.curves is not None and len(inp.curves) > 0
     caption = (("Loss against training FLOPs for every run, coloured by model size; " if has_curves else
                 "No training curves were given, so each run's final loss is shown, coloured by model size; ")
@@ -128,11 +128,11 @@ def curves(inp: Inputs, *, out_dir: Path) -> Figure:
     finals = ax.scatter(inp.runs["C"], inp.runs["loss"], c=N_all, cmap=cmap, norm=norm, s=10, zorder=3)
     sx, sy = derived.running_envelope(C_env, L_env)
     ax.step(sx, sy, where="post", color="k", lw=1.4, label="envelope (running minimum)")
-    if env.get("status") == "ok":
-        pc, pl = np.array(env["points"]["C"]), np.array(env["points"]["loss"])
+    if env is not None and env.ok:
+        pc, pl = np.array(env.points["C"]), np.array(env.points["loss"])
         ax.scatter(pc, pl, color="red", s=22, zorder=5, label=f"envelope points fitted ({len(pc)})")
         Cg = derived.grid(pc.min(), pc.max())
-        ax.plot(Cg, derived.frontier_line("envelope", env, Cg)[2], color="red", lw=1.2,
+        ax.plot(Cg, derived.frontier_line(env, Cg)[2], color="red", lw=1.2,
                 label="approach 1 L_opt(C)")
     fig.colorbar(finals, ax=ax, label="parameters N")
     ax.set_xscale("log")

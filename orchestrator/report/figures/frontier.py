@@ -23,8 +23,8 @@ def _method_lines(ax: Axes, inp: Inputs, C: np.ndarray, quantity: str) -> list[n
     (for the y-limits)."""
     lines, primary = [], primary_method(inp.result)
     for m in [m for m in ok_methods(inp.result) if m in registry.frontier_methods()]:
-        e = inp.result[m]
-        N, D, L = derived.frontier_line(m, e, C)
+        e = inp.result.methods[m]
+        N, D, L = derived.frontier_line(e, C)
         y = {"N_opt": N, "D_opt": D, "loss": L, "tokens_per_param": D / N}[quantity]
         inside = inp.swept_mask(C)
         ax.plot(C, y, color=registry.colour(m), lw=1.5, ls="--")
@@ -44,13 +44,12 @@ def _primary_points(ax: Axes, inp: Inputs, quantity: str) -> None:
     m = primary_method(inp.result)
     if m not in registry.frontier_methods():
         return
-    e = inp.result[m]
-    preds = sorted(e["predictions"].items(), key=lambda kv: kv[1]["C"])
+    e = inp.result.methods[m]
+    preds = sorted(e.predictions.items(), key=lambda kv: kv[1]["C"])
     xs = np.array([p["C"] for _, p in preds])
     ys = np.array([p[quantity] for _, p in preds])
-    ci = (e.get("ci") or {}).get("predictions", {})
-    pairs = np.array([[np.nan if v is None else v for v in (ci.get(key, {}).get(quantity) or (None, None))]
-                      for key, _ in preds], dtype=float).reshape(-1, 2)
+    pairs = np.array([e.interval(quantity, budget=key) or (np.nan, np.nan) for key, _ in preds],
+                     dtype=float).reshape(-1, 2)
     err = np.vstack([np.nan_to_num(ys - pairs[:, 0]), np.nan_to_num(pairs[:, 1] - ys)]).clip(min=0)
     ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, color=registry.colour(m), capsize=3, label=f"{m} at target budgets")
 
@@ -68,7 +67,7 @@ def frontier(inp: Inputs, *, out_dir: Path) -> Figure:
     fig = MplFigure(figsize=(12, 4.8))
     axes = fig.subplots(1, 2)
     good = [p for p in inp.profiles if p.N_opt is not None]
-    env = inp.result.get("envelope", {})
+    env = inp.result.method("envelope")
     for ax, q, label in zip(axes, ("N_opt", "D_opt"), ("N_opt (parameters)", "D_opt (tokens)")):
         swept_span(ax, inp.swept)
         lines = _method_lines(ax, inp, C, q)
@@ -82,8 +81,8 @@ def frontier(inp: Inputs, *, out_dir: Path) -> Figure:
                 ax.scatter(xs[edge], ys[edge], facecolor="none", edgecolor="red", s=40, lw=1.5, zorder=5,
                            label="IsoFLOP minimum at edge")
             lines.append(ys)
-        if env.get("status") == "ok":
-            ax.scatter(env["points"]["C"], env["points"]["N" if q == "N_opt" else "D"], marker="x", color="0.4",
+        if env is not None and env.ok:
+            ax.scatter(env.points["C"], env.points["N" if q == "N_opt" else "D"], marker="x", color="0.4",
                        s=18, zorder=4, label="envelope points")
         log_axes(ax)
         clip_y(ax, lines)
@@ -116,12 +115,12 @@ def loss_frontier(inp: Inputs, *, out_dir: Path) -> Figure:
         lines.append(best.to_numpy())
     sm = surface_method(inp.result)
     if sm is not None:
-        e = inp.result[sm]
-        ax.axhline(e["E"], color=registry.colour(sm), lw=1.2, ls=":", label=f"fitted E ({sm}) = {e['E']:.3g}")
-        ci = (e.get("ci") or {}).get("E")
-        if ci and None not in ci:
+        e = inp.result.methods[sm]
+        ax.axhline(e.E, color=registry.colour(sm), lw=1.2, ls=":", label=f"fitted E ({sm}) = {e.E:.3g}")
+        ci = e.interval("E")
+        if ci is not None:
             ax.axhspan(*ci, color=registry.colour(sm), alpha=0.15, lw=0)
-        lines.append(np.array([e["E"]]))
+        lines.append(np.array([e.E]))
     for i, floor in enumerate(inp.floors.values()):
         ax.axhline(floor, color="k", lw=1.3, ls=(0, (6, 2, 1, 2)),
                    label=f"true entropy floor{'' if len(inp.floors) == 1 else f' #{i + 1}'} = {floor:.3g}")
@@ -152,7 +151,7 @@ def methods(inp: Inputs, *, out_dir: Path) -> Figure:
     caption = ("The compute-optimal exponents N_opt ~ C^a and D_opt ~ C^b of each method, with bootstrap "
                "intervals. Chinchilla found a = b = 0.5 (dotted); methods that agree within their intervals "
                "corroborate each other.")
-    fitted = [m for m in ok_methods(inp.result) if "a" in inp.result[m]]
+    fitted = [m for m, e in inp.result.ok_methods().items() if e.a is not None]
     if not fitted:
         return Figure("methods", title, caption, missing="no method was fitted")
     fig = MplFigure(figsize=(10, 1.2 + 0.4 * len(fitted)))
@@ -160,10 +159,10 @@ def methods(inp: Inputs, *, out_dir: Path) -> Figure:
     ypos = np.arange(len(fitted))
     for ax, q in zip(axes, ("a", "b")):
         for y, m in zip(ypos, fitted):
-            e = inp.result[m]
-            ci = (e.get("ci") or {}).get(q)
-            v = e[q]
-            if ci and None not in ci:
+            e = inp.result.methods[m]
+            ci = e.interval(q)
+            v = e.law(q)
+            if ci is not None:
                 ax.errorbar([v], [y], xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]], fmt="o", capsize=4,
                             color=registry.colour(m))
             else:
