@@ -2,6 +2,11 @@
 child run per trial attempt. Workers never touch the store; they stream reports to the driver, so
 a multi-node cluster works with a SQLite file that only the head node holds, and with a server.
 
+The driver's loop writes trial runs a scheduling round at a time (`RunWriter`): against a SQLite store a round is
+one transaction, against a server one batch per run; what a round decided (a trial counted finished, a source told
+its result) is acted on only after the round is committed. A process holds one handle per store and experiment
+(`open_store`).
+
 Run statuses: MLflow's FINISHED / FAILED / KILLED, plus our own tag `status`: finished, crashed,
 oom, diverged, killed, lost (with `failure_reason`) or pruned (stopped early by a search's pruner).
 """

@@ -279,3 +279,18 @@ def test_outcomes_wait_for_their_commit_and_a_failed_commit_writes_nothing_and_k
         writer.commit()
     assert told == ["a"] and [r.trial_id for r in tracker.trial_runs()] == ["a"]
     assert writer._runs  # the round is kept for the next commit
+
+
+@pytest.mark.slow
+def test_a_round_behind_a_server_stores_what_the_calls_one_by_one_store(mlflow_server):
+    # Against a server the round goes through MLflow's client: one log_batch per run, then the terminal status.
+    from orchestrator.tracking import ClientRunWriter, open_store  # noqa: PLC0415
+
+    stored = {}
+    for mode in ("calls", "round"):
+        tracker = open_store(mlflow_server, experiment=f"w-{mode}", timeout_s=10, create=True)
+        writer = tracker.writer() if mode == "round" else None
+        assert writer is None or isinstance(writer, ClientRunWriter)
+        stored[mode] = _stored(mlflow_server, _one_attempt(tracker, writer))
+    assert stored["round"] == stored["calls"]
+    assert stored["round"]["artifacts"] == ["traceback.txt", "trial_config.json"]
