@@ -2,6 +2,11 @@
 child run per trial attempt. Workers never touch the store; they stream reports to the driver, so
 a multi-node cluster works with a SQLite file that only the head node holds, and with a server.
 
+The driver's loop writes trial runs a scheduling round at a time (`RunWriter`): against a SQLite store a round is
+one transaction, against a server one batch per run; what a round decided (a trial counted finished, a source told
+its result) is acted on only after the round is committed. A process holds one handle per store and experiment
+(`open_store`).
+
 Run statuses: MLflow's FINISHED / FAILED / KILLED, plus our own tag `status`: finished, crashed,
 oom, diverged, killed, lost (with `failure_reason`) or pruned (stopped early by a search's pruner).
 """
@@ -69,6 +74,7 @@ def _sqlite_wal_normal(dbapi_connection, connection_record) -> None:  # noqa: AR
     any process; only a power loss can drop the last commits). Halves the driver's cost per run."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=20000")  # as MLflow's sessions set it (mlflow/store/db/utils.py)
 
 
 TRIAL_METRICS = ("N", "D", "C", "tokens_per_param", "final_loss")
@@ -825,6 +831,7 @@ class SqliteRunWriter(RunWriter):
         self.store = store
         self.artifact_root = tracker.client.get_experiment(tracker.experiment_id).artifact_location
         self._checked_keys: set[tuple[str, str]] = set()
+        self._statements = _sqlite_statements()
 
     def _create(self, content: TrialRun) -> tuple[str, str]:  # noqa: ARG002
         run_id = uuid.uuid4().hex
@@ -854,23 +861,15 @@ class SqliteRunWriter(RunWriter):
                 metrics[tuple(row.values())] = row  # duplicates within the round are one row, as in log_batch
             if writes.status is not None:
                 ends.append({"b_run": rid, "b_status": writes.status, "b_end": writes.end_time})
-        runs_t, tags_t, metrics_t, latest_t = (SqlRun.__table__, SqlTag.__table__, SqlMetric.__table__,
-                                               SqlLatestMetric.__table__)
-        with self.store.ManagedSessionMaker(read_only=False) as session:
-            if new_runs:
-                session.execute(insert(runs_t), new_runs)
-            if params:
-                session.execute(insert(SqlParam.__table__), params)
-            if tags:
-                upsert = sqlite_insert(tags_t)
-                session.execute(upsert.on_conflict_do_update(index_elements=["key", "run_uuid"],
-                                                             set_={"value": upsert.excluded.value}), tags)
-            if metrics:
-                session.execute(sqlite_insert(metrics_t).on_conflict_do_nothing(), list(metrics.values()))
-                session.execute(_latest_upsert(latest_t), _latest(metrics.values()))
-            if ends:
-                session.execute(update(runs_t).where(runs_t.c.run_uuid == bindparam("b_run"))
-                                .values(status=bindparam("b_status"), end_time=bindparam("b_end")), ends)
+        statements = self._statements
+        # The store's engine, one transaction (BEGIN ... COMMIT; a failure rolls all of it back). Its connections wait
+        # up to 20 s for another writer's lock, as MLflow's own sessions do (_sqlite_wal_normal).
+        with self.store.engine.begin() as db:
+            for name, rows in (("runs", new_runs), ("params", params), ("tags", tags),
+                               ("metrics", list(metrics.values())), ("latest", _latest(metrics.values())),
+                               ("ends", ends)):
+                if rows:
+                    db.execute(statements[name], rows)
 
     def _valid_params(self, params: dict[str, Any]) -> list[Param]:
         return [self._valid(p.key, p.value, kind="param", limit=MAX_PARAM_VAL_LENGTH, check=_validate_param)
@@ -912,14 +911,30 @@ def _latest(rows) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _latest_upsert(table):
-    """Insert a latest-metric row, or replace the stored one when this one is later by (step, timestamp, value)."""
-    upsert = sqlite_insert(table)
+def _sqlite_statements() -> dict[str, Any]:
+    """The statements of a round, on MLflow's tables (built once: SQLAlchemy caches their compiled SQL).
+
+    runs, params: new rows. tags: insert or overwrite (MLflow's _set_tags). metrics: insert, a row already there
+    (the same key, timestamp, step and value) left alone (log_batch's duplicate handling). latest: insert, or
+    replace the stored latest metric when this one is later by (step, timestamp, value)
+    (_update_latest_metrics_if_necessary). ends: a run's terminal status and end time (update_run_info)."""
+    runs, latest = SqlRun.__table__, SqlLatestMetric.__table__
+    tags = sqlite_insert(SqlTag.__table__)
+    upsert = sqlite_insert(latest)
     new = upsert.excluded
-    return upsert.on_conflict_do_update(
-        index_elements=["key", "run_uuid"],
-        set_={"value": new.value, "timestamp": new.timestamp, "step": new.step, "is_nan": new.is_nan},
-        where=tuple_(new.step, new.timestamp, new.value) > tuple_(table.c.step, table.c.timestamp, table.c.value))
+    return {
+        "runs": insert(runs),
+        "params": insert(SqlParam.__table__),
+        "tags": tags.on_conflict_do_update(index_elements=["key", "run_uuid"], set_={"value": tags.excluded.value}),
+        "metrics": sqlite_insert(SqlMetric.__table__).on_conflict_do_nothing(),
+        "latest": upsert.on_conflict_do_update(
+            index_elements=["key", "run_uuid"],
+            set_={"value": new.value, "timestamp": new.timestamp, "step": new.step, "is_nan": new.is_nan},
+            where=tuple_(new.step, new.timestamp, new.value) > tuple_(latest.c.step, latest.c.timestamp,
+                                                                      latest.c.value)),
+        "ends": update(runs).where(runs.c.run_uuid == bindparam("b_run")).values(status=bindparam("b_status"),
+                                                                                end_time=bindparam("b_end")),
+    }
 
 
 def trial_metrics(derived: dict[str, Any]) -> list[Metric]:

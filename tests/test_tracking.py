@@ -182,3 +182,115 @@ def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_the
     writer = open_store(f"sqlite:///{old}", experiment="tiny", timeout_s=10, create=True)
     tags = MlflowClient(f"sqlite:///{old}").get_experiment(writer.experiment_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_one_handle_per_store_and_experiment_for_the_whole_invocation(tmp_path):
+    # Issue 23: every stage of an invocation (plan's statuses, the runner, the fit, the report) gets the same handle.
+    from orchestrator.tracking import open_store  # noqa: PLC0415
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert open_store(uri, experiment="one", timeout_s=10, create=False) is None  # nothing there: nothing written
+    assert not (tmp_path / "mlflow.db").exists()
+    writer = open_store(uri, experiment="one", timeout_s=10, create=True)
+    assert open_store(uri, experiment="one", timeout_s=10, create=False) is writer
+    assert open_store(uri, experiment="one", timeout_s=10, create=True) is writer
+    assert open_store(uri, experiment="two", timeout_s=10, create=True) is not writer  # another experiment
+    # A store file replaced under the same path (moved away, a fresh one made) is opened afresh.
+    (tmp_path / "mlflow.db").rename(tmp_path / "old.db")
+    fresh = open_store(uri, experiment="one", timeout_s=10, create=True)
+    assert fresh is not writer and MlflowClient(uri).get_experiment(fresh.experiment_id).name == "one"
+
+
+def _one_attempt(tracker, writer=None) -> str:
+    """Open, stream to, flag and close one trial run: through `writer` (one round, committed) or, without it, one
+    call at a time (Tracker.start_trial and end_trial, as the loop wrote before rounds were batched)."""
+    parent = tracker.start_parent(sweep="w", config={"sweep": {"name": "w"}}, n_trials=1)
+    opening = dict(parent_id=parent, sweep="w", name="N=1k D=1M", trial_id="t1", attempt=1,
+                   config={"model": {"n_layer": 2, "widths": [1, 2]}, "tokens": 1e6, "trunk": {"x": 1}},
+                   derived={"N_total": 1000, "D": 1e6, "C_exact": 6e9, "tokens_per_param": 1000.0, "trial_id": "t1"},
+                   host="h", device="cpu", node="n1", tags={"stage": "s"})
+    reports = [{"step": 1, "train_loss": 4.0, "flops": 1e9}, {"step": 2, "train_loss": 3.5, "eval_loss": float("nan")}]
+    result = {"status": "crashed", "final_eval_loss": float("inf"), "final_train_loss": 3.25, "steps": 2,
+              "extra": {"law_loss": 3.0}, "device": "cpu", "dtype": "fp32"}
+    closing = dict(status="crashed", result=result, reason="boom", traceback="Traceback: boom",
+                   reports=[{"step": 3, "train_loss": 3.25, "flops": 2e9}])
+    if writer is None:
+        run_id = tracker.start_trial(**opening)
+        tracker.log_reports(run_id, reports)
+        tracker.set_tags(run_id, {"flag.slow": "step 1: slow"})
+        tracker.end_trial(run_id, **closing)
+        return run_id
+    run_id = writer.open_run(**opening)
+    writer.log_reports(run_id, reports)
+    writer.set_tags(run_id, {"flag.slow": "step 1: slow"})
+    writer.close_run(run_id, **closing)
+    writer.commit()
+    return run_id
+
+
+def _stored(uri: str, run_id: str) -> dict:
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    tags = {k: v for k, v in run.data.tags.items() if k not in ("mlflow.parentRunId", "heartbeat")}
+    return {"status": run.info.status, "ended": run.info.end_time is not None, "name": run.info.run_name,
+            "params": run.data.params, "tags": tags, "latest": {k: repr(v) for k, v in run.data.metrics.items()},
+            "history": {k: sorted((m.step, repr(m.value)) for m in client.get_metric_history(run_id, k))
+                        for k in run.data.metrics},
+            "artifacts": sorted(a.path for a in client.list_artifacts(run_id))}
+
+
+def test_a_round_written_as_one_transaction_stores_exactly_what_the_calls_one_by_one_store(tmp_path):
+    from orchestrator.tracking import SqliteRunWriter, open_store  # noqa: PLC0415
+
+    stored = {}
+    for mode in ("calls", "round"):
+        uri = f"sqlite:///{tmp_path / mode / 'mlflow.db'}"
+        (tmp_path / mode).mkdir()
+        tracker = open_store(uri, experiment="w", timeout_s=10, create=True)
+        writer = tracker.writer() if mode == "round" else None
+        assert writer is None or isinstance(writer, SqliteRunWriter)
+        stored[mode] = _stored(uri, _one_attempt(tracker, writer))
+    assert stored["round"] == stored["calls"]
+    assert stored["round"]["status"] == "FAILED" and stored["round"]["tags"]["status"] == "crashed"
+    assert stored["round"]["history"]["train_loss"] == [(1, "4.0"), (2, "3.5"), (3, "3.25")]
+    assert stored["round"]["latest"]["eval_loss"] == "nan" and "final_loss" in stored["round"]["latest"]
+    assert stored["round"]["artifacts"] == ["traceback.txt", "trial_config.json"]
+
+
+def test_outcomes_wait_for_their_commit_and_a_failed_commit_writes_nothing_and_keeps_the_round(tmp_path):
+    from orchestrator.tracking import open_store  # noqa: PLC0415
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = open_store(uri, experiment="w", timeout_s=10, create=True)
+    writer, told = tracker.writer(), []
+    parent = tracker.start_parent(sweep="w", config={}, n_trials=2)
+    opening = dict(parent_id=parent, sweep="w", attempt=1, config={"seed": 0}, derived={"N_total": 10}, host="h",
+                   device="cpu", node="n")
+    first = writer.open_run(name="a", trial_id="a", **opening)
+    writer.close_run(first, status="finished", result={"final_eval_loss": 2.0, "steps": 1})
+    writer.after_commit(lambda: told.append("a"))
+    assert told == [] and tracker.trial_runs() == []  # nothing in the store, nobody told
+    writer.commit()
+    assert told == ["a"] and [r.status for r in tracker.trial_runs()] == ["finished"]
+    second = writer.open_run(name="b", trial_id="b", **opening)
+    writer.set_tags(second, {"bad key \x00": "x"})  # MLflow refuses the key: the whole round fails
+    writer.after_commit(lambda: told.append("b"))
+    with pytest.raises(Exception, match="Names may only contain"):
+        writer.commit()
+    assert told == ["a"] and [r.trial_id for r in tracker.trial_runs()] == ["a"]
+    assert writer._runs  # the round is kept for the next commit
+
+
+@pytest.mark.slow
+def test_a_round_behind_a_server_stores_what_the_calls_one_by_one_store(mlflow_server):
+    # Against a server the round goes through MLflow's client: one log_batch per run, then the terminal status.
+    from orchestrator.tracking import ClientRunWriter, open_store  # noqa: PLC0415
+
+    stored = {}
+    for mode in ("calls", "round"):
+        tracker = open_store(mlflow_server, experiment=f"w-{mode}", timeout_s=10, create=True)
+        writer = tracker.writer() if mode == "round" else None
+        assert writer is None or isinstance(writer, ClientRunWriter)
+        stored[mode] = _stored(mlflow_server, _one_attempt(tracker, writer))
+    assert stored["round"] == stored["calls"]
+    assert stored["round"]["artifacts"] == ["traceback.txt", "trial_config.json"]

@@ -58,6 +58,8 @@ LOST_ERRORS = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
 MAX_LOST = 5
 FLUSH_S = 1.0
 LOG_S = 2.0
+DRAIN_S = 0.2
+"""The report queue is read at least this often, and in every round where a result may have messages before it."""
 
 
 class _Reporter:
@@ -142,6 +144,7 @@ class _Attempt:
     """Reports received but not yet logged."""
     logged: float = 0.0
     ref: ray.ObjectRef | None = None
+    submitted: float = 0.0
     closed: bool = False
     """The attempt's run has its final status (late streamed reports are logged to it directly)."""
     pruned: dict[str, Any] | None = None
@@ -407,6 +410,8 @@ class TrialLoop:
         # as one placement group (orchestrator/runner/train.py).
         self.gang_task = ray.remote(execute_on_train).options(num_cpus=0, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
+        self.drained = 0.0
+        """When the report queue was last read (_drain)."""
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
         self.slowest_rate: float | None = None
@@ -445,7 +450,8 @@ class TrialLoop:
                 ready, rest = ray.wait(refs, num_returns=1, timeout=0.2)
                 if ready and rest:  # take every result that is ready, not one per round
                     ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-                self._drain()
+                if self._drain_due(ready):
+                    self._drain()
                 self._stop_overdue()
                 for ref in ready:
                     retry = self._finish(ref, self.inflight.pop(ref))
@@ -490,11 +496,21 @@ class TrialLoop:
             ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,
                                    run_dir=run_dir, threads=cluster.cpus_per_trial, device=self.device,
                                    gpu_fraction=cluster.gpus_per_trial)
-        attempt.ref, attempt.run_dir = ref, run_dir
+        attempt.ref, attempt.run_dir, attempt.submitted = ref, run_dir, time.monotonic()
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
 
+    def _drain_due(self, ready: list[ray.ObjectRef]) -> bool:
+        """Read the queue now? Every DRAIN_S, and before any result whose trial may have streamed reports or
+        flushed them before its error: one in flight for FLUSH_S or more (a trial's reporter streams only after
+        FLUSH_S), or one that failed. A trial that finished sooner has sent only its start message, and its reports
+        rode back with its result: reading the queue (two round trips to its actor) can wait."""
+        now = time.monotonic()
+        return now - self.drained >= DRAIN_S or any(
+            now - self.inflight[ref].submitted >= FLUSH_S or _meta_of(ref) is None for ref in ready)
+
     def _drain(self) -> None:
+        self.drained = time.monotonic()
         try:
             messages = self.queue.get_nowait_batch(self.queue.size())
         except Empty:
