@@ -11,7 +11,7 @@ from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.errors import FitError
-from orchestrator.plan_view import format_plan
+from orchestrator.plan_view import format_plan, slots
 from orchestrator.planner import Trial
 from trainers.api import RESULTS, Status
 from trainers.config import DataConfig
@@ -53,7 +53,8 @@ def action_plan(config: Config, *, trials: list[Trial], datasets: Datasets) -> i
         device = "cuda" if config.cluster.gpus_per_trial > 0 else "cpu"
         estimate = probe_estimate([t for t in trials if statuses.get(t.trial_id) != "finished"] or trials,
                                   device=device, threads=config.cluster.cpus_per_trial,
-                                  concurrency=probe_concurrency(config.cluster, cpus=local_cpus(config)))
+                                  concurrency=probe_concurrency(config.cluster,
+                                                                slots=slots(config.cluster, cpus=local_cpus(config))))
     print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name,
                       statuses=statuses, estimate=estimate))
     if config.hparams.pilot:

@@ -78,16 +78,13 @@ def shape_key(trial: Trial, *, device: str, threads: int, concurrency: int = 1) 
                       sort_keys=True)
 
 
-def probe_concurrency(cluster: ClusterConfig, *, cpus: int) -> int:
-    """How many trials share one device while the sweep runs: on CPUs the sweep's slots on `cpus` CPUs
-    (plan_view.slots: every worker of a multi-worker trial holds one), on a GPU the trials one GPU holds
-    (1 / cluster.gpus_per_trial, whole trials, at most the slots)."""
-    from orchestrator.plan_view import slots  # noqa: PLC0415  (plan_view imports this module)
-
-    n = slots(cluster, cpus=cpus)
+def probe_concurrency(cluster: ClusterConfig, *, slots: int) -> int:
+    """How many trials share one device while the sweep runs: on CPUs the sweep's `slots` (plan_view.slots: every
+    worker of a multi-worker trial holds one), on a GPU the trials one GPU holds (1 / cluster.gpus_per_trial,
+    whole trials, at most the slots)."""
     if cluster.gpus_per_trial > 0:
-        n = min(n, max(1, math.floor(1 / cluster.gpus_per_trial + 1e-9)))
-    return n
+        return min(slots, max(1, math.floor(1 / cluster.gpus_per_trial + 1e-9)))
+    return slots
 
 
 def probe(config: dict[str, Any], *, device: str, threads: int, together: Callable[[], None] = lambda: None) -> Speed:

@@ -55,10 +55,9 @@ def test_the_probe_runs_as_many_copies_as_trials_share_a_device():
     from orchestrator.config import ClusterConfig
     from orchestrator.throughput import probe_concurrency
 
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=1), cpus=8) == 8  # the local slots
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=2), cpus=8) == 4
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=1, max_concurrent=3), cpus=8) == 3
+    assert probe_concurrency(ClusterConfig(cpus_per_trial=1), slots=8) == 8  # on CPUs: the sweep's slots
     # On a GPU: the trials one GPU holds (a quarter each: 4), never more than the slots.
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=1, gpus_per_trial=0.25), cpus=8) == 4
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=1, gpus_per_trial=0.25), cpus=2) == 2
-    assert probe_concurrency(ClusterConfig(cpus_per_trial=1, gpus_per_trial=1), cpus=8) == 1
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.25), slots=8) == 4
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.25), slots=2) == 2
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.3), slots=8) == 3
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=1), slots=8) == 1
