@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 ORDERS = ("budget", "cost", "plan")
-PARALLEL = ("ddp",)
+PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass
@@ -72,7 +72,9 @@ class ClusterConfig:
     gpu_hour_cost: float = 0.0
     """Price of one GPU-hour (any currency): the plan prints the sweep's cost from its GPU-hours (0: no cost)."""
     parallel: str = "ddp"
-    """How a multi-worker trial shares its model: ddp (a replica per worker, gradients all-reduced)."""
+    """How a multi-worker trial shares its model: ddp (a replica per worker, gradients all-reduced) or fsdp (torch's
+    fully_shard: parameters, gradients and optimizer state split across the workers, for a model that does not fit
+    one device; trainers/parallel.py). One worker has nothing to share: the setting changes nothing there."""
     assumed_flops_per_s: float = 3.0e10
     """Throughput assumed per trial for time estimates (measured here: the cpu_small sweep's 10k..400k
     parameter models, evaluation included, reach about 3e10 FLOP/s per 1-thread trial)."""

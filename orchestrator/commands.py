@@ -10,7 +10,7 @@ from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.errors import FitError
-from orchestrator.plan_view import format_plan
+from orchestrator.plan_view import format_plan, slots
 from orchestrator.planner import Trial
 from trainers.api import RESULTS, Status
 from trainers.config import DataConfig
@@ -47,11 +47,13 @@ def action_plan(config: Config, *, trials: list[Trial], datasets: Datasets) -> i
     statuses = tracker.statuses() if tracker is not None else {}
     estimate = None
     if config.cluster.throughput == "probe":  # a few timed steps per shape (orchestrator/throughput.py)
-        from orchestrator.throughput import estimate as probe_estimate  # noqa: PLC0415
+        from orchestrator.throughput import estimate as probe_estimate, probe_concurrency  # noqa: PLC0415
 
         device = "cuda" if config.cluster.gpus_per_trial > 0 else "cpu"
         estimate = probe_estimate([t for t in trials if statuses.get(t.trial_id) != "finished"] or trials,
-                                  device=device, threads=config.cluster.cpus_per_trial)
+                                  device=device, threads=config.cluster.cpus_per_trial,
+                                  concurrency=probe_concurrency(config.cluster,
+                                                                slots=slots(config.cluster, cpus=local_cpus(config))))
     print(format_plan(trials, cluster=config.cluster, cpus=local_cpus(config), sweep=config.sweep.name,
                       statuses=statuses, estimate=estimate))
     if config.hparams.pilot:

@@ -19,12 +19,18 @@ def plan(tmp_path: Path, *args: str) -> str:
 
 
 def test_the_plan_times_trials_from_a_cached_probe(tmp_path):
-    first = plan(tmp_path, "cluster.throughput=probe")
-    assert "from the throughput probe (probed on cpu x1 thread(s): 5 shape(s) now, 0 from" in first
+    # 2 CPUs, 1 per trial: the sweep runs 2 trials at once, and so does the probe.
+    first = plan(tmp_path, "cluster.throughput=probe", "cluster.num_cpus=2")
+    assert "from the throughput probe (probed on cpu x1 thread(s), 2 at once: 5 shape(s) now, 0 from" in first
     cache = json.loads((tmp_path / "c" / "scaling-orchestrator" / "throughput.json").read_text())
     assert len(cache) == 5 and all(v["s_train"] > 0 and v["s_eval"] > 0 for v in cache.values())
-    second = plan(tmp_path, "cluster.throughput=probe")
+    assert {json.loads(key)["concurrency"] for key in cache} == {2}
+    second = plan(tmp_path, "cluster.throughput=probe", "cluster.num_cpus=2")
     assert "0 shape(s) now, 5 from" in second  # nothing probed again
+    # One trial at a time is another measurement: probed anew, cached beside the first.
+    alone = plan(tmp_path, "cluster.throughput=probe", "cluster.num_cpus=2", "cluster.max_concurrent=1")
+    assert "1 at once: 5 shape(s) now, 0 from" in alone
+    assert len(json.loads((tmp_path / "c" / "scaling-orchestrator" / "throughput.json").read_text())) == 10
     # The per-trial estimates come from the cached speeds: the same figures both times.
     assert [line.split()[-2] for line in first.splitlines()[2:8]] == [line.split()[-2] for line in
                                                                       second.splitlines()[2:8]]
@@ -43,3 +49,15 @@ def test_the_plan_shows_workers_gpus_gpu_hours_and_cost(tmp_path):
     hours = sum(c) / 3e14 / 3600
     assert f"GPU time: {hours:.3g} GPU-hours for the 2 not finished, about {2.5 * hours:,.2f} at 2.5" in out
     assert "on 16 slot(s)" in out  # the largest gang's workers at least
+
+
+def test_the_probe_runs_as_many_copies_as_trials_share_a_device():
+    from orchestrator.config import ClusterConfig
+    from orchestrator.throughput import probe_concurrency
+
+    assert probe_concurrency(ClusterConfig(cpus_per_trial=1), slots=8) == 8  # on CPUs: the sweep's slots
+    # On a GPU: the trials one GPU holds (a quarter each: 4), never more than the slots.
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.25), slots=8) == 4
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.25), slots=2) == 2
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=0.3), slots=8) == 3
+    assert probe_concurrency(ClusterConfig(gpus_per_trial=1), slots=8) == 1

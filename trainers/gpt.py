@@ -16,12 +16,16 @@ One trial trains `trainers.model.GPT` on exactly `config["tokens"]` = D tokens:
   result wherever it strikes (building the model, a step, the optimizer's state, evaluation), so a
   size that cannot fit is recorded as `oom` and not retried as a crash;
 - several workers (a trial that spans workers: orchestrator/runner/train.py starts them on Ray Train, which
-  sets up torch.distributed, gloo on CPU, NCCL on GPUs): the model is wrapped in DDP; every optimizer step's
+  sets up torch.distributed, gloo on CPU, NCCL on GPUs): the model is wrapped in DDP, or sharded by FSDP2's
+  `fully_shard` when the runner says so (`cluster.parallel=fsdp`: trainers/parallel.py); every optimizer step's
   batch is the GLOBAL batch of `trainer.batch_tokens`, rank r taking its contiguous share of the very sequences
   one worker would take (so the data order is that of one worker), each micro-batch's loss weighted by its share
-  of the global batch (x world size, which DDP's gradient mean divides out), so the gradient is the global batch
-  mean's up to float summation order; the loss is summed over ranks. Rank 0 alone evaluates, reports and writes
-  checkpoints; every rank resumes from the same checkpoint. FLOP accounting is that of the global batch;
+  of the global batch (x world size, which the gradient mean over ranks divides out), so the gradient is the
+  global batch mean's up to float summation order; the loss is summed over ranks. Every rank runs as many
+  micro-batches as the largest share needs (FSDP gathers parameters in each forward: a collective). Rank 0
+  reports and writes checkpoints, full-state in both modes (so a checkpoint resumes on any number of workers of
+  either mode); rank 0 alone evaluates under DDP, every rank under FSDP (its forward is a collective too). Every
+  rank resumes from the same checkpoint. FLOP accounting is that of the global batch;
 - checkpoints to `run_dir` every `trainer.checkpoint_interval_tokens`; a restarted trial resumes there
   and reaches the same final loss as an uninterrupted one (the data stream is indexed by sequence, and
   init and data order are functions of the seed);
@@ -54,6 +58,7 @@ import torch
 from trainers.accounting import count_params, train_flops_per_token
 from trainers import checkpoint
 from trainers import device as devices
+from trainers import parallel
 from trainers.api import DIVERGED, FINISHED, OOM, Report, TrialResult
 from trainers.config import DataConfig, ModelConfig, TrainerConfig
 from trainers.data import Source, build_source
@@ -152,9 +157,15 @@ class GPTTrial:
         assert self.model.n_params() == self.params.total, "model and accounting disagree"
         self.flops_per_token = train_flops_per_token(self.model_cfg, vocab_size=vocab)
         self.ranks = Ranks.current()
+        self.parallel = parallel.mode() if self.ranks.world > 1 else None
+        """ddp or fsdp for a trial of several workers (trainers/parallel.py), None for one."""
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
-        if self.ranks.world > 1:  # the same init on every rank (the seed); DDP broadcasts rank 0's anyway
+        if self.parallel == "ddp":  # the same init on every rank (the seed); DDP broadcasts rank 0's anyway
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
+        elif self.parallel == "fsdp":  # each rank keeps its shard of the same init
+            parallel.shard(self.model, blocks=self.model.blocks)
+        self.evaluates = self.ranks.rank == 0 or self.parallel == "fsdp"
+        """Whether this rank evaluates: rank 0, or every rank under FSDP (its forward gathers parameters)."""
         self.compiled = torch.compile(self.ddp or self.model) if self.cfg.compile else (self.ddp or self.model)
         self.opt = torch.optim.AdamW(
             self.model.param_groups(weight_decay=self.cfg.weight_decay), lr=self.cfg.lr,
@@ -177,18 +188,18 @@ class GPTTrial:
         state = checkpoint.load(self.run_dir, config=self.config)
         if state is None:
             return
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        parallel.load_full_state(self.model, self.opt, model_state=state["model"], optimizer_state=state["optimizer"])
         self.c = Counters(**state["counters"])
         self.resumed_from = self.c.tokens
 
     def save(self, run_dir: str | None = None, config: dict[str, Any] | None = None) -> None:
-        """This trial's checkpoint, or (a trunk at a fork point) the fork's, under the fork's config (rank 0 only:
-        every rank holds the same state)."""
+        """This trial's checkpoint, or (a trunk at a fork point) the fork's, under the fork's config: the full state
+        (every rank gathers it, which FSDP's shards need; rank 0 writes it)."""
+        model_state, optimizer_state = parallel.full_state(self.model, self.opt)
         if self.ranks.rank != 0:
             return
         checkpoint.save(run_dir or self.run_dir, {
-            "config": config or self.config, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "config": config or self.config, "model": model_state, "optimizer": optimizer_state,
             "counters": dataclasses.asdict(self.c),
         })
 
@@ -207,22 +218,27 @@ class GPTTrial:
     # -- one optimizer step --------------------------------------------------------------------
     def _accumulate(self, batch: torch.Tensor, n: int) -> torch.Tensor:
         """Forward and backward over this rank's micro-batches of a global batch of `n` sequences; returns the
-        global batch's mean loss (0-dim tensor). A rank whose share is empty (a last step of fewer sequences than
-        ranks) runs one sequence at weight 0, so that it still joins DDP's gradient all-reduce."""
-        empty = batch.size(0) == 0
-        if empty:
-            batch = self.source.train(0, 1)
+        global batch's mean loss (0-dim tensor). Every rank runs as many micro-batches as the largest share needs:
+        one with fewer (a smaller share; an empty one, in a last step of fewer sequences than ranks) runs one
+        sequence at weight 0 for each it lacks, so that it still joins every collective (FSDP's parameter gathers
+        in each forward and backward, the gradient reduction)."""
+        m = self.c.micro_seqs
+        micros = [batch[i : i + m] for i in range(0, batch.size(0), m)]  # (b, T+1) each
+        largest = -(-n // self.ranks.world)  # rank 0's share: ceil(n / world)
+        filler = batch[:1] if batch.size(0) else self.source.train(0, 1)
+        weights = [micro.size(0) / n for micro in micros] + [0.0] * (max(-(-largest // m), 1) - len(micros))
+        micros += [filler] * (len(weights) - len(micros))
         total = torch.zeros((), device=self.rt.device)
-        starts = range(0, batch.size(0), self.c.micro_seqs)
-        for i in starts:
-            micro = batch[i : i + self.c.micro_seqs].to(self.rt.device, non_blocking=True)  # (b, T+1)
-            # DDP all-reduces gradients on the last micro-batch's backward only (gradient accumulation).
-            sync = self.ddp is None or i == starts[-1]
-            with contextlib.nullcontext() if sync else self.ddp.no_sync(), self.rt.autocast():
+        for i, (micro, share) in enumerate(zip(micros, weights)):
+            micro = micro.to(self.rt.device, non_blocking=True)  # (b, T+1)
+            # Gradients are reduced across ranks on the last micro-batch's backward only (gradient accumulation).
+            sync = i == len(micros) - 1
+            if self.parallel == "fsdp":
+                self.model.set_requires_gradient_sync(sync)
+            with contextlib.nullcontext() if sync or self.ddp is None else self.ddp.no_sync(), self.rt.autocast():
                 loss = self.compiled(micro[:, :-1], micro[:, 1:])
             # Weight by the micro-batch's share of the global batch so the gradient is that of the batch mean
-            # (x world: DDP averages over ranks).
-            share = 0.0 if empty else micro.size(0) / n
+            # (x world: DDP and FSDP average over ranks).
             (loss * (share * self.ranks.world)).backward()
             total += loss.detach() * share
         if self.ranks.world > 1:
@@ -324,7 +340,7 @@ class GPTTrial:
                 evaluate = after == self.stop or _every(self.eval_interval, before, after)
                 if evaluate or self.c.step % self.log_every == 0:
                     metrics = self._metrics(window_losses, window_tokens, window_s)
-                    if evaluate and self.ranks.rank == 0:
+                    if evaluate and self.evaluates:
                         eval_loss, eval_se = self.evaluate()
                         metrics.update(eval_loss=eval_loss, eval_loss_se=eval_se)
                     self.report(metrics)
@@ -333,7 +349,7 @@ class GPTTrial:
                     self.save()
                 if self.forks:
                     self.fork_points(before, after)
-            if eval_loss is None and self.ranks.rank == 0:  # resumed from a checkpoint taken at D: score it
+            if eval_loss is None and self.evaluates:  # resumed from a checkpoint taken at D: score it
                 eval_loss, eval_se = self.evaluate()
         except Stop as stop:
             return self._result(stop.status, start, train_s, reason=stop.reason)

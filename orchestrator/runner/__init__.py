@@ -490,7 +490,7 @@ class TrialLoop:
             ref = self.gang_task.remote(
                 trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue, run_dir=run_dir,
                 threads=cluster.cpus_per_trial, device=self.device, workers=workers,
-                gpus_per_worker=cluster.gpus_per_trial, reporter=_Reporter,
+                gpus_per_worker=cluster.gpus_per_trial, reporter=_Reporter, parallel=cluster.parallel,
                 storage=str((checkpoint_root(self.config) / "_ray_train").resolve()))
         else:
             ref = self.task.remote(trial.config, key=key, target=trial.config["trainer"]["target"], queue=self.queue,

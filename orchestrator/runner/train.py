@@ -5,7 +5,8 @@ drives a `TorchTrainer`: Ray Train reserves the trial's workers as one placement
 so a full cluster never holds half-placed gangs), starts one process per worker with `cluster.cpus_per_trial`
 CPUs and `cluster.gpus_per_trial` GPUs each, and sets up torch.distributed between them (gloo on CPU, NCCL on
 GPUs). Every worker calls the trial's trainer with the same config; the trainer sees torch.distributed and
-splits the global batch (trainers/gpt.py). Rank 0 streams its reports to the driver's queue exactly as a
+splits the global batch (trainers/gpt.py), sharing the model as `cluster.parallel` says (ddp or fsdp: set in each
+worker's environment as trainers.parallel.PARALLEL_ENV, trainers/parallel.py). Rank 0 streams its reports to the driver's queue exactly as a
 one-worker trial does; the other ranks' reports are dropped. Rank 0's result comes back through a mailbox (a
 Ray queue owned by the driving task).
 
@@ -38,6 +39,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import torch  # noqa: PLC0415
 
     from trainers.api import load_trainer  # noqa: PLC0415
+    from trainers.parallel import PARALLEL_ENV  # noqa: PLC0415
 
     context = ray.train.get_context()
     rank = context.get_world_rank()
@@ -46,6 +48,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         from ray.train.torch import get_device  # noqa: PLC0415
 
         torch.cuda.set_device(get_device())
+    os.environ[PARALLEL_ENV] = loop_config["parallel"]  # this process is the trial's alone
     key, queue = tuple(loop_config["key"]), loop_config["queue"]
     reporter = loop_config["reporter"](queue, key) if rank == 0 else (lambda metrics: None)
     if rank == 0:
@@ -68,7 +71,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
 def execute_on_train(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
                      run_dir: str | None, threads: int, device: str, workers: int, gpus_per_worker: float,
-                     storage: str, reporter: type) -> dict[str, Any]:
+                     storage: str, reporter: type, parallel: str = "ddp") -> dict[str, Any]:
     """Body of the Ray task that drives one multi-worker trial; returns what execute_trial returns:
     {"result", "reports" (the tail), "meta"} of rank 0. `reporter` is the runner's streaming reporter class
     (runner._Reporter: passed, not imported, so that the runner alone knows it)."""
@@ -82,7 +85,8 @@ def execute_on_train(config: dict[str, Any], *, key: tuple[str, int], target: st
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"config": config, "key": list(key), "target": target, "queue": queue, "mailbox": mailbox,
-                           "reporter": reporter, "run_dir": run_dir, "threads": threads, "device": device},
+                           "reporter": reporter, "run_dir": run_dir, "threads": threads, "device": device,
+                           "parallel": parallel},
         torch_config=TorchConfig(backend="nccl" if device == "cuda" else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources, placement_strategy="PACK"),
