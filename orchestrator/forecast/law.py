@@ -19,8 +19,8 @@ sequence alone, and Tissue et al. validate it across all of these (their Sec. 4)
 Joint fit (`fit_sweep`). Every finished curve is fitted by least squares at every alpha of a grid
 (`curve_fits`); its own best alpha, its (L0, A, C) at each alpha and its residual sd come from there. The
 exponent is *not* one number for the sweep: on Li et al. 2025's runs each curve's best alpha rises with its
-peak rate (about 0.4 at 4e-4, 0.55 at 1e-3, 0.7 at 2e-3, 0.95 at 4e-3, across 12M..1B parameters; the
-benchmark's README row), and one shared alpha misses the cooldown by 1-2% at half a run. So alpha, like
+peak rate (about 0.4 at 4e-4, 0.55 at 1e-3, 0.7 at 2e-3, 0.95 at 4e-3, across 12M..1B parameters;
+docs/forecasts.md), and one shared alpha misses the cooldown by 1-2% at half a run. So alpha, like
 (L0, A, C), gets a prior from scale: the curves' best alphas regressed on (log N, log D, log peak lr)
 (`AlphaPrior`), and at every alpha of the grid the curves' (L0, A, C) regressed on the same features. A
 running trial's forecast averages over the grid (Bayesian model averaging): the weight of alpha is its prior
