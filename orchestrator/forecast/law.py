@@ -19,8 +19,8 @@ sequence alone, and Tissue et al. validate it across all of these (their Sec. 4)
 Joint fit (`fit_sweep`). Every finished curve is fitted by least squares at every alpha of a grid
 (`curve_fits`); its own best alpha, its (L0, A, C) at each alpha and its residual sd come from there. The
 exponent is *not* one number for the sweep: on Li et al. 2025's runs each curve's best alpha rises with its
-peak rate (about 0.4 at 4e-4, 0.55 at 1e-3, 0.7 at 2e-3, 0.95 at 4e-3, across 12M..1B parameters; the
-benchmark's README row), and one shared alpha misses the cooldown by 1-2% at half a run. So alpha, like
+peak rate (about 0.4 at 4e-4, 0.55 at 1e-3, 0.7 at 2e-3, 0.95 at 4e-3, across 12M..1B parameters;
+docs/forecasts.md), and one shared alpha misses the cooldown by 1-2% at half a run. So alpha, like
 (L0, A, C), gets a prior from scale: the curves' best alphas regressed on (log N, log D, log peak lr)
 (`AlphaPrior`), and at every alpha of the grid the curves' (L0, A, C) regressed on the same features. A
 running trial's forecast averages over the grid (Bayesian model averaging): the weight of alpha is its prior
@@ -208,10 +208,6 @@ class SweepFit:
     alpha_prior: AlphaPrior | None = None
     grid: tuple[float, ...] = ()
     priors: tuple[Prior, ...] = ()
-    rho: float = 0.0
-    """The lag-1 autocorrelation of a curve's residuals (the finished curves' mean, weighted by their points):
-    the law's misfit is smooth, not white, so n points carry the information of n (1 - rho) / (1 + rho) (an
-    AR(1) error's effective sample size) and the posterior counts them so."""
 
 
 @dataclass(frozen=True)
@@ -247,18 +243,16 @@ def _lsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 @dataclass(frozen=True)
 class CurveFits:
     """Each curve's least-squares fit at every alpha of `grid`: residual sums `sse` (n_curves, n_grid),
-    coefficients `theta` (n_curves, n_grid, 3), points fitted `n` (n_curves,), and `rho` (n_curves,), the
-    lag-1 autocorrelation of its residuals at its own best alpha."""
+    coefficients `theta` (n_curves, n_grid, 3), points fitted `n` (n_curves,)."""
 
     grid: np.ndarray
     sse: np.ndarray
     theta: np.ndarray
     n: np.ndarray
-    rho: np.ndarray
 
     def take(self, idx: list[int] | np.ndarray) -> CurveFits:
         idx = np.asarray(idx, dtype=int)
-        return CurveFits(grid=self.grid, sse=self.sse[idx], theta=self.theta[idx], n=self.n[idx], rho=self.rho[idx])
+        return CurveFits(grid=self.grid, sse=self.sse[idx], theta=self.theta[idx], n=self.n[idx])
 
     @property
     def best(self) -> np.ndarray:
@@ -276,17 +270,12 @@ def curve_fits(curves: list[Curve], *, grid: np.ndarray = ALPHA_GRID) -> CurveFi
     sse = np.zeros((len(curves), len(grid)))
     theta = np.zeros((len(curves), len(grid), 3))
     n = np.zeros(len(curves), dtype=int)
-    rho = np.zeros(len(curves))
     for i, curve in enumerate(curves):
         steps, loss = fit_points(curve)
         n[i] = len(loss)
         for j, a in enumerate(grid):
             theta[i, j], sse[i, j] = _lsq(design(curve, alpha=a, steps=steps), loss)
-        j = int(np.argmin(sse[i]))
-        r = loss - design(curve, alpha=grid[j], steps=steps) @ theta[i, j]
-        if len(r) > 3 and r @ r > 0:
-            rho[i] = float(r[1:] @ r[:-1] / (r @ r))
-    return CurveFits(grid=np.asarray(grid, dtype=float), sse=sse, theta=theta, n=n, rho=rho)
+    return CurveFits(grid=np.asarray(grid, dtype=float), sse=sse, theta=theta, n=n)
 
 
 def fit_alpha(curves: list[Curve], *, grid: np.ndarray = ALPHA_GRID) -> tuple[float, np.ndarray]:
@@ -300,17 +289,23 @@ def build_prior(curves: list[Curve], thetas: list[np.ndarray] | np.ndarray) -> P
     """Regress (L0, A, C) on scale, with as many features as the curves support (about 5 curves per feature)."""
     if len(curves) < 2:
         return None
+    return build_priors(curves, np.asarray(thetas)[:, None, :])[0]
+
+
+def build_priors(curves: list[Curve], thetas: np.ndarray) -> tuple[Prior, ...]:
+    """`build_prior` at every alpha of a grid at once: `thetas` is (n_curves, n_grid, 3)."""
     names = _feature_names(curves)
     x = np.array([_features(c, names) for c in curves])
-    y = np.asarray(thetas)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ coef
-    dof = max(len(curves) - len(names), 1)
-    cov = resid.T @ resid / dof
+    n, n_grid, _ = thetas.shape
+    coef, *_ = np.linalg.lstsq(x, thetas.reshape(n, -1), rcond=None)
+    resid = (thetas.reshape(n, -1) - x @ coef).reshape(n, n_grid, 3)
+    dof = max(n - len(names), 1)
+    cov = np.einsum("ngi,ngj->gij", resid, resid) / dof
     # A prior must not be degenerate: floor each variance at a small share of the coefficient's scale.
-    floor = (1e-3 * (np.abs(y).mean(0) + 1e-6)) ** 2
-    cov = cov + np.diag(floor)
-    return Prior(coef=coef, features=names, cov=cov)
+    floor = (1e-3 * (np.abs(thetas).mean(0) + 1e-6)) ** 2
+    cov = cov + floor[:, :, None] * np.eye(3)[None]
+    coef = coef.reshape(len(names), n_grid, 3)
+    return tuple(Prior(coef=coef[:, g], features=names, cov=cov[g]) for g in range(n_grid))
 
 
 def build_alpha_prior(curves: list[Curve], alphas: np.ndarray) -> AlphaPrior | None:
@@ -335,22 +330,21 @@ def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = T
     sigma = float(np.median(kfits.sd))
     j = int(np.argmin(kfits.sse.sum(0)))
     alpha = float(fits.grid[j])
-    priors = tuple(build_prior(kept, kfits.theta[:, g]) for g in range(len(fits.grid)))
+    priors = build_priors(kept, kfits.theta) if len(kept) >= 2 else (None,) * len(fits.grid)
     alpha_prior = build_alpha_prior(kept, kfits.best) if len(fits.grid) > 1 else None
     grid = tuple(float(a) for a in fits.grid) if alpha_prior is not None else ()
-    rho = float(np.clip(np.average(kfits.rho, weights=np.maximum(kfits.n - 1, 0) + 1e-12), 0.0, 0.99))
     fit = SweepFit(alpha=alpha, sigma=sigma, prior=priors[j], scale=1.0, n_curves=len(kept),
                    coefficients=tuple(kfits.theta[:, j]), alpha_prior=alpha_prior, grid=grid,
-                   priors=priors if alpha_prior is not None else (), rho=rho)
+                   priors=priors if alpha_prior is not None else ())
     if calibrate:
         fit = SweepFit(**{**fit.__dict__, "scale": calibrate_scale(kept, kfits)})
     return fit
 
 
 def _posterior(x: np.ndarray, y: np.ndarray, g: np.ndarray, mu0: np.ndarray, cov0: np.ndarray,
-               sigma2: float, noise2: float) -> tuple[float, float, np.ndarray, float]:
+               sigma2: float) -> tuple[float, float, np.ndarray, float]:
     """Bayesian linear regression y = x theta + N(0, sigma2), theta ~ N(mu0, cov0): the predictive mean and
-    variance (plus one measurement's noise2) at row g, the posterior mean, and the log evidence of y."""
+    variance at row g, the posterior mean, and the log evidence of y."""
     prec0 = np.linalg.inv(cov0)
     prec = prec0 + x.T @ x / sigma2
     cov = np.linalg.inv(prec)
@@ -359,7 +353,7 @@ def _posterior(x: np.ndarray, y: np.ndarray, g: np.ndarray, mu0: np.ndarray, cov
     _, logdet = np.linalg.slogdet(cov)
     evidence = -0.5 * (len(y) * np.log(2 * np.pi * sigma2) + y @ y / sigma2 + mu0 @ prec0 @ mu0
                        - mean @ prec @ mean + logdet0 - logdet)
-    return float(g @ mean), float(max(g @ cov @ g, 0.0) + noise2), mean, float(evidence)
+    return float(g @ mean), float(max(g @ cov @ g, 0.0) + sigma2), mean, float(evidence)
 
 
 def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forecast:
@@ -368,24 +362,35 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
     if len(loss) < MIN_POINTS and sweep.prior is None:
         raise ForecastError(f"curve {curve.name}: {len(loss)} points and no finished curves to lean on.")
     target = curve.total_steps if step is None else step
-    noise2 = max(sweep.sigma, 1e-6) ** 2
-    sigma2 = noise2 * (1 + sweep.rho) / (1 - sweep.rho)  # per point, as an AR(1) error's effective count
+    sigma2 = max(sweep.sigma, 1e-6) ** 2
     if sweep.alpha_prior is not None and sweep.priors:
         alphas = np.array(sweep.grid)
-        logw = -0.5 * ((alphas - sweep.alpha_prior.mean(curve)) / sweep.alpha_prior.sd) ** 2
-        models = []
-        for a, prior in zip(alphas, sweep.priors):
-            x = design(curve, alpha=a, steps=steps)
-            g = design(curve, alpha=a, steps=np.array([target]))[0]
-            models.append(_posterior(x, loss, g, prior.mean(curve), prior.cov, sigma2, noise2))
-        logw = logw + np.array([m[3] for m in models])
+        s1, s2 = _areas_cached(curve)
+        rows = np.concatenate([steps.astype(int), [target]]) - 1
+        # design rows [1, S1^-alpha, -S2] at every alpha: (n_grid, n_points + 1, 3); the last row is the target
+        xs = np.stack(np.broadcast_arrays(np.ones((len(alphas), len(rows))), s1[rows][None, :] ** -alphas[:, None],
+                                          np.broadcast_to(-s2[rows], (len(alphas), len(rows)))), axis=-1)
+        x, g = xs[:, :-1], xs[:, -1]
+        mu0 = np.stack([p.mean(curve) for p in sweep.priors])
+        cov0 = np.stack([p.cov for p in sweep.priors])
+        prec0 = np.linalg.inv(cov0)
+        prec = prec0 + np.einsum("gni,gnj->gij", x, x) / sigma2
+        cov = np.linalg.inv(prec)
+        rhs = np.einsum("gij,gj->gi", prec0, mu0) + np.einsum("gni,n->gi", x, loss) / sigma2
+        mean = np.einsum("gij,gj->gi", cov, rhs)
+        # log evidence of the points under each alpha (Bayesian linear regression; Bishop 2006, Eq. 3.86)
+        evidence = -0.5 * (len(loss) * np.log(2 * np.pi * sigma2) + loss @ loss / sigma2
+                           + np.einsum("gi,gij,gj->g", mu0, prec0, mu0) - np.einsum("gi,gij,gj->g", mean, prec, mean)
+                           + np.linalg.slogdet(cov0)[1] - np.linalg.slogdet(cov)[1])
+        logw = -0.5 * ((alphas - sweep.alpha_prior.mean(curve)) / sweep.alpha_prior.sd) ** 2 + evidence
         w = np.exp(logw - logw.max())
         w /= w.sum()
-        means = np.array([m[0] for m in models])
+        means = np.einsum("gi,gi->g", g, mean)
+        variances = np.maximum(np.einsum("gi,gij,gj->g", g, cov, g), 0.0) + sigma2
         value = float(w @ means)
-        var = float(w @ (np.array([m[1] for m in models]) + means ** 2) - value ** 2)
+        var = float(w @ (variances + means ** 2) - value ** 2)
         best = int(np.argmax(w))
-        alpha, theta = float(alphas[best]), models[best][2]
+        alpha, theta = float(alphas[best]), mean[best]
     else:
         alpha = sweep.alpha
         x = design(curve, alpha=alpha, steps=steps)
@@ -395,7 +400,7 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
         else:  # no sweep to lean on: a weak prior, C centred on no annealing gain (only its points speak)
             mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
             cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
-        value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2, noise2)
+        value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2)
     sd = sweep.scale * float(np.sqrt(max(var, 0.0)))
     return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
                     n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))

@@ -87,3 +87,19 @@ def test_an_exponent_that_rises_with_the_peak_rate_is_carried_by_the_alpha_prior
     assert abs(f.loss - truth) / truth < 0.005
     assert f.lo <= truth <= f.hi
     assert abs(f.loss - truth) < abs(one.loss - truth)  # one exponent for the whole sweep does worse
+
+
+def test_a_run_the_law_cannot_describe_does_not_move_the_sweeps_priors():
+    # Li et al.'s 1B run at lr 4e-3 sat near 6 nats for a quarter of its steps, then recovered: its squared
+    # residuals are 1000x the others'. Such a curve is left out of the priors.
+    rng = np.random.default_rng(5)
+    sweep_curves = [planted(t, peak=p, n=n, rng=rng)[0] for t in (400, 800, 1600) for p in (1e-3, 2e-3)
+                    for n in (1e6, 4e6)]
+    good, _ = planted(1600, peak=4e-3, n=1.6e7, rng=rng)
+    stuck = np.where(good.steps < 800, 6.0, good.loss)
+    bad = law.Curve(steps=good.steps, loss=stuck, lr=good.lr, n_params=good.n_params, tokens=good.tokens)
+    held, truth = planted(1200, peak=1.5e-3, n=2e6, rng=rng)
+    clean = law.forecast(held.upto(0.5), law.fit_sweep(sweep_curves))
+    with_bad = law.fit_sweep([*sweep_curves, bad])
+    assert with_bad.n_curves == len(sweep_curves)
+    assert law.forecast(held.upto(0.5), with_bad).loss == pytest.approx(clean.loss, rel=1e-3)
