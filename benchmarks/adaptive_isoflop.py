@@ -26,13 +26,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.config import SweepConfig  # noqa: E402
-from orchestrator.fitting.isoflop import fit_parabola  # noqa: E402
-from orchestrator.planner import plan  # noqa: E402
-from orchestrator.runs import runs_table  # noqa: E402
-from orchestrator.tracking import open_store  # noqa: E402
-from trainers.config import DataConfig, ModelConfig, SurrogateConfig, TrainerConfig  # noqa: E402
-from trainers.surrogate import law_loss  # noqa: E402
+from orchestrator.config import SweepConfig
+from orchestrator.fitting.isoflop import fit_parabola
+from orchestrator.planner import plan
+from orchestrator.runs import runs_table
+from orchestrator.tracking import open_store
+from trainers.config import DataConfig, ModelConfig, SurrogateConfig, TrainerConfig
+from trainers.surrogate import law_loss
 
 
 def cli(*args: str, cwd: Path) -> str:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainers.accounting import train_flops_per_token  # noqa: E402
-from orchestrator.planner import resolve_shape  # noqa: E402
-from trainers.config import DataConfig, ModelConfig  # noqa: E402
+from trainers.accounting import train_flops_per_token
+from orchestrator.planner import resolve_shape
+from trainers.config import DataConfig, ModelConfig
 
 SEQ = 128
 MODEL = ModelConfig(n_layer=2, d_model=64, n_head=8, seq_len=SEQ, head_dim=8, aspect_ratio=16)

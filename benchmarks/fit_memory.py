@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from treerss import run_measured  # noqa: E402
+from treerss import run_measured
 
 CLI_BOOTSTRAP = {1_000: 50, 10_000: 1000, 100_000: 1000, 1_000_000: 100}
 """Resamples per CLI table size (the smoke size 50; 1M runs 100, whose bootstrap would take hours at 1000)."""

@@ -22,15 +22,15 @@ from pathlib import Path
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fitting.bootstrap import resample_weights  # noqa: E402
-from orchestrator.fitting.surface import fit_surface, fit_surface_resamples, hoffmann_grid  # noqa: E402
+from orchestrator.fitting.bootstrap import resample_weights
+from orchestrator.fitting.surface import fit_surface, fit_surface_resamples, hoffmann_grid
 
 EPOCH = REPO.parent / "shared" / "reference" / "epoch_chinchilla_svg_extracted_data.csv"
 DELTA = 1e-3

@@ -38,7 +38,7 @@ def run(folder: Path, *args: str) -> float:
 def trained_flops(folder: Path) -> tuple[float, dict[str, float]]:
     """FLOPs actually trained in the store (a fork only from its fork point) and each trial's final loss."""
     sys.path.insert(0, str(ROOT))
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_store
 
     tracker = open_store(f"sqlite:///{folder / 'mlflow.db'}", experiment="forks_tiny", timeout_s=30, create=False)
     total, losses = 0.0, {}

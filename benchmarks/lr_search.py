@@ -27,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fitting.isoflop import fit_parabola  # noqa: E402
-from orchestrator.runs import runs_table  # noqa: E402
-from orchestrator.tracking import open_store  # noqa: E402
+from orchestrator.fitting.isoflop import fit_parabola
+from orchestrator.runs import runs_table
+from orchestrator.tracking import open_store
 
 LR_C, LR_EXPONENT, LR_MIN, LR_MAX = 3e-3, 0.3, 1e-4, 1e-1
 

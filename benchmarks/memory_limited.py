@@ -25,7 +25,7 @@ def mapped_bytes() -> int:
 
 def train(config: dict[str, Any], report, *, run_dir: str | None = None, device: str = "cpu",
           threads: int = 1) -> dict[str, Any]:
-    from trainers.gpt import train as gpt_train  # noqa: PLC0415
+    from trainers.gpt import train as gpt_train
 
     limit_mb = float(config["trainer"].get("options", {}).get("memory_limit_mb", 0))
     if device != "cpu" or limit_mb <= 0:

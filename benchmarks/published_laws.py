@@ -29,12 +29,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fitting.compute import ComputeModel  # noqa: E402
-from orchestrator.fitting.forms import (DATA_CONSTRAINED, MUENNIGHOFF_C4_BASE, OVERTRAINED, FormData,  # noqa: E402
+from orchestrator.fitting.compute import ComputeModel
+from orchestrator.fitting.forms import (DATA_CONSTRAINED, MUENNIGHOFF_C4_BASE, OVERTRAINED, FormData,
                                         compare_forms, fit_data_constrained, fit_form)
-from orchestrator.fitting.options import ColumnMap, FitConfig  # noqa: E402
-from orchestrator.fitting.run import run_fit  # noqa: E402
-from orchestrator.fitting.table import tidy_runs  # noqa: E402
+from orchestrator.fitting.options import ColumnMap, FitConfig
+from orchestrator.fitting.run import run_fit
+from orchestrator.fitting.table import tidy_runs
 
 REFERENCE = REPO.parent / "shared" / "reference"
 SIX = ComputeModel.constant(6.0)

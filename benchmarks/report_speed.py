@@ -24,14 +24,14 @@ from pathlib import Path
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fitting.options import FitConfig  # noqa: E402
-from orchestrator.fitting.run import run_fit  # noqa: E402
+from orchestrator.fitting.options import FitConfig
+from orchestrator.fitting.run import run_fit
 
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 FLOOR_S = 30.0
@@ -83,7 +83,7 @@ def main() -> None:
         t0 = time.perf_counter()
         fit = run_fit(FitConfig(bootstrap=resamples), table=runs, curves=curves, name="bench", out_dir=str(out))
         t1 = time.perf_counter()
-        from orchestrator.report import write_report  # noqa: PLC0415  (its import time is part of the report's)
+        from orchestrator.report import write_report
 
         files = write_report(fit, runs=runs, curves=curves, out_dir=out)
         t2 = time.perf_counter()

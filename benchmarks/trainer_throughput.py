@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from trainers.accounting import count_params  # noqa: E402
-from trainers.config import ModelConfig  # noqa: E402
-from trainers.gpt import train  # noqa: E402
+from trainers.accounting import count_params
+from trainers.config import ModelConfig
+from trainers.gpt import train
 
 CPU_SIZES = [(2, 128), (4, 256), (4, 384)]
 """(n_layer, d_model) at head size 64, seq_len 128, 8192 tokens per step."""

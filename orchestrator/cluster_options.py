@@ -88,7 +88,8 @@ class ClusterConfig:
             raise ValueError(f"cluster.num_cpus={self.num_cpus} is invalid: it must be >= 1 (or null: all cores).")
         if self.cpus_per_trial < 1:
             raise ValueError(f"cluster.cpus_per_trial={self.cpus_per_trial} is invalid: it must be >= 1.")
-        for key in ("gpus_per_trial", "memory_per_trial_gb", "gpu_hour_cost"):  # NaN compares false with everything: test it
+        # NaN compares false with everything: test it explicitly.
+        for key in ("gpus_per_trial", "memory_per_trial_gb", "gpu_hour_cost"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"cluster.{key}={value} is invalid: it must be a finite number >= 0.")

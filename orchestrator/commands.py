@@ -245,7 +245,8 @@ def action_pilot(config: Config, *, trials: list[Trial], datasets: Datasets, dir
 
 
 def action_compare(config: Config, *, trials: list[Trial], datasets: Datasets) -> int:  # noqa: ARG001
-    """M(C) of compare.variants over compare.baseline with intervals; the report; a run in MLflow (orchestrator/compare)."""
+    """M(C) of compare.variants over compare.baseline with intervals; the report; a run in MLflow
+    (orchestrator/compare)."""
     from orchestrator.compare.run import format_summary, run_compare  # noqa: PLC0415
 
     print(format_summary(run_compare(config)))

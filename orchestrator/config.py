@@ -149,7 +149,8 @@ class SweepConfig:
         if any(w < 0 for w in self.warmup_tokens):
             raise ValueError(f"sweep.warmup_tokens={self.warmup_tokens} is invalid: entries must be >= 0.")
         if self.sizes and self.shapes:
-            raise ValueError("sweep.sizes and sweep.shapes are both set: give target sizes or explicit shapes, not both.")
+            raise ValueError("sweep.sizes and sweep.shapes are both set: "
+                             "give target sizes or explicit shapes, not both.")
         if self.kind == "grid" and self.tokens and self.budgets:
             raise ValueError(
                 "sweep.tokens and sweep.budgets are both set for kind=grid: "

@@ -52,10 +52,10 @@ class TrialSource(ABC):
         """A streamed report of a running trial; True prunes the trial (a result, not rerun)."""
         return False
 
-    def on_result(self, trial: Trial, status: Status, result: dict[str, Any] | None) -> None:
+    def on_result(self, trial: Trial, status: Status, result: dict[str, Any] | None) -> None:  # noqa: B027 (a hook)
         """The trial's final outcome: its status and the trainer's result (None when it has none)."""
 
-    def on_start(self, trial: Trial, run_id: str) -> None:
+    def on_start(self, trial: Trial, run_id: str) -> None:  # noqa: B027 (an optional hook: no-op by default)
         """The trial's MLflow run is open (its id, e.g. for a fork to link its trunk's run)."""
 
     def tags(self, trial: Trial) -> dict[str, str]:  # noqa: ARG002

@@ -94,7 +94,7 @@ def test_a_sweep_logs_to_mlflow_server_on_postgresql(tmp_path, postgres):
                 if r.data.tags.get("kind") == "trial"]
         assert len(runs) == 6 and {r.data.tags["status"] for r in runs} == {"finished"}
         # The rows are in PostgreSQL itself.
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         with psycopg.connect(f"host=127.0.0.1 port={postgres} user=mlflow dbname=mlflow") as con:
             count = con.execute("SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "

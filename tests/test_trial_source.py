@@ -43,9 +43,7 @@ def test_every_hook_the_loop_calls_is_declared_on_the_base_class():
     loop = Path(__file__).resolve().parents[1] / "orchestrator" / "runner" / "__init__.py"
     called, probed = set(), []
     for node in ast.walk(ast.parse(loop.read_text())):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "source":
-            called.add(node.attr)
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "source":
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "source" or isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "source":
             called.add(node.attr)
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr") and \
                 "source" in ast.unparse(node.args[0]):

@@ -91,7 +91,8 @@ class LiveForecaster:
 
     def __init__(self, *, min_interval_s: float = 2.0, diverge_factor: float = 2.0, flag_sd: float = 4.0,
                  clock=time.monotonic) -> None:
-        self.min_interval_s, self.diverge_factor, self.flag_sd, self.clock = min_interval_s, diverge_factor, flag_sd, clock
+        self.min_interval_s, self.diverge_factor = min_interval_s, diverge_factor
+        self.flag_sd, self.clock = flag_sd, clock
         self.tracks: dict[Any, _Track] = {}
         self.finished: list[Curve] = []
         self._sweep: SweepFit | None = None
@@ -175,8 +176,9 @@ class LiveForecaster:
         trip = None
         excess = undercooled(curve, self.sweep())
         if excess is not None:
-            trip = Trip("undercooled", int(curve.steps[-1]), f"final eval_loss {curve.final_loss:.4f} is {excess:.1f} sd "
-                                                           f"above what its schedule's cooldown predicts")
+            trip = Trip("undercooled", int(curve.steps[-1]),
+                        f"final eval_loss {curve.final_loss:.4f} is {excess:.1f} sd "
+                        f"above what its schedule's cooldown predicts")
             self.flags.append((track.name, trip))
         self.finished.append(curve)
         self._stale = True

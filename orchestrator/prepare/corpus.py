@@ -158,7 +158,7 @@ def _read_text(file: Path) -> str:
 
 def _open(file: Path):
     try:
-        return open(file, "rb")  # noqa: SIM115  (closed by the caller's with)
+        return open(file, "rb")
     except OSError as err:
         raise CorpusError(f"{file} cannot be read ({type(err).__name__}: {err.strerror or err}).") from None
 

@@ -204,8 +204,10 @@ class AdaptiveIsoFLOP(TrialSource):
     def outlook(self) -> str:
         """What is planned now and what may follow, for the run's header (orchestrator/runner/__init__.py)."""
         now = [t for p in self.profiles.values() for t in p.pending]
-        more = len(self.profiles) * self.limits.max_sizes - len(now) - sum(len(p.points) for p in self.profiles.values())
-        cap = f"{self.limits.max_flops:.3g} FLOPs in all (adaptive.max_flops)" if self.limits.max_flops else "no FLOP cap"
+        placed = sum(len(p.points) for p in self.profiles.values())
+        more = len(self.profiles) * self.limits.max_sizes - len(now) - placed
+        cap = (f"{self.limits.max_flops:.3g} FLOPs in all (adaptive.max_flops)" if self.limits.max_flops
+               else "no FLOP cap")
         return (f"adaptive placement: {len(now)} trials planned now ({sum(t.cost.c_exact for t in now):.3g} FLOPs, the "
                 f"first wave of {len(self.profiles)} budget profile(s)); up to {max(more, 0)} more may follow as "
                 f"results come in (adaptive.max_sizes={self.limits.max_sizes} per budget, {cap})")

@@ -28,7 +28,8 @@ def storage_label(search: SearchConfig, *, tracking_uri: str | None) -> str:
     return search.storage or str(journal_path(tracking_uri))
 
 
-def open_storage(search: SearchConfig, *, tracking_uri: str | None, create: bool = True) -> optuna.storages.BaseStorage | None:
+def open_storage(search: SearchConfig, *, tracking_uri: str | None,
+                 create: bool = True) -> optuna.storages.BaseStorage | None:
     """The search's storage; None when create=False and the default journal does not exist yet."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner prints one line per trial already
     if search.storage:
