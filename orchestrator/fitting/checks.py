@@ -114,7 +114,7 @@ def _bracketed(result: FitResult, rerun: CommandLine) -> Check:
     if iso is None or not iso.ok:
         reason = "not run" if iso is None else iso.reason
         return Check("bracketed", title, CheckStatus.FAIL, f"no IsoFLOP fit: {reason.split(' (')[0]}", _wider(rerun))
-    edge = [p for p in iso.profiles if p["edge"]]
+    edge = [p for p in iso.profiles if p.edge]
     skipped = iso.skipped_budgets
     good = len(iso.profiles) - len(edge)
     detail = f"{good} of {len(budgets)} budgets have their minimum inside the sampled sizes"
@@ -122,8 +122,8 @@ def _bracketed(result: FitResult, rerun: CommandLine) -> Check:
         return Check("bracketed", title, CheckStatus.PASS, detail)
     where = []
     for p in edge:
-        side = "below" if p["N_opt"] < math.sqrt(p["N_min"] * p["N_max"]) else "above"
-        where.append(f"C={p['budget']:.3g}: sizes {side} N={p['N_opt']:.3g}")
+        side = "below" if p.N_opt < math.sqrt(p.N_min * p.N_max) else "above"
+        where.append(f"C={p.budget:.3g}: sizes {side} N={p.N_opt:.3g}")
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
     return Check("bracketed", title, CheckStatus.FAIL, f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
