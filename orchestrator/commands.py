@@ -10,6 +10,7 @@ from orchestrator.config import Config
 from orchestrator.errors import RunFailure, UsageError
 from orchestrator.fitting.command_line import CommandLine
 from orchestrator.fitting.errors import FitError
+from orchestrator.fitting.result import FitResult
 from orchestrator.plan_view import format_plan, slots
 from orchestrator.planner import Trial
 from trainers.api import RESULTS, Status
@@ -130,7 +131,7 @@ def action_run(config: Config, *, trials: list[Trial], datasets: Datasets) -> in
             print(f"report skipped: {err}")
         print_runs_url(config)
         if fit is not None:
-            print_headline(fit.result, name=fit.name)
+            print_headline(fit.fit, name=fit.name)
     return code
 
 
@@ -209,7 +210,7 @@ def action_fit(config: Config, *, trials: list[Trial], datasets: Datasets) -> in
     report = fit_sweep_or_csv(config)[0]
     print(format_summary(report))
     print()
-    print_headline(report.result, name=report.name)
+    print_headline(report.fit, name=report.name)
     return 0  # a fit that could not be done raised: FitInputError (exit 2) or FitError (as RunFailure, exit 1)
 
 
@@ -217,7 +218,7 @@ def action_report(config: Config, *, trials: list[Trial], datasets: Datasets) ->
     """Fit, then write reports/<name>/ (index.html, report.md, frontier.csv, runs.csv, fit.json, PNGs);
     for a sweep, log the same files to its newest parent run."""
     fit = write_sweep_report(config)
-    print_headline(fit.result, name=fit.name)
+    print_headline(fit.fit, name=fit.name)
     return 0
 
 
@@ -272,7 +273,7 @@ def action_forecast(config: Config, *, trials: list[Trial], datasets: Datasets) 
     return 0
 
 
-def print_headline(result: dict, *, name: str) -> None:
+def print_headline(result: FitResult, *, name: str) -> None:
     """The last lines of run, fit and report: the answer (orchestrator/headline.py)."""
     from orchestrator.headline import terminal_headline  # noqa: PLC0415
 

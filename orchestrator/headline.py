@@ -1,6 +1,6 @@
 """The answer in the terminal: what `run`, `fit` and `report` print last, in 3 to 6 lines (issue 25).
 
-From the fit result alone (fit.json's dict, `fitting/run.py`): the verdict of the checks (`fitting/checks.py`),
+From the fit result alone (fitting/result.FitResult): the verdict of the checks (`fitting/checks.py`),
 the allocation at the largest target budget with its intervals, and one line per failed check with its fix,
 a command the user can paste. Numbers read as the report writes them (`report/text.py`): never "nan", never a
 placeholder inside a sentence, and a point estimate outside its own interval is said to be one.
@@ -9,16 +9,10 @@ placeholder inside a sentence, and a point estimate outside its own interval is 
 from __future__ import annotations
 
 from orchestrator.fitting.checks import headline_method
+from orchestrator.fitting.result import Check, CheckStatus, FitResult
 from orchestrator.report.text import count, extrapolation, finite, interval, num, outside, sci
 
 MAX_LINES = 6
-
-
-def _bounds(ci: dict, quantity: str) -> tuple[float, float] | None:
-    pair = (ci or {}).get(quantity)
-    if not pair or len(pair) != 2 or not all(finite(v) for v in pair):
-        return None
-    return float(pair[0]), float(pair[1])
 
 
 def _value(x: float | None, ci: tuple[float, float] | None, *, fmt, flagged: list[str], name: str) -> str:
@@ -34,35 +28,37 @@ def _ratio(x: float) -> str:
     return f"{x:,.0f}" if finite(x) and x >= 1000 else num(x, digits=3)
 
 
-def _swept(result: dict) -> tuple[float, float] | None:
-    values = [v for v in (result.get("budgets") or {}).get("values", []) if finite(v)]
+def _swept(result: FitResult) -> tuple[float, float] | None:
+    values = [v for v in result.budgets.get("values", []) if finite(v)]
     return (min(values), max(values)) if values else None
 
 
-def allocation(result: dict, method: str) -> str:
+def allocation(result: FitResult, method: str) -> str:
     """The allocation at the largest target budget: N_opt, D_opt, tokens per parameter, loss, the exponent a."""
-    entry = result[method]
-    preds = sorted(entry["predictions"].items(), key=lambda kv: kv[1]["C"])
+    entry = result.methods[method]
+    preds = sorted(entry.predictions.items(), key=lambda kv: kv[1]["C"])
     key, top = preds[-1]
-    ci_all = entry.get("ci") or {}
-    ci = ci_all.get("predictions", {}).get(key, {})
+
+    def ci(q: str) -> tuple[float, float] | None:
+        return entry.interval(q, budget=key)
+
     flagged: list[str] = []
     parts = []
     if finite(top.get("N_opt")) and finite(top.get("D_opt")):
-        per = _value(top["tokens_per_param"], _bounds(ci, "tokens_per_param"), fmt=_ratio, flagged=flagged, name="D/N")
-        n = _value(top["N_opt"], _bounds(ci, "N_opt"), fmt=count, flagged=flagged, name="N")
-        d = _value(top["D_opt"], _bounds(ci, "D_opt"), fmt=count, flagged=flagged, name="D")
+        per = _value(top["tokens_per_param"], ci("tokens_per_param"), fmt=_ratio, flagged=flagged, name="D/N")
+        n = _value(top["N_opt"], ci("N_opt"), fmt=count, flagged=flagged, name="N")
+        d = _value(top["D_opt"], ci("D_opt"), fmt=count, flagged=flagged, name="D")
         parts.append(f"train N = {n} parameters on D = {d} tokens ({per} tokens per parameter)")
     if finite(top.get("loss")):
-        parts.append(f"loss {_value(top['loss'], _bounds(ci, 'loss'), fmt=num, flagged=flagged, name='the loss')}")
-    if finite(entry.get("a")):
+        parts.append(f"loss {_value(top['loss'], ci('loss'), fmt=num, flagged=flagged, name='the loss')}")
+    if finite(entry.a):
         exp = lambda x: num(x, digits=3)  # noqa: E731
-        parts.append(f"N_opt grows as C^{_value(entry['a'], _bounds(ci_all, 'a'), fmt=exp, flagged=flagged, name='a')}")
+        parts.append(f"N_opt grows as C^{_value(entry.a, entry.interval('a'), fmt=exp, flagged=flagged, name='a')}")
     swept = _swept(result)
     place = extrapolation(top["C"], swept=swept) if swept else ""
     where = "" if not place else ", within the swept budgets" if place == "in swept range" else \
         f", {place} the swept budgets"
-    level = ci_all.get("level")
+    level = entry.level
     how = f"{method}, {level:.0%} CI" if level else f"{method}; no intervals: fit.bootstrap=0"
     line = (f"At C = {sci(top['C'])} FLOPs{where}: " + "; ".join(parts) + f" ({how})." if parts else
             f"At C = {sci(top['C'])} FLOPs the {method} fit gives no finite allocation.")
@@ -72,33 +68,32 @@ def allocation(result: dict, method: str) -> str:
     return line
 
 
-def _check_line(check: dict) -> str:
-    fix = f"; fix: {check['fix']}" if check.get("fix") else ""
-    mark = "FAIL" if check["status"] == "fail" else "WARNING"
-    return f"  {mark} {check['title']}: {check['detail'].rstrip('.')}{fix}"
+def _check_line(check: Check) -> str:
+    fix = f"; fix: {check.fix}" if check.fix else ""
+    mark = "FAIL" if check.status is CheckStatus.FAIL else "WARNING"
+    return f"  {mark} {check.title}: {check.detail.rstrip('.')}{fix}"
 
 
-def terminal_headline(result: dict, *, name: str) -> list[str]:
+def terminal_headline(result: FitResult, *, name: str) -> list[str]:
     """The 3 to 6 lines `run`, `fit` and `report` end with (see the module docstring)."""
-    checks = result.get("checks") or []
-    failed = [c for c in checks if c["status"] == "fail"]
-    ran = [c for c in checks if c["status"] in ("pass", "fail")]
-    warned = [c for c in checks if c["status"] == "warn"]  # e.g. a target far past the swept budgets
-    method = result.get("headline_method") or headline_method(result)
+    checks = result.checks
+    failed = [c for c in checks if c.status is CheckStatus.FAIL]
+    ran = [c for c in checks if c.status in (CheckStatus.PASS, CheckStatus.FAIL)]
+    warned = [c for c in checks if c.status is CheckStatus.WARN]  # e.g. a target far past the swept budgets
+    method = result.headline_method or headline_method(result)
     if method is None:
-        reasons = "; ".join(e["reason"] for m in result.get("method_order", [])
-                            if isinstance(e := result.get(m), dict) and e.get("status") != "ok")
+        reasons = "; ".join(r.reason for r in result.methods.values() if not r.ok)
         return [f"{name}: no method produced a compute-optimal frontier" + (f" ({reasons})." if reasons else "."),
                 "  nothing below is an answer: no allocation could be fitted.",
                 "  fix: more runs (more sizes per budget and more budgets), then refit."]
-    if result.get("trustworthy"):
+    if result.trustworthy:
         verdict = f"{name}: the frontier passes all {len(ran)} checks it could run" + (
             f" ({len(warned)} warning{'s' if len(warned) > 1 else ''} below)." if warned else ".")
     elif failed:
         verdict = (f"{name}: NOT YET TRUSTWORTHY: {len(failed)} of {len(checks)} checks failed; the numbers are what "
                    "the runs show so far, not an answer.")
     else:
-        missing = [c["title"] for c in checks if c["status"] == "skipped"]
+        missing = [c.title for c in checks if c.status is CheckStatus.SKIPPED]
         verdict = f"{name}: NOT YET TRUSTWORTHY: checks that must run could not ({'; '.join(missing)})."
     lines = [verdict, allocation(result, method)]
     room = MAX_LINES - len(lines)
@@ -107,10 +102,10 @@ def terminal_headline(result: dict, *, name: str) -> list[str]:
     lines += [_check_line(c) for c in shown]
     if len(shown) < len(flagged):
         lines.append(f"  and {len(flagged) - len(shown)} more failed checks or warnings: "
-                     + "; ".join(c["title"] for c in flagged[len(shown):]) + " (see the report).")
+                     + "; ".join(c.title for c in flagged[len(shown):]) + " (see the report).")
     if len(lines) < 3:
-        passed = "; ".join(c["title"] for c in checks if c["status"] == "pass")
-        skipped = "; ".join(c["title"] for c in checks if c["status"] == "skipped")
+        passed = "; ".join(c.title for c in checks if c.status is CheckStatus.PASS)
+        skipped = "; ".join(c.title for c in checks if c.status is CheckStatus.SKIPPED)
         lines.append(f"  passed: {passed or 'none'}" + (f"; not run: {skipped}." if skipped else "."))
     return lines
 

@@ -5,6 +5,7 @@ the module (or package) whose job it is, and the core never reaching up into sta
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ REGISTRY = "orchestrator.fitting.methods"
 
 
 def method_names() -> set[str]:
-    from orchestrator.fitting import methods  # noqa: PLC0415  (the registry itself says which names count)
+    from orchestrator.fitting import methods  # the registry itself says which names count
 
     return {m.name for m in methods.REGISTRY}
 
@@ -180,3 +181,50 @@ def test_one_registry_names_the_methods():
     found = [hit for name, path in sorted(project_modules().items()) if name != REGISTRY
              for hit in literals_naming_methods(path, names)]
     assert found == [], "method names listed outside fitting/methods.py:\n" + "\n".join(found)
+
+
+RESULT = "orchestrator.fitting.result"
+"""The one module that knows fit.json's keys (fitting/result.py): every other reader takes the FitResult."""
+GOLDEN_FIT = ROOT / "tests" / "fitting" / "golden" / "fit.json"
+SHARED_KEYS = {
+    "status", "reason",  # every outcome record: hold-out entries, law forms, the floor check, runs, MLflow runs
+    "name", "source", "seconds", "warnings", "checks", "trustworthy", "provenance", "n_runs", "budgets",
+    # ^ compare.json's own keys (its sweeps, its provenance) and the compute model's JSON ("source")
+    "E", "A", "B", "alpha", "beta", "a", "b", "ci",  # parameters in bootstrap intervals, compare.json's laws
+    "holdout", "forms", "floor",  # each law form's hold-out, the law-forms mapping's "forms", the floor check's floor
+    "n_points",  # the report's exponent rows (report/tables.exponent_rows)
+}
+"""fit.json keys that are also keys of other dicts the code reads: reading them proves nothing about fit.json."""
+
+
+def fit_json_keys() -> set[str]:
+    """fit.json's top-level keys and every method entry's keys, as the golden fit writes them; the method names
+    themselves key every by-method mapping (FitResult.methods, the hold-out's methods) and have their own test."""
+    golden = json.loads(GOLDEN_FIT.read_text())
+    keys = set(golden) | {k for m in golden["method_order"] for k in golden[m]}
+    return keys - set(golden["method_order"]) - SHARED_KEYS
+
+
+def key_lookups(path: Path, keys: set[str]) -> list[str]:
+    """`x["key"]` (read, not written) and `x.get("key", ...)` in `path` for any of `keys`."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            key = node.args[0].value
+        if isinstance(key, str) and key in keys:
+            out.append(f"{path.relative_to(ROOT)}:{node.lineno}: {key!r}")
+    return out
+
+
+def test_only_the_result_module_indexes_fit_json():
+    keys = fit_json_keys()
+    assert {"method_order", "predictions", "frontier_curve", "headline_method", "profiles"} <= keys
+    found = [hit for name, path in sorted(project_modules().items()) if name != RESULT
+             for hit in key_lookups(path, keys)]
+    assert found == [], "fit.json keys read outside fitting/result.py (take the FitResult):\n" + "\n".join(found)
+    planted = ROOT / "tests" / "fitting" / "test_golden.py"  # the scan finds a lookup where there is one
+    assert key_lookups(planted, keys), "the scan found no fit.json lookup in a test that reads fit.json"

@@ -64,7 +64,7 @@ def failing(tmp_path_factory):
 
 
 def test_a_good_fit_ends_with_its_verdict_and_allocation_inside_its_intervals(good):
-    lines = terminal_headline(good.result, name="good")
+    lines = terminal_headline(good.fit, name="good")
     assert 3 <= len(lines) <= 6
     passed = [c for c in good.result["checks"] if c["status"] == "pass"]
     assert len(passed) >= 4 and not any(c["status"] == "fail" for c in good.result["checks"])
@@ -81,7 +81,7 @@ def test_a_good_fit_ends_with_its_verdict_and_allocation_inside_its_intervals(go
 
 
 def test_a_failing_fit_names_each_failed_check_on_its_own_line_with_a_pasteable_fix(failing):
-    lines = terminal_headline(failing.result, name="bad")
+    lines = terminal_headline(failing.fit, name="bad")
     assert 3 <= len(lines) <= 6 and lines[0].startswith("bad: NOT YET TRUSTWORTHY: ")
     fails = [line for line in lines if line.startswith("  FAIL ")]
     failed = [c for c in failing.result["checks"] if c["status"] == "fail"]

@@ -1,6 +1,6 @@
 """The checks a frontier must pass before its headline is stated as an answer.
 
-A fit always produces numbers; whether they deserve a confident sentence is decided here, from fit.json alone,
+A fit always produces numbers; whether they deserve a confident sentence is decided here, from the fit alone,
 so the printed summary, the report and anyone reading fit.json see the same verdict. Each check says what it
 measured, its threshold, and what would fix it (a command where one exists):
 
@@ -30,10 +30,11 @@ passed.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from orchestrator.fitting import methods as registry
 from orchestrator.fitting.command_line import CommandLine
-from orchestrator.fitting.result import Check, CheckStatus
+from orchestrator.fitting.result import LAW, Check, CheckStatus, FitResult, MethodResult
 
 A_AGREEMENT = 0.05
 A_WIDTH = 0.2
@@ -46,22 +47,28 @@ EXTRAPOLATION_DECADES = 1.0
 BOUND_NAMES = {"a": "A", "b": "B", "e": "E"}  # surface.PARAMS (log A, log B, log E) as the law's names
 
 
-def headline_method(result: dict) -> str | None:
+def headline_method(result: FitResult) -> str | None:
     """The method the headline reports: the first frontier method of fit.methods that succeeded."""
-    return next((m for m in result["method_order"] if m in registry.frontier_methods() and
-                 result.get(m, {}).get("status") == "ok" and result[m].get("predictions")), None)
+    return next((m for m, r in result.ok_methods().items() if m in registry.frontier_methods() and r.predictions),
+                None)
 
 
-def run_checks(result: dict, *, command: CommandLine | str | None = None) -> list[Check]:
-    """Every check of the module docstring on a fit.json dict; `command` is the user's command line (fitting/
+def run_checks(result: FitResult, *, command: CommandLine | str | None = None) -> list[Check]:
+    """Every check of the module docstring on a fit; `command` is the user's command line (fitting/
     command_line.py; a plain string is a prefix, e.g. `python -m orchestrator sweep=cpu_small`): each fix is that
     command with its change, and a change already in effect is never suggested."""
     primary = headline_method(result)
     rerun = command if isinstance(command, CommandLine) else CommandLine(
         program=command or "python -m orchestrator <your sweep>")
     return [_bracketed(result, rerun), _budgets(result, rerun), _agree(result, primary, rerun),
-            _allocation(result, primary), _width(result, primary, rerun), holdout_check(result, primary),
-            _floor(result, primary), _extrapolation(result)]
+            _allocation(result, primary), _width(result, primary, rerun), holdout_check(result.holdout, primary),
+            _floor(result), _extrapolation(result)]
+
+
+def _ok(result: FitResult, method: str | None) -> MethodResult | None:
+    """The method's result when it fitted, else None."""
+    r = result.method(method) if method is not None else None
+    return r if r is not None and r.ok else None
 
 
 def trustworthy(checks: list[Check]) -> bool:
@@ -70,17 +77,17 @@ def trustworthy(checks: list[Check]) -> bool:
         c.status is CheckStatus.SKIPPED and c.name in ("bracketed", "agree", "budgets") for c in checks)
 
 
-def on_bound(result: dict, method: str | None) -> list[str]:
+def on_bound(result: FitResult, method: str | None) -> list[str]:
     """The headline fit's parameters on a bound of its box, as the law names them (E, A, B, alpha, beta)."""
-    if method is None:
-        return []
-    names = ((result.get(method) or {}).get("convergence") or {}).get("on_bound") or []
+    r = result.method(method) if method is not None else None
+    names = ((r.convergence if r is not None else None) or {}).get("on_bound") or []
     return [BOUND_NAMES.get(n, n) for n in names]
 
 
-def bound_words(result: dict, method: str, names: list[str]) -> str:
-    e = result.get(method, {})
-    values = ", ".join(f"{n} = {e[n]:.3g}" if isinstance(e.get(n), (int, float)) else n for n in names)
+def bound_words(result: FitResult, method: str, names: list[str]) -> str:
+    e = result.method(method)
+    law = {n: e.law(n) if e is not None and n in LAW else None for n in names}
+    values = ", ".join(f"{n} = {law[n]:.3g}" if isinstance(law[n], (int, float)) else n for n in names)
     return f"{method} has {values} on the bound of its search box (the optimum wants to leave the box)"
 
 
@@ -97,35 +104,34 @@ def _wider(rerun: CommandLine) -> str:
             "widen sweep.span or raise adaptive.max_sizes (adaptive placement is already on)")
 
 
-def _bracketed(result: dict, rerun: CommandLine) -> Check:
+def _bracketed(result: FitResult, rerun: CommandLine) -> Check:
     title = "IsoFLOP minima bracketed"
-    iso = result.get("isoflop", {})
-    budgets = result.get("budgets", {}).get("values", [])
+    iso = result.method("isoflop")
+    budgets = result.budgets.get("values", [])
     if not budgets:
         return Check("bracketed", title, CheckStatus.SKIPPED, "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) so each budget has a minimum to find")
-    if iso.get("status") != "ok":
-        return Check("bracketed", title, CheckStatus.FAIL,
-                     f"no IsoFLOP fit: {iso.get('reason', 'not run').split(' (')[0]}",
-                     _wider(rerun))
-    edge = [p for p in iso["profiles"] if p["edge"]]
-    skipped = iso.get("skipped_budgets", [])
-    good = len(iso["profiles"]) - len(edge)
+    if iso is None or not iso.ok:
+        reason = "not run" if iso is None else iso.reason
+        return Check("bracketed", title, CheckStatus.FAIL, f"no IsoFLOP fit: {reason.split(' (')[0]}", _wider(rerun))
+    edge = [p for p in iso.profiles if p.edge]
+    skipped = iso.skipped_budgets
+    good = len(iso.profiles) - len(edge)
     detail = f"{good} of {len(budgets)} budgets have their minimum inside the sampled sizes"
     if not edge and not skipped:
         return Check("bracketed", title, CheckStatus.PASS, detail)
     where = []
     for p in edge:
-        side = "below" if p["N_opt"] < math.sqrt(p["N_min"] * p["N_max"]) else "above"
-        where.append(f"C={p['budget']:.3g}: sizes {side} N={p['N_opt']:.3g}")
+        side = "below" if p.N_opt < math.sqrt(p.N_min * p.N_max) else "above"
+        where.append(f"C={p.budget:.3g}: sizes {side} N={p.N_opt:.3g}")
     for s in skipped:
         where.append(f"C={s['budget']:.3g}: {s['reason'].split(':')[0]}")
     return Check("bracketed", title, CheckStatus.FAIL, f"{detail}; missing: {'; '.join(where)}", _wider(rerun))
 
 
-def _budgets(result: dict, rerun: CommandLine) -> Check:
+def _budgets(result: FitResult, rerun: CommandLine) -> Check:
     title = f"enough budgets (at least {MIN_BUDGETS})"
-    budgets = result.get("budgets", {}).get("values", [])
+    budgets = result.budgets.get("values", [])
     if not budgets:
         return Check("budgets", title, CheckStatus.SKIPPED, "no run lies on an IsoFLOP profile (no shared budgets)",
                      "plan an IsoFLOP sweep (sweep.kind=isoflop) with at least 3 budgets")
@@ -150,16 +156,14 @@ def _more_budgets(rerun: CommandLine, budgets: list[float]) -> str:
         "add budgets half a decade apart (sweep.budgets)"
 
 
-def _a(result: dict, method: str | None) -> tuple[float | None, tuple[float, float] | None]:
-    if method is None or result.get(method, {}).get("status") != "ok":
+def _a(result: FitResult, method: str | None) -> tuple[float | None, tuple[float, float] | None]:
+    e = _ok(result, method)
+    if e is None:
         return None, None
-    e = result[method]
-    ci = (e.get("ci") or {}).get("a")
-    ok = ci and None not in ci and all(map(math.isfinite, ci))
-    return e.get("a"), (tuple(ci) if ok else None)
+    return e.a, e.interval("a")
 
 
-def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
+def _agree(result: FitResult, primary: str | None, rerun: CommandLine) -> Check:
     title = f"methods agree (|a - a_IsoFLOP| <= {A_AGREEMENT})"
     a, _ = _a(result, primary)
     other = "isoflop" if primary != "isoflop" else "vpnls"
@@ -179,19 +183,19 @@ def _agree(result: dict, primary: str | None, rerun: CommandLine) -> Check:
                  "more sizes per budget (sweep.sizes_per_budget) and more budgets; check the minima are bracketed")
 
 
-def _allocation(result: dict, primary: str | None) -> Check:
+def _allocation(result: FitResult, primary: str | None) -> Check:
     title = f"allocations agree (N_opt and D_opt at each target within {ALLOCATION_FACTOR}x of VPNLS and IsoFLOP)"
-    referees = [m for m in registry.names(referee=True) if m != primary and result.get(m, {}).get("status") == "ok"
-                and result[m].get("predictions")]
+    referees = [m for m in registry.names(referee=True) if m != primary and _ok(result, m) is not None
+                and result.methods[m].predictions]
     if primary is None or not referees:
         return Check("allocation", title, CheckStatus.SKIPPED,
                      "no second frontier (VPNLS or IsoFLOP) to compare N_opt with",
                      "keep vpnls and isoflop in fit.methods, on an IsoFLOP design")
     worst: tuple[float, str] | None = None
     flagged = []
-    for c, p in result[primary]["predictions"].items():
+    for c, p in result.methods[primary].predictions.items():
         for m in referees:
-            q = result[m]["predictions"].get(c)
+            q = result.methods[m].predictions.get(c)
             if not q:
                 continue
             for what in ("N_opt", "D_opt"):
@@ -215,7 +219,7 @@ def _allocation(result: dict, primary: str | None) -> Check:
                  "grids), add budgets nearer the target, and quote the range the estimators span")
 
 
-def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
+def _width(result: FitResult, primary: str | None, rerun: CommandLine) -> Check:
     title = f"allocation exponent known (95% interval of a inside [0, 1] and no wider than {A_WIDTH}; no parameter " \
             "on a bound)"
     a, ci = _a(result, primary)
@@ -247,11 +251,12 @@ def _width(result: dict, primary: str | None, rerun: CommandLine) -> Check:
                  "(fit.floor=...), or add larger models and budgets so every term of the law is measured")
 
 
-def holdout_check(result: dict, primary: str | None) -> Check:
-    """Check 6 of the module docstring on fit.json's `holdout` entry for the headline method `primary`."""
+def holdout_check(holdout: Mapping | None, primary: str | None) -> Check:
+    """Check 6 of the module docstring on the fit's leave-largest-budget-out (FitResult.holdout) for the headline
+    method `primary`."""
     title = (f"predicts a held-out budget (error at most {HOLDOUT_SKILL:.0%} of the no-improvement predictor's; "
              f"N_opt within {HOLDOUT_N_OPT}x of a bracketed minimum)")
-    h = result.get("holdout") or {}
+    h = holdout or {}
     if h.get("status") != "ok" or primary not in h.get("methods", {}):
         return Check("holdout", title, CheckStatus.SKIPPED, h.get("reason", "leave-largest-budget-out was not run"),
                      "sweep at least 3 budgets, so one can be left out")
@@ -262,8 +267,7 @@ def holdout_check(result: dict, primary: str | None) -> Check:
     if not all(_finite(m.get(k)) for k in ("loss_rel_error", "baseline_rel_error")) or (
             m["kind"] == "minimum" and not all(_finite(m.get(k)) for k in ("predicted_best_loss", "N_opt_ratio"))):
         return Check("holdout", title, CheckStatus.FAIL,
-                     f"{primary} fitted without C={h['budget']:.3g} predicts no finite "
-                                               f"loss there", "add budgets")
+                     f"{primary} fitted without C={h['budget']:.3g} predicts no finite loss there", "add budgets")
     err, base = abs(m["loss_rel_error"]), m["baseline_rel_error"]
     obs = h["observed"]
     if m["kind"] == "minimum":
@@ -294,9 +298,9 @@ def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _floor(result: dict, primary: str | None) -> Check:
+def _floor(result: FitResult) -> Check:
     title = f"E consistent with the known floor (within {FLOOR_REL:.0%} or inside E's interval, not on its bound)"
-    check = result.get("floor_check") or {}
+    check = result.floor_check or {}
     if check.get("status") != "ok":
         return Check("floor", title, CheckStatus.SKIPPED,
                      "the data's irreducible loss is not known (set fit.floor to check it)")
@@ -315,10 +319,10 @@ def _floor(result: dict, primary: str | None) -> Check:
                  "budgets, or compare with the fit that fixes E at the floor (parametric_floor)")
 
 
-def _extrapolation(result: dict) -> Check:
+def _extrapolation(result: FitResult) -> Check:
     title = f"targets within {EXTRAPOLATION_DECADES:g} decade of the largest swept budget"
-    swept = result.get("swept_range") or result.get("budgets", {}).get("values") or result.get("slope_budgets")
-    targets = result.get("target_budgets") or []
+    swept = result.swept_range or result.budgets.get("values") or result.slope_budgets
+    targets = result.target_budgets
     if not swept or not targets:
         return Check("extrapolation", title, CheckStatus.SKIPPED, "no swept or target budgets recorded")
     top = max(swept)

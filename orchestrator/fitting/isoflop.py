@@ -65,6 +65,10 @@ class IsoProfile:
     gamma: float = 0.0
     max_departure: float = 0.0
 
+    def parabola(self, N: np.ndarray) -> np.ndarray:
+        """The fitted L(N) = c0 + c1 ln N + c2 (ln N)^2 along this budget."""
+        return parabola(self.coef, N)
+
     def warnings(self) -> list[str]:
         out = []
         if self.edge:
@@ -97,6 +101,12 @@ class IsoFLOPFit(PowerLawFrontier):
 
     def gammas(self) -> dict[float, float]:
         return {p.budget: p.gamma for p in self.profiles}
+
+
+def parabola(coef: tuple[float, float, float], N: np.ndarray) -> np.ndarray:
+    """L = c0 + c1 ln N + c2 (ln N)^2."""
+    x = np.log(N)
+    return coef[0] + coef[1] * x + coef[2] * x * x
 
 
 def fit_parabola(x: np.ndarray, y: np.ndarray, *, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:

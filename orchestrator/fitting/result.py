@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.fitting.isoflop import IsoProfile
+
 
 class MethodStatus(StrEnum):
     OK = "ok"  # the method produced a fit
@@ -100,9 +102,9 @@ class MethodResult:
         return self.detail.get("loss_law")
 
     @property
-    def profiles(self) -> list[Mapping]:
-        """IsoFLOP: each used budget's parabola (fitting/isoflop.IsoProfile as a mapping)."""
-        return list(self.detail.get("profiles", []))
+    def profiles(self) -> tuple[IsoProfile, ...]:
+        """IsoFLOP: each used budget's parabola and vertex."""
+        return tuple(IsoProfile(**{**p, "coef": tuple(p["coef"])}) for p in self.detail.get("profiles", []))
 
     @property
     def skipped_budgets(self) -> list[Mapping]:

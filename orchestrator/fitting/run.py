@@ -76,13 +76,8 @@ class FitReport:
 
     @cached_property
     def result(self) -> dict:
-        """fit.json's content as a dict (NaN kept in memory)."""
+        """fit.json's content as a dict (NaN kept in memory), for readers of the file's layout (tests, MLflow)."""
         return self.fit.to_json()
-
-    @property
-    def methods(self) -> dict[str, dict]:
-        """Each fitted method's entry, in the order they ran."""
-        return {m: self.result[m] for m in self.fit.methods}
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -143,9 +138,9 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
         floor=ctx.floor, noise=noise_summary(runs.runs), input_warnings=(*runs.warnings, *compute_warnings(ctx)),
         swept_range=(min(swept), max(swept)), checks=(), trustworthy=False, headline_method=None, provenance={},
         **_validation(ctx, fitted))
-    checks = run_checks(result.to_json(), command=command)
+    checks = run_checks(result, command=command)
     result = replace(result, checks=tuple(checks), trustworthy=trustworthy(checks),
-                     headline_method=headline_method(result.to_json()),
+                     headline_method=headline_method(result),
                      provenance={**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
                                  "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
                                  "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)})
@@ -361,54 +356,54 @@ def form_lines(forms: dict | None) -> list[str]:
 
 def format_summary(report: FitReport) -> str:
     """The printed table: methods side by side with CIs, the frontier at target budgets, hold-out, warnings."""
-    r = report.result
-    reasons = Counter(e["reason"].split(":")[0] for e in r["excluded"])
-    compute = r.get("compute", {})
-    lines = [f"fit {report.name}: {r['n_runs']} runs kept"
-             + (f", {len(r['excluded'])} excluded ({', '.join(f'{k} x{v}' for k, v in reasons.items())})"
-                if r["excluded"] else ""),
-             f"conventions: N={r['conventions']['n_convention']}, C={r['conventions']['c_convention']}, "
-             f"metric={r['conventions']['metric']}; {len(r['budgets']['values'])} IsoFLOP budgets "
-             f"({r['budgets']['grouping']})",
-             f"compute: C = k(N) N D, k from {compute.get('source', '?')}"
+    r = report.fit
+    reasons = Counter(e["reason"].split(":")[0] for e in r.excluded)
+    compute, conv = r.compute, r.conventions
+    lines = [f"fit {report.name}: {r.n_runs} runs kept"
+             + (f", {len(r.excluded)} excluded ({', '.join(f'{k} x{v}' for k, v in reasons.items())})"
+                if r.excluded else ""),
+             f"conventions: N={conv['n_convention']}, C={conv['c_convention']}, metric={conv['metric']}; "
+             f"{len(r.budgets['values'])} IsoFLOP budgets ({r.budgets['grouping']})",
+             f"compute: C = k(N) N D, k from {r.compute_source or '?'}"
              + (f" (k = {compute['k']:.3g})" if compute.get("constant") else
-                f" (k from {compute['k_range'][0]:.3g} to {compute['k_range'][1]:.3g})" if compute.get("k_range") else ""),
+                f" (k from {compute['k_range'][0]:.3g} to {compute['k_range'][1]:.3g})" if compute.get("k_range")
+                else ""),
              ""]
     level = None
     header = f"{'method':<17}{'status':<9}" + "".join(f"{q:<25}" for q in ("alpha", "beta", "E", "a", "b"))
     lines.append(header)
-    for m, e in report.methods.items():
-        if e["status"] != "ok":
-            lines.append(f"{m:<17}{e['status']:<9}{e['reason']}")
+    for m, e in r.methods.items():
+        if not e.ok:
+            lines.append(f"{m:<17}{e.status:<9}{e.reason}")
             continue
-        ci = e.get("ci", {})
-        level = ci.get("level", level)
+        level = e.level or level
         cells = []
         for q in ("alpha", "beta", "E", "a", "b"):
-            v = e.get(q)
+            v, ci = e.law(q), e.interval(q)
             cell = "-" if v is None else f"{v:.4g}"
-            if v is not None and ci.get(q) and None not in ci[q] and all(map(math.isfinite, ci[q])):
-                cell += f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]"
+            if v is not None and ci is not None:
+                cell += f" [{ci[0]:.3g}, {ci[1]:.3g}]"
             cells.append(f"{cell:<25}")
         lines.append(f"{m:<17}{'ok':<9}" + "".join(cells))
     for m in registry.frontier_methods():
-        e = report.methods.get(m)
-        if e and e["status"] == "ok":
-            lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if "ci" in e else ")"),
+        e = r.method(m)
+        if e is not None and e.ok:
+            lines += ["", f"compute-optimal frontier ({m}" + (f"; {level:.0%} CI)" if e.ci is not None else ")"),
                       f"{'C':<10}{'N_opt':<30}{'D_opt':<30}{'D/N':<24}{'loss':<8}"]
-            for c, p in e["predictions"].items():
-                ci = e.get("ci", {}).get("predictions", {}).get(c, {})
-                fmt = lambda q: f"{p[q]:.3g}" + (f" [{ci[q][0]:.3g}, {ci[q][1]:.3g}]" if ci.get(q) and None not in ci[q] else "")
-                lines.append(f"{c:<10}{fmt('N_opt'):<30}{fmt('D_opt'):<30}{fmt('tokens_per_param'):<24}"
-                             f"{fmt('loss')}")
+            for c, p in e.predictions.items():
+                def cell(q: str, *, p: dict = p, c: str = c, e: MethodResult = e) -> str:
+                    ci = e.interval(q, budget=c)
+                    return f"{p[q]:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci is not None else "")
+                lines.append(f"{c:<10}{cell('N_opt'):<30}{cell('D_opt'):<30}{cell('tokens_per_param'):<24}"
+                             f"{cell('loss')}")
             break
-    h = r.get("holdout", {})
+    h = r.holdout or {}
     if h.get("status") == "ok":
         o = h["observed"]
         lines += ["", f"leave-largest-budget-out (C={h['budget']:.3g}: "
                       + (f"minimum {o['best_loss']:.4g} at N_opt {o['N_opt']:.3g} from the parabola vertex"
-                         if o.get("bracketed") else f"minimum not bracketed, each of {o['n_runs']} runs scored at its N "
-                         f"and D; best run {o['best_loss']:.4g} at N {o['N_opt']:.3g}") + ")"]
+                         if o.get("bracketed") else f"minimum not bracketed, each of {o['n_runs']} runs scored at its "
+                         f"N and D; best run {o['best_loss']:.4g} at N {o['N_opt']:.3g}") + ")"]
         for m, e in h["methods"].items():
             if e["status"] != "ok":
                 lines.append(f"  {m:<17}{e['reason']}")
@@ -420,32 +415,31 @@ def format_summary(report: FitReport) -> str:
                              f"{e['baseline_rel_error']:.2%})")
     elif h:
         lines += ["", f"leave-largest-budget-out skipped: {h['reason']}"]
-    lines += form_lines(r.get("forms"))
-    fc = r.get("floor_check")
+    lines += form_lines(r.forms)
+    fc = r.floor_check
     if fc and fc.get("status") == "ok":
         lines += ["", f"known floor {fc['floor']:.4g}: fitted E {fc['E']:.4g} is {fc['verdict']}"
                       + (" (interval [" + ", ".join(f"{v:.4g}" for v in fc["E_ci"]) + "])" if fc.get("E_ci") else "")]
-    checks = r.get("checks", [])
-    if checks:
+    if r.checks:
         marks = {"pass": "ok  ", "fail": "FAIL", "skipped": "n/a ", "warn": "warn"}
-        lines += ["", "checks (" + ("the frontier can be trusted" if r.get("trustworthy") else
+        lines += ["", "checks (" + ("the frontier can be trusted" if r.trustworthy else
                                     "NOT YET TRUSTWORTHY: see the failed checks") + ")"]
-        for c in checks:
-            lines.append(f"  [{marks[c['status']]}] {c['title']}: {c['detail']}")
-            if c["status"] in ("fail", "warn") and c["fix"]:
-                lines.append(f"         fix: {c['fix']}")
-    warns = list(r.get("input_warnings", [])) + report.methods.get("isoflop", {}).get("warnings", []) \
-        + report.methods.get("envelope", {}).get("warnings", [])
-    for m, e in report.methods.items():
-        stuck = on_bound(r, m) if e["status"] == "ok" else []
+        for c in r.checks:
+            lines.append(f"  [{marks[c.status]}] {c.title}: {c.detail}")
+            if c.status in ("fail", "warn") and c.fix:
+                lines.append(f"         fix: {c.fix}")
+    warns = list(r.input_warnings) + [w for e in r.methods.values() for w in (e.warnings or ())]
+    for m, e in r.methods.items():
+        stuck = on_bound(r, m) if e.ok else []
         if stuck:
             warns.append(bound_words(r, m, stuck) + ": the quantities that depend on it are conditional on it")
         for q in ("a", "b"):
-            ci = (e.get("ci") or {}).get(q) if e["status"] == "ok" else None
-            if ci and None not in ci and (ci[0] < 0 or ci[1] > 1):
+            ci = e.interval(q) if e.ok else None
+            if ci and (ci[0] < 0 or ci[1] > 1):
                 warns.append(f"{m}: the interval of {q} [{ci[0]:.3g}, {ci[1]:.3g}] leaves [0, 1], the range {q} can "
                              "take: resamples end in degenerate fits, so it is not an interval of the allocation")
-    vs = report.methods.get("vpnls", {}).get("vs_parametric", {}).get("disagree")
+    vp = r.method("vpnls")
+    vs = ((vp.vs_parametric if vp is not None else None) or {}).get("disagree")
     if vs:
         warns = warns + [f"vpnls and parametric disagree on {', '.join(vs)}"]
     if warns:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from orchestrator.fitting.envelope import envelope_points
 from orchestrator.fitting.compute import ComputeModel
-from orchestrator.fitting.isoflop import departures, fit_parabola
+from orchestrator.fitting.isoflop import IsoProfile, departures, fit_parabola, parabola
 from orchestrator.fitting.result import FitResult, MethodResult
 
 _CURVE_LOSS = {"loss": "eval_loss", "eval_loss": "eval_loss", "train_loss": "train_loss"}
@@ -24,30 +24,21 @@ _CURVE_LOSS = {"loss": "eval_loss", "eval_loss": "eval_loss", "train_loss": "tra
 
 @dataclass(frozen=True)
 class Profile:
-    """One budget's runs (N, loss as fitted: moved onto the fit's compute model, fitting/isoflop.py), its
-    parabola L = c0 + c1 ln N + c2 (ln N)^2 and vertex (N_opt, D_opt, L_opt), or why it has none.
-
-    `edge`: the vertex is not bracketed by 2 sampled sizes on each side (fitting.isoflop's check);
-    `skipped`: the IsoFLOP fit could not use this budget (reason), e.g. the vertex lies outside the sizes.
-    `gamma`: the dL/dlnD that moved the losses (0: shown as measured).
-    """
+    """One budget's runs as the figures draw them (N, loss as fitted: moved onto the fit's compute model,
+    fitting/isoflop.py) with `fit`, the IsoFLOP fit's own parabola and vertex for this budget
+    (fitting.isoflop.IsoProfile), or None when the fit did not use it: `skipped` says why, and `coef` is then a
+    plain parabola through the runs (None when fewer than 3 sizes)."""
 
     budget: float
     N: np.ndarray
     loss: np.ndarray
+    fit: IsoProfile | None
     coef: tuple[float, float, float] | None
-    N_opt: float | None
-    D_opt: float | None
-    L_opt: float | None
-    edge: bool
-    weak: bool
     skipped: str | None
-    gamma: float = 0.0
 
     def parabola(self, N: np.ndarray) -> np.ndarray:
         assert self.coef is not None
-        x = np.log(N)
-        return self.coef[0] + self.coef[1] * x + self.coef[2] * x * x
+        return parabola(self.coef, N)
 
 
 def compute_model(result: FitResult) -> ComputeModel:
@@ -62,7 +53,7 @@ def profiles(runs: pd.DataFrame, result: FitResult) -> list[Profile]:
     compute = compute_model(result)
     iso = result.method("isoflop")
     iso = iso if iso is not None and iso.ok else None
-    fitted = {p["budget"]: p for p in (iso.profiles if iso else [])}
+    fitted = {p.budget: p for p in (iso.profiles if iso else ())}
     skipped = {s["budget"]: s["reason"] for s in (iso.skipped_budgets if iso else [])}
     budgets = runs["budget"].to_numpy(float)
     for C in np.unique(budgets[np.isfinite(budgets)]):
@@ -70,10 +61,8 @@ def profiles(runs: pd.DataFrame, result: FitResult) -> list[Profile]:
         N, D, L = (at[c].to_numpy(float) for c in ("N", "D", "loss"))
         p = fitted.get(float(C))
         if p is not None:
-            gamma = float(p.get("gamma", 0.0))
-            shown = L + gamma * departures(N, D, budget=C, compute=compute)
-            out.append(Profile(float(C), N, shown, tuple(p["coef"]), p["N_opt"], p["D_opt"], p["L_opt"], p["edge"],
-                               p["weak"], None, gamma))
+            shown = L + p.gamma * departures(N, D, budget=C, compute=compute)
+            out.append(Profile(float(C), N, shown, p, p.coef, None))
             continue
         coef = None
         if len(np.unique(N)) >= 3:
@@ -82,7 +71,7 @@ def profiles(runs: pd.DataFrame, result: FitResult) -> list[Profile]:
             if not all(np.isfinite(coef)):
                 coef = None
         reason = skipped.get(float(C), "the IsoFLOP fit did not run" if not iso else "not used by the IsoFLOP fit")
-        out.append(Profile(float(C), N, L, coef, None, None, None, False, False, reason))
+        out.append(Profile(float(C), N, L, None, coef, reason))
     return out
 
 

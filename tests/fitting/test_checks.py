@@ -31,7 +31,7 @@ def unbracketed_top(sim, *, seed: int, shift: float = 1.0) -> pd.DataFrame:
 def holdout(runs: pd.DataFrame):
     h = {"status": "ok", **leave_largest_budget_out(runs, methods=["parametric"], compute_for=lambda r: SIX,
                                                     delta=1e-3)}
-    return h, holdout_check({"holdout": h}, "parametric")
+    return h, holdout_check(h, "parametric")
 
 
 def test_unbracketed_holdout_passes_with_the_correct_law_in_19_of_20(sim):
@@ -58,7 +58,7 @@ def test_bracketed_holdout_scores_n_opt_and_compares_minimum_with_minimum(sim):
     assert abs(m["loss_rel_error"]) < 0.5 * m["baseline_rel_error"] and 0.8 < m["N_opt_ratio"] < 1.25
     # The held-out profile's own vertex is the truth it is scored against: N_opt 1.6x too large must fail.
     wrong = {**h, "methods": {"parametric": {**m, "N_opt_ratio": 1.6}}}
-    assert holdout_check({"holdout": wrong}, "parametric").status == "fail"
+    assert holdout_check(wrong, "parametric").status == "fail"
 
 
 @pytest.mark.parametrize("rep", range(5))
@@ -97,9 +97,13 @@ def test_misfitting_nonembedding_fit_with_e_stuck_is_not_a_known_a(reference, tm
 
 def test_an_interval_outside_zero_one_is_flagged():
     from orchestrator.fitting.checks import run_checks
-    result = {"method_order": ["parametric"], "budgets": {"values": [1, 2, 3]},
-              "parametric": {"status": "ok", "a": 0.7, "ci": {"a": [-0.16, 1.58]}, "predictions": {"1": {}},
-                             "convergence": {"on_bound": []}}}
+    from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus
+    parametric = MethodResult(name="parametric", status=MethodStatus.OK, a=0.7, ci={"a": [-0.16, 1.58]},
+                              predictions={"1": {}}, convergence={"on_bound": []})
+    result = FitResult(name="t", form="", n_runs=0, excluded=(), conventions={}, compute={},
+                       budgets={"values": [1, 2, 3]}, target_budgets=(), slope_budgets=(),
+                       methods={"parametric": parametric}, floor=None, noise={}, input_warnings=(), swept_range=(1, 3),
+                       checks=(), trustworthy=False, headline_method=None, provenance={})
     check = next(c for c in run_checks(result) if c.name == "a_interval")
     assert check.status == "fail" and "leaves [0, 1]" in check.detail
 

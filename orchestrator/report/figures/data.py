@@ -41,11 +41,11 @@ def isoflop(inp: Inputs, *, out_dir: Path) -> Figure:
         if sm is not None:
             D = inp.compute.tokens(p.budget, xs)
             ax.plot(xs, derived.surface_loss(inp.result.methods[sm], xs, D), color="0.5", lw=0.8, ls=":")
-        if p.N_opt is not None:
-            ax.scatter([p.N_opt], [p.L_opt], marker="*", s=140, color=c, edgecolor="k", lw=0.6, zorder=5)
-            if p.edge:
-                ax.scatter([p.N_opt], [p.L_opt], s=320, facecolor="none", edgecolor="red", lw=1.5, zorder=6)
-    if any(p.edge for p in inp.profiles):
+        if p.fit is not None:
+            ax.scatter([p.fit.N_opt], [p.fit.L_opt], marker="*", s=140, color=c, edgecolor="k", lw=0.6, zorder=5)
+            if p.fit.edge:
+                ax.scatter([p.fit.N_opt], [p.fit.L_opt], s=320, facecolor="none", edgecolor="red", lw=1.5, zorder=6)
+    if any(p.fit is not None and p.fit.edge for p in inp.profiles):
         ax.scatter([], [], s=120, facecolor="none", edgecolor="red", lw=1.5, label="minimum at edge of sizes")
     ax.set_xscale("log")
     count_axis(ax.xaxis)

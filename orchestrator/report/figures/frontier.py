@@ -66,7 +66,7 @@ def frontier(inp: Inputs, *, out_dir: Path) -> Figure:
     C = inp.c_grid()
     fig = MplFigure(figsize=(12, 4.8))
     axes = fig.subplots(1, 2)
-    good = [p for p in inp.profiles if p.N_opt is not None]
+    good = [p.fit for p in inp.profiles if p.fit is not None]
     env = inp.result.method("envelope")
     for ax, q, label in zip(axes, ("N_opt", "D_opt"), ("N_opt (parameters)", "D_opt (tokens)")):
         swept_span(ax, inp.swept)
