@@ -58,11 +58,11 @@ MAX_LOST = 5
 FLUSH_S = 1.0
 LOG_S = 2.0
 DRAIN_S = 0.2
+"""The report queue is read at least this often, and in every round where a result may have messages before it."""
 COMMIT_S = 0.1
 """A round's writes are committed at its end once COMMIT_S has passed since the last commit (else with a later
 round's), and always when nothing is left in flight: quick trials end in every round, and a commit costs about as
 much for one run as for twenty. What a round decided acts only after its commit (tracking.RunWriter)."""
-"""The report queue is read at least this often, and in every round where a result may have messages before it."""
 
 
 class _Reporter:
@@ -465,7 +465,8 @@ class TrialLoop:
         """The slowest FLOP/s of a trial finished in this invocation (the time limits' rate)."""
         self.forecaster = LiveForecaster()
         self.writer = tracker.writer()
-        """The trial runs' writes, committed once a round (tracking.RunWriter); outcomes act after their commit."""
+        """The trial runs' writes, committed at the end of a round (COMMIT_S; tracking.RunWriter); outcomes act after
+        their commit."""
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
