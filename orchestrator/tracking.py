@@ -778,7 +778,7 @@ class PerCallWriter(RunWriter):
     """Every write at once through MLflow's client (`Tracker.start_trial`, `end_trial`): a run's opening is
     several requests (transactions), its closing two more. What the loop did before rounds were batched."""
 
-    def open_run(self, **opening: Any) -> str:  # noqa: D102
+    def open_run(self, **opening: Any) -> str:
         return self.tracker.start_trial(**opening)
 
     def log_reports(self, run_id: str, reports: list[dict[str, Any]]) -> None:
@@ -787,7 +787,7 @@ class PerCallWriter(RunWriter):
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.tracker.set_tags(run_id, tags)
 
-    def close_run(self, run_id: str, **closing: Any) -> None:  # noqa: D102
+    def close_run(self, run_id: str, **closing: Any) -> None:
         self.tracker.end_trial(run_id, **closing)
 
 

@@ -186,7 +186,7 @@ def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_the
 
 def test_one_handle_per_store_and_experiment_for_the_whole_invocation(tmp_path):
     # Issue 23: every stage of an invocation (plan's statuses, the runner, the fit, the report) gets the same handle.
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert open_store(uri, experiment="one", timeout_s=10, create=False) is None  # nothing there: nothing written
@@ -240,7 +240,7 @@ def _stored(uri: str, run_id: str) -> dict:
 
 
 def test_a_round_written_as_one_transaction_stores_exactly_what_the_calls_one_by_one_store(tmp_path):
-    from orchestrator.tracking import SqliteRunWriter, open_store  # noqa: PLC0415
+    from orchestrator.tracking import SqliteRunWriter, open_store
 
     stored = {}
     for mode in ("calls", "round"):
@@ -258,7 +258,7 @@ def test_a_round_written_as_one_transaction_stores_exactly_what_the_calls_one_by
 
 
 def test_outcomes_wait_for_their_commit_and_a_failed_commit_writes_nothing_and_keeps_the_round(tmp_path):
-    from orchestrator.tracking import open_store  # noqa: PLC0415
+    from orchestrator.tracking import open_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = open_store(uri, experiment="w", timeout_s=10, create=True)
@@ -284,7 +284,7 @@ def test_outcomes_wait_for_their_commit_and_a_failed_commit_writes_nothing_and_k
 @pytest.mark.slow
 def test_a_round_behind_a_server_stores_what_the_calls_one_by_one_store(mlflow_server):
     # Against a server the round goes through MLflow's client: one log_batch per run, then the terminal status.
-    from orchestrator.tracking import ClientRunWriter, open_store  # noqa: PLC0415
+    from orchestrator.tracking import ClientRunWriter, open_store
 
     stored = {}
     for mode in ("calls", "round"):

@@ -60,6 +60,10 @@ FLUSH_S = 1.0
 LOG_S = 2.0
 DRAIN_S = 0.2
 """The report queue is read at least this often, and in every round where a result may have messages before it."""
+COMMIT_S = 0.1
+"""A round's writes are committed at its end once COMMIT_S has passed since the last commit (else with a later
+round's), and always when nothing is left in flight: quick trials end in every round, and a commit costs about as
+much for one run as for twenty. What a round decided acts only after its commit (tracking.RunWriter)."""
 
 
 class _Reporter:
@@ -410,7 +414,7 @@ class TrialLoop:
         # as one placement group (orchestrator/runner/train.py).
         self.gang_task = ray.remote(execute_on_train).options(num_cpus=0, max_retries=0, retry_exceptions=False)
         self.inflight: dict[ray.ObjectRef, _Attempt] = {}
-        self.drained = 0.0
+        self.drained = self.committed = 0.0
         """When the report queue was last read (_drain)."""
         self.by_key: dict[tuple[str, int], _Attempt] = {}
         self.all_results = True
@@ -418,7 +422,8 @@ class TrialLoop:
         """The slowest FLOP/s of a trial finished in this invocation (the time limits' rate)."""
         self.forecaster = LiveForecaster()
         self.writer = tracker.writer()
-        """The trial runs' writes, committed once a round (tracking.RunWriter); outcomes act after their commit."""
+        """The trial runs' writes, committed at the end of a round (COMMIT_S; tracking.RunWriter); outcomes act after
+        their commit."""
 
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
@@ -457,10 +462,10 @@ class TrialLoop:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
                         waiting.insert(0, retry)
-                self.writer.commit()  # the round's runs in one transaction; then the outcomes count
+                self._commit()  # the round's runs in one transaction; then the outcomes count
                 for trial, status, reason in self.source.take_settled():
                     self._record_unrun(trial, status, reason)
-                self.writer.commit()
+                self._commit()
                 self.display.refresh()
         except KeyboardInterrupt:
             self._kill_all("the driver was interrupted")
@@ -499,6 +504,12 @@ class TrialLoop:
         attempt.ref, attempt.run_dir, attempt.submitted = ref, run_dir, time.monotonic()
         self.inflight[ref] = attempt
         self.by_key[key] = attempt
+
+    def _commit(self) -> None:
+        """Commit the writes so far (COMMIT_S), and act on what they decided."""
+        if not self.inflight or time.monotonic() - self.committed >= COMMIT_S:
+            self.writer.commit()
+            self.committed = time.monotonic()
 
     def _drain_due(self, ready: list[ray.ObjectRef]) -> bool:
         """Read the queue now? Every DRAIN_S, and before any result whose trial may have streamed reports or
