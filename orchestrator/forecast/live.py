@@ -18,6 +18,7 @@ exactly as trainers/gpt.py builds it, at the tokens after each step.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ class Update:
 
 def trial_schedule(config: dict[str, Any]) -> tuple[np.ndarray, int] | None:
     """The rate of each optimizer step of a trial, and its tokens per step (None: not our trainer's keys)."""
+    found = _step_schedule(config)
+    if found is None:
+        return None
+    sched, per_step, steps = found
+    return _rates(sched, per_step, steps), per_step
+
+
+def _rates(sched: Schedule, per_step: int, steps: int) -> np.ndarray:
+    total = sched.total_tokens
+    return np.array([sched(min(k * per_step, total)) for k in range(1, steps + 1)])
+
+
+def _step_schedule(config: dict[str, Any]) -> tuple[Schedule, int, int] | None:
+    """A trial's schedule, tokens per step and optimizer steps (None: not our trainer's keys)."""
     try:
         opt, seq_len, total = config["trainer"], int(config["model"]["seq_len"]), int(config["tokens"])
         per_step = max(int(opt["batch_tokens"]) // seq_len, 1) * seq_len
@@ -65,13 +80,14 @@ def trial_schedule(config: dict[str, Any]) -> tuple[np.ndarray, int] | None:
                                    cooldown_shape=str(opt.get("cooldown_shape", "1-sqrt")))
     except (KeyError, TypeError, ValueError):
         return None
-    steps = math.ceil(total / per_step)
-    return np.array([sched(min(k * per_step, total)) for k in range(1, steps + 1)]), per_step
+    return sched, per_step, math.ceil(total / per_step)
 
 
 @dataclass
 class _Track:
-    lr: np.ndarray
+    schedule: Schedule
+    per_step: int
+    n_steps: int
     n_params: float
     tokens: float
     name: str
@@ -80,6 +96,11 @@ class _Track:
     best: float = math.inf
     last: Forecast | None = None
     fitted_at: float = -math.inf
+
+    @functools.cached_property
+    def lr(self) -> np.ndarray:
+        """The rate of each step, built when the first forecast needs it (most short trials finish before)."""
+        return _rates(self.schedule, self.per_step, self.n_steps)
 
     def curve(self) -> Curve:
         return Curve(steps=np.array(self.steps, int), loss=np.array(self.loss, float), lr=self.lr,
@@ -102,11 +123,13 @@ class LiveForecaster:
 
     def start(self, key: Any, *, config: dict[str, Any], n_params: float, name: str) -> bool:
         """Track a trial; False when its trainer's schedule cannot be read (no forecasts for it)."""
-        sched = trial_schedule(config)
-        if sched is None:
+        found = _step_schedule(config)
+        if found is None:
             return False
-        self.tracks[key] = _Track(lr=sched[0], n_params=n_params, tokens=float(config["tokens"]), name=name)
-        self._per_step = sched[1]
+        sched, per_step, steps = found
+        self.tracks[key] = _Track(schedule=sched, per_step=per_step, n_steps=steps, n_params=n_params,
+                                  tokens=float(config["tokens"]), name=name)
+        self._per_step = per_step
         return True
 
     def sweep(self) -> SweepFit:
@@ -129,7 +152,7 @@ class LiveForecaster:
             if value is not None and not math.isfinite(float(value)):
                 return self._trip(track, Trip("diverged", step, f"{name} is {value} at step {step}"))
         value = metrics.get("eval_loss")
-        if value is None or step < 1 or step > len(track.lr):
+        if value is None or step < 1 or step > track.n_steps:
             return None
         value = float(value)
         if value > self.diverge_factor * track.best:
@@ -151,7 +174,7 @@ class LiveForecaster:
         track.loss.append(value)
         track.best = min(track.best, value)
         now = self.clock()
-        if now - track.fitted_at < self.min_interval_s and step < len(track.lr):
+        if now - track.fitted_at < self.min_interval_s and step < track.n_steps:
             return Update(metrics={}, trip=trip)
         try:
             f = forecast(track.curve(), self.sweep())
