@@ -79,6 +79,11 @@ def test_two_ranks_train_the_one_worker_trial(tmp_path, tiny_config, mode):
     one = train(config, lambda m: None, threads=1)
     two = run_ranks(tmp_path, config, world=2, mode=mode)
     assert two["status"] == "finished" and two["extra"]["workers"] == 2
+    # Rank 0 holds its shards under FSDP (each tensor's first dimension split in 2, rank 0 taking the larger
+    # half), the whole model under DDP.
+    n, held = one["extra"]["n_params"], two["extra"]["params_per_worker"]
+    assert one["extra"]["params_per_worker"] == n
+    assert (n / 2 <= held < 0.52 * n) if mode == "fsdp" else held == n, (held, n)
     assert two["final_eval_loss"] == pytest.approx(one["final_eval_loss"], rel=1e-6)
     assert two["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=1e-6)
     assert (two["tokens"], two["steps"], two["flops"]) == (one["tokens"], one["steps"], one["flops"])
