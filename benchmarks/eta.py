@@ -85,10 +85,10 @@ def main() -> None:
         out, actual = cli(work / "sweep", f"sweep={sweep}", "action=run", env=env)
     ran = len(re.findall(r"^(?:finished|crashed|oom|diverged|pruned) ", out, flags=re.M))
     trials_s = seconds(re.findall(r"elapsed (\S+) eta", out)[-1])  # the progress line: trials only
-    print(f"eta: sweep={sweep}: plan (probe {probe_s:.0f} s, each shape in {concurrency} processes at once, load average "
-          f"{span(probe_load)}) estimated {estimated:.0f} s wall for {planned} planned "
-          f"trials; the sweep (load average {span(sweep_load)}) ran {ran} trials, {trials_s:.0f} s of trials ({actual:.0f} s with Ray's start and the "
-          f"report): estimated / actual trial time = {estimated / trials_s:.2f}, per trial run "
+    print(f"eta: sweep={sweep}: plan (probe {probe_s:.0f} s, each shape in {concurrency} processes at once, load "
+          f"average {span(probe_load)}) estimated {estimated:.0f} s wall for {planned} planned trials; the sweep (load "
+          f"average {span(sweep_load)}) ran {ran} trials, {trials_s:.0f} s of trials ({actual:.0f} s with Ray's start "
+          f"and the report): estimated / actual trial time = {estimated / trials_s:.2f}, per trial run "
           f"{estimated / planned / (trials_s / ran):.2f} (goal 0.75 to 1.25)")
     walls, losses = {}, {}
     for workers in (1, 2):
