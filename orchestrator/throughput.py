@@ -14,11 +14,11 @@ the measured time to build the trial: model, optimizer, its data source).
 The sweep runs `concurrency` trials at once (its slots on this machine: trials sharing the cores, or fractions of
 one GPU), and they share cores, caches and memory bandwidth: measured on cpu_small, one probe alone on an idle
 core gave 0.41 of the sweep's trial time. So the probe runs as the sweep will: `concurrency` processes probe the
-same shape at the same time (started together at a barrier before the warm-up and before the evaluation), and
-the shape's speed is their mean. The seconds per token are cached in a JSON file (`throughput.json` under
-$XDG_CACHE_HOME or ~/.cache, `scaling-orchestrator/`), keyed by device, torch version, shape and concurrency, so
-a second plan probes nothing. Other jobs on the machine while it probes (or while the sweep runs) still move the
-figures: the plan says which concurrency it measured.
+same shape at the same time (started together at a barrier before the warm-up, the timed steps and the
+evaluation), and the shape's speed is their mean. The seconds per token are cached in a JSON file
+(`throughput.json` under $XDG_CACHE_HOME or ~/.cache, `scaling-orchestrator/`), keyed by device, torch version,
+shape and concurrency, so a second plan probes nothing. Other jobs on the machine while it probes (or while the
+sweep runs) still move the figures: the plan says which concurrency it measured.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def probe_concurrency(cluster: ClusterConfig, *, slots: int) -> int:
 
 def probe(config: dict[str, Any], *, device: str, threads: int, together: Callable[[], None] = lambda: None) -> Speed:
     """Time the warm-up, optimizer steps and one evaluation micro-batch of the trial config's shape (see the module
-    docstring). `together` is called before the warm-up and before the evaluation: the barrier of the processes
-    that probe the shape at once."""
+    docstring). `together` is called before the warm-up, before the timed steps and before the evaluation: the
+    barrier of the processes that probe the shape at once."""
     import torch  # noqa: PLC0415
 
     from trainers.gpt import GPTTrial  # noqa: PLC0415
@@ -107,6 +107,7 @@ def probe(config: dict[str, Any], *, device: str, threads: int, together: Callab
         batch, n = run.fetch(0)
         run.step(batch, n)  # warm-up: allocations, the optimizer's state
         warm_up = (time.perf_counter() - t0) / (n * run.seq_len)
+        together()  # the copies' warm-ups take unequal times: their timed steps start together
         first = tokens = n * run.seq_len
         steps, t0 = 0, time.perf_counter()
         # The trial's next batches (as many as its D holds): at least PROBE_STEPS of them and PROBE_SECONDS.

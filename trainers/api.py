@@ -15,6 +15,9 @@ A trainer is a plain function
   The trainer never imports MLflow or Ray: the runner decides where reports go.
 - `run_dir`, when given, is a directory private to this trial for checkpoints; a trainer that finds a
   checkpoint there resumes from it.
+- A trial that spans workers (`cluster.workers_per_trial`) calls the trainer once per worker, with the same
+  arguments and torch.distributed initialised (Ray Train); `SCALING_PARALLEL` in the environment says how the
+  user wants the model shared, ddp or fsdp (trainers/parallel.py). Rank 0's reports and result are the trial's.
 - The return value is a `TrialResult` as a dict (`dataclasses.asdict`). A run that stops for a reason
   that is a *result* (divergence, out of memory) returns with that status; anything else raises, and
   the runner records the trial as crashed with its traceback. A return value that breaks this contract

@@ -164,6 +164,8 @@ class GPTTrial:
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
         elif self.parallel == "fsdp":  # each rank keeps its shard of the same init
             parallel.shard(self.model, blocks=self.model.blocks)
+        self.params_held = parallel.held(self.model)
+        """Parameter elements this rank holds between steps (its shards under FSDP)."""
         self.evaluates = self.ranks.rank == 0 or self.parallel == "fsdp"
         """Whether this rank evaluates: rank 0, or every rank under FSDP (its forward gathers parameters)."""
         self.compiled = torch.compile(self.ddp or self.model) if self.cfg.compile else (self.ddp or self.model)
@@ -310,6 +312,8 @@ class GPTTrial:
             raise
         finally:
             self.model.train()
+            if self.parallel == "fsdp":  # the root's parameters stay gathered after a forward without backward
+                self.model.reshard()
         losses = torch.cat(per_seq)  # (n_val,) equal-length sequences, so their mean is the token mean
         se = losses.std().item() / math.sqrt(losses.numel()) if losses.numel() > 1 else 0.0
         return losses.mean().item(), se
@@ -384,6 +388,7 @@ class GPTTrial:
             "mfu": tokens_per_s * self.flops_per_token / self.rt.peak_flops,
             "micro_batch_tokens": self.c.micro_seqs * self.seq_len, "resumed_from_tokens": self.resumed_from,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "workers": self.ranks.world,
+            "params_per_worker": self.params_held,
             **self.rt.gpu_numbers(),
         }
         if self.rt.device.type == "cuda":

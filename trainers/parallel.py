@@ -52,6 +52,14 @@ def shard(model: nn.Module, *, blocks: nn.ModuleList) -> None:
     register_fsdp_forward_method(model, "token_losses")
 
 
+def held(model: nn.Module) -> int:
+    """Parameter elements this rank holds: the whole model's under DDP or on one worker, its shards' under FSDP
+    (about 1/k of them; FSDP2 splits each tensor's first dimension, rank 0 taking the larger part)."""
+    from torch.distributed.tensor import DTensor  # noqa: PLC0415
+
+    return sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in model.parameters())
+
+
 def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model's and the optimizer's full (unsharded) state on the CPU. Under FSDP it gathers the shards: a
     collective, which every rank must call; the state is rank 0's to write (other ranks get empty dicts)."""

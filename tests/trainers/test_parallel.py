@@ -79,34 +79,51 @@ def test_two_ranks_train_the_one_worker_trial(tmp_path, tiny_config, mode):
     one = train(config, lambda m: None, threads=1)
     two = run_ranks(tmp_path, config, world=2, mode=mode)
     assert two["status"] == "finished" and two["extra"]["workers"] == 2
+    # Rank 0 holds its shards under FSDP (each tensor's first dimension split in 2, rank 0 taking the larger
+    # half), the whole model under DDP.
+    n, held = one["extra"]["n_params"], two["extra"]["params_per_worker"]
+    assert one["extra"]["params_per_worker"] == n
+    assert (n / 2 <= held < 0.52 * n) if mode == "fsdp" else held == n, (held, n)
     assert two["final_eval_loss"] == pytest.approx(one["final_eval_loss"], rel=1e-6)
     assert two["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=1e-6)
     assert (two["tokens"], two["steps"], two["flops"]) == (one["tokens"], one["steps"], one["flops"])
 
 
-def test_an_fsdp_checkpoint_is_full_state_and_resumes_on_one_worker_or_on_ddp(tmp_path, tiny_config):
+def test_an_fsdp_checkpoint_is_full_state_and_resumes_on_one_worker_ddp_or_fsdp(tmp_path, tiny_config):
     # Two FSDP ranks stop after step 3 (tokens 1056); rank 0 wrote the checkpoint at 704 tokens (step 2) from the
-    # gathered shards. One worker, and two DDP ranks, resume from it and end where the uninterrupted trial ends.
+    # gathered shards. One worker, two DDP ranks and two FSDP ranks resume from it and end where the uninterrupted
+    # trial ends.
     import torch
 
     config = uneven(tiny_config)
     reference = train(config, lambda m: None, threads=1)
-    sharded = tmp_path / "fsdp"
+    sharded = tmp_path / "written"
     assert run_ranks(tmp_path, config, world=2, mode="fsdp", run_dir=sharded, stop_at=32 * 33) is None
     state = torch.load(sharded / "checkpoint.pt", weights_only=True)
     assert state["counters"]["tokens"] == 32 * 22
     model = GPT(ModelConfig(**config["model"]), vocab_size=DataConfig(**config["data"]).vocab_size)
     full = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     assert {name: tuple(t.shape) for name, t in state["model"].items()} == full  # whole tensors, not shards
-    for resume in ("one", "ddp"):
-        folder = tmp_path / resume
+    for resume in ("one", "ddp", "fsdp"):
+        folder = tmp_path / f"resume-{resume}"
         folder.mkdir()
         (folder / "checkpoint.pt").write_bytes((sharded / "checkpoint.pt").read_bytes())
         result = (train(config, lambda m: None, run_dir=str(folder), threads=1) if resume == "one" else
-                  run_ranks(tmp_path, config, world=2, mode="ddp", run_dir=folder))
+                  run_ranks(tmp_path, config, world=2, mode=resume, run_dir=folder))
         assert result["extra"]["resumed_from_tokens"] == 32 * 22
         assert result["final_eval_loss"] == pytest.approx(reference["final_eval_loss"], rel=1e-6), resume
         assert result["final_train_loss"] == pytest.approx(reference["final_train_loss"], rel=1e-6), resume
+    # And the other way round: one worker's checkpoint resumes on two FSDP ranks.
+    alone = tmp_path / "alone"
+
+    def stop(metrics):
+        if metrics["tokens"] >= 32 * 33:
+            raise InterruptedError
+    with pytest.raises(InterruptedError):
+        train(config, stop, run_dir=str(alone), threads=1)
+    result = run_ranks(tmp_path, config, world=2, mode="fsdp", run_dir=alone)
+    assert result["extra"]["resumed_from_tokens"] == 32 * 22
+    assert result["final_eval_loss"] == pytest.approx(reference["final_eval_loss"], rel=1e-6)
 
 
 def test_an_unknown_mode_is_one_sentence(monkeypatch):
