@@ -158,92 +158,22 @@ def batch_at_small_edge(optima: list[CellOptimum]) -> bool:
     return below > len(optima) / 2
 
 
-MAX_EXPONENT_WIDTH = 0.5
-"""A fitted exponent whose 95% interval is wider than this is not identified by the pilot's cells: over the decade
-or more of N and D a sweep spans, the rule would be anyone's guess by a factor of 3 or more, and a rule wrong by a
-factor that varies with N inside a budget tilts the IsoFLOP minima. The pilot then keeps the exponent's prior
-(below) and measures only the coefficient."""
-SQRT_RULE = 0.5
-"""The prior for the rate: lr ~ B^0.5 at the batch the rule gives, Adam's square-root scaling rule (Malladi et al.
-2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"; the hand-measured conf/hparams/cpu.yaml
-has the same form: lr = 1e-5 D^0.5 at B = D / 1024), with no size term."""
-
-
-def identified(ci) -> bool:
-    """Whether an exponent's 95% interval (an Interval) is finite and at most MAX_EXPONENT_WIDTH wide."""
-    return math.isfinite(ci.lo) and math.isfinite(ci.hi) and ci.hi - ci.lo <= MAX_EXPONENT_WIDTH
-
-
-def lr_identified(law: HParamsLaw) -> bool:
-    """Whether the cells identify the rate's exponents (beta, and alpha where the law has a size term)."""
-    return identified(law.beta_ci) and (not law.alpha_free or identified(law.alpha_ci))
-
-
-def _geomean(values: list[float]) -> float:
-    return float(math.exp(np.mean(np.log(values))))
-
-
-def steps_at_optimum(optima: list[CellOptimum]) -> float:
-    """The cells' steps at their batch optima, D / B*, as a geometric mean: the constant-steps prior's steps."""
-    return _geomean([c.D / c.batch_opt for c in optima])
-
-
-def sqrt_coef(optima: list[CellOptimum]) -> float:
-    """k of lr* = k B*^0.5 through the cells' optima (the geometric mean of lr*_c / B*_c^0.5)."""
-    return _geomean([c.lr_opt / c.batch_opt ** SQRT_RULE for c in optima])
-
-
-def lr_from_batch(k: float, batch: ScaleRule, *, lr_range: tuple[float, float]) -> ScaleRule:
-    """lr = k B(D)^0.5 for the batch rule B(D) = b D^g: the rule k b^0.5 D^(g/2)."""
-    assert batch.of == "D" and not batch.of2, "a pilot's batch rule is a law of D"
-    return ScaleRule(of="D", coef=k * batch.coef ** SQRT_RULE, exponent=batch.exponent * SQRT_RULE, min=lr_range[0],
-                     max=lr_range[1])
-
-
 def pilot_rules(law: HParamsLaw, optima: list[CellOptimum], *, base: HParamsConfig, centre: float, name: str,
                 lr_range: tuple[float, float], seq_len: int, note: str, most_steps: float) -> HParamsConfig:
     """The hparams option a pilot writes: its lr*(N, D) and B*(D) (B in tokens), its centre; the base's warmup,
     beta2 and validity rules. Where B* lay below every batch tried in most cells, the law's batch is an
     extrapolation past the runs: the rule keeps the most steps tried instead (B = D / most_steps, the form of
-    a constant-steps rule), rather than steps nobody ran. Where the cells do not identify gamma, the batch keeps
-    the cells' steps at their optima (B = D / steps_at_optimum: constant steps, the hand rule's form); where they
-    do not identify the rate's exponents, the rate follows the batch by the square-root rule, k B^0.5 (SQRT_RULE),
-    k measured. `rule_notes` says which."""
+    a constant-steps rule), rather than steps nobody ran."""
     lr = ScaleRule(of="N", coef=law.k_lr, exponent=law.alpha, of2="D", exponent2=law.beta, min=lr_range[0],
                    max=lr_range[1]) if law.alpha_free else ScaleRule(of="D", coef=law.k_lr, exponent=law.beta,
                                                                      min=lr_range[0], max=lr_range[1])
     batch = ScaleRule(of="D", coef=law.k_B, exponent=law.gamma, min=float(seq_len))
     if batch_at_small_edge(optima):
         batch = ScaleRule(of="D", coef=1.0 / most_steps, exponent=1.0, min=float(seq_len))
-    elif not identified(law.gamma_ci):
-        batch = ScaleRule(of="D", coef=1.0 / steps_at_optimum(optima), exponent=1.0, min=float(seq_len))
-    if not lr_identified(law):
-        lr = lr_from_batch(sqrt_coef(optima), batch, lr_range=lr_range)
     return HParamsConfig(name=name, lr=lr, batch_tokens=batch, warmup_tokens=base.warmup_tokens,
                          beta2_batch_ref=base.beta2_batch_ref, beta2_ref=base.beta2_ref, beta2_min=base.beta2_min,
                          beta2_max=base.beta2_max, min_steps=base.min_steps, min_warmup_steps=base.min_warmup_steps,
                          allow_invalid=base.allow_invalid, centre_tokens_per_param=centre, pilot=note)
-
-
-def rule_notes(law: HParamsLaw, optima: list[CellOptimum], *, most_steps: float) -> list[str]:
-    """One clause per prior pilot_rules fell back to, with the interval that made it (for the `pilot:` note)."""
-    def ci(name: str, i) -> str:
-        return f"{name} 95% interval {i.lo:.3g} to {i.hi:.3g}"
-
-    notes = []
-    if batch_at_small_edge(optima):
-        notes.append(f"B* lay below the smallest batch tried in most cells, so the batch keeps the most steps tried "
-                     f"(D / {most_steps:.0f})")
-    elif not identified(law.gamma_ci):
-        notes.append(f"the batch exponent is not identified by {len(optima)} cells ({ci('gamma', law.gamma_ci)}, "
-                     f"wider than {MAX_EXPONENT_WIDTH}), so the batch keeps the cells' steps at their optima "
-                     f"(D / {steps_at_optimum(optima):.0f})")
-    if not lr_identified(law):
-        shown = [ci("beta", law.beta_ci)] + ([ci("alpha", law.alpha_ci)] if law.alpha_free else [])
-        notes.append(f"the rate's exponents are not identified by {len(optima)} cells ({'; '.join(shown)}, wider "
-                     f"than {MAX_EXPONENT_WIDTH}), so the rate follows the batch by the square-root rule, "
-                     f"lr = {sqrt_coef(optima):.4g} B^0.5 (no size term; k through the cells' optima)")
-    return notes
 
 
 @dataclass(frozen=True)

@@ -229,12 +229,10 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
                    extra=extra)
     note = (f"lr, batch_tokens and centre_tokens_per_param measured by action=pilot of sweep {sweep.name} "
             f"({stamp}; {len(optima)} cells, {len(rows)} finished runs, profile at C={minimum.budget:.3g})"
-            + "".join(f"; {clause}" for clause in design.rule_notes(law, optima, most_steps=most_steps))
+            + (f"; B* lay below the smallest batch tried in most cells, so the batch keeps the most steps tried "
+               f"(D / {most_steps:.0f})" if design.batch_at_small_edge(optima) else "")
             + "".join(f"; {clause}" for clause in held.notes))
     rules = replace(held.rules, pilot=note)
-    if not design.lr_identified(law):  # the square-root rule follows the batch as held valid
-        rules = replace(rules, lr=design.lr_from_batch(design.sqrt_coef(optima), rules.batch_tokens,
-                                                       lr_range=(p.lr_min, p.lr_max)))
     final = plan_trials(replace(config, hparams=rules), datasets=datasets)
     vocab_final = check_vocabulary(final, vocab_size=data.vocab_size, sizes_per_budget=sweep.sizes_per_budget)
     measured = throughput(pd.concat([_finished(search_cfg), _finished(profile_cfg)], ignore_index=True))

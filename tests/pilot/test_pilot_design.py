@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -85,29 +84,3 @@ def test_the_budgets_a_corpus_holds_are_the_largest_whose_design_fits_its_tokens
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=1) == [1e10, 3e10, 1e11]
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=2) == [3e10, 1e11, 3e11]
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=0.4e6, epochs=1) == []
-
-
-def test_exponents_the_cells_do_not_identify_fall_back_to_constant_steps_and_the_square_root_rule():
-    from orchestrator.fitting.hparams_law import CellOptimum, HParamsLaw, Interval
-
-    # four cells of a pilot, lr* = 3e-4 B*^0.5 at 1500 steps in every cell, and a law whose intervals are wide
-    cells = [(7.4e3, 5.2e5), (1.4e4, 9.8e5), (1.6e4, 2.5e5), (2.8e4, 5.0e5)]
-    optima = [CellOptimum(N=n, D=d, lr_opt=3e-4 * (d / 1500) ** 0.5, batch_opt=d / 1500, loss_opt=3.1, how="pooled",
-                          n_runs=10, lr_best_run=0.01, batch_best_run=d / 1500, loss_best_run=3.1) for n, d in cells]
-    wide = HParamsLaw(k_lr=0.23, alpha=-0.77, beta=0.35, k_B=0.057, gamma=0.66, alpha_ci=Interval(-1.29, -0.07),
-                      beta_ci=Interval(-2.3, 4.0), gamma_ci=Interval(-2.0, 3.0), n_cells=4, alpha_free=True,
-                      resampling="runs within cells, pooled (bowl)", n_resamples=100, n_valid=100, lr_rmse=0.01,
-                      batch_rmse=0.01)
-    rules = design.pilot_rules(wide, optima, base=HParamsConfig(), centre=100.0, name="pilot_x",
-                               lr_range=(3e-4, 0.1), seq_len=64, note="", most_steps=2000)
-    assert rules.batch_tokens.exponent == 1.0 and 1 / rules.batch_tokens.coef == pytest.approx(1500)
-    assert rules.lr.of == "D" and not rules.lr.of2 and rules.lr.exponent == pytest.approx(0.5)
-    d = 6.4e6  # far past the cells: the rate is still 3e-4 B^0.5 at the batch the rule gives
-    assert rules.lr(C=0.0, N=8e4, D=d) == pytest.approx(3e-4 * rules.batch_tokens(C=0.0, N=0.0, D=d) ** 0.5)
-    notes = design.rule_notes(wide, optima, most_steps=2000)
-    assert len(notes) == 2 and "gamma 95% interval -2 to 3" in notes[0] and "square-root rule" in notes[1]
-    narrow = replace(wide, alpha_ci=Interval(-0.9, -0.6), beta_ci=Interval(0.2, 0.5), gamma_ci=Interval(0.5, 0.8))
-    kept = design.pilot_rules(narrow, optima, base=HParamsConfig(), centre=100.0, name="pilot_x",
-                              lr_range=(3e-4, 0.1), seq_len=64, note="", most_steps=2000)
-    assert kept.lr.exponent == -0.77 and kept.lr.exponent2 == 0.35 and kept.batch_tokens.exponent == 0.66
-    assert design.rule_notes(narrow, optima, most_steps=2000) == []
