@@ -42,12 +42,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check orchestrator trainers tests benchmarks
 
-# `make test`: everything but the tests marked slow (multi-sweep end-to-end, cluster, server, wheel, browser,
-# benchmark smoke modes); `make test-all`: the whole suite, what CI runs (.ci/run).
-test: setup setup-browser
+# `make test`: ruff (make lint), then everything but the tests marked slow (multi-sweep end-to-end, cluster,
+# server, wheel, browser, benchmark smoke modes); `make test-all`: ruff, then the whole suite, what CI runs (.ci/run).
+test: setup setup-browser lint
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-test-all: setup setup-browser setup-postgres
+test-all: setup setup-browser setup-postgres lint
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import tracking  # noqa: E402
-from orchestrator.config import ClusterConfig, Config, ShapeSpec, SweepConfig, TrackingConfig  # noqa: E402
-from orchestrator.planner import plan  # noqa: E402
-from orchestrator.runner import run_sweep  # noqa: E402
-from orchestrator.runs import runs_table  # noqa: E402
-from orchestrator.tracking import open_store  # noqa: E402
-from trainers.config import DataConfig, ModelConfig, TrainerConfig  # noqa: E402
+from orchestrator import tracking
+from orchestrator.config import ClusterConfig, Config, ShapeSpec, SweepConfig, TrackingConfig
+from orchestrator.planner import plan
+from orchestrator.runner import run_sweep
+from orchestrator.runs import runs_table
+from orchestrator.tracking import open_store
+from trainers.config import DataConfig, ModelConfig, TrainerConfig
 
 MODES = ("per-call", "batched")
 

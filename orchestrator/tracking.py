@@ -226,7 +226,8 @@ def _check_sqlite(path: Path, *, uri: str, timeout_s: float) -> None:
             raise sqlite3.DatabaseError(verdict)
     except sqlite3.OperationalError as err:
         if "interrupt" in str(err):
-            raise TrackingError(f"tracking.uri={uri} could not be read within tracking.timeout_s={timeout_s:g}s.") from None
+            raise TrackingError(f"tracking.uri={uri} could not be read within "
+                                f"tracking.timeout_s={timeout_s:g}s.") from None
         raise TrackingError(f"tracking.uri={uri} cannot be read ({err}).") from None
     except sqlite3.DatabaseError as err:
         raise TrackingError(f"tracking.uri={uri} is damaged or truncated ({err}): restore it from a backup, or move it "
@@ -339,7 +340,8 @@ class Tracker:
                 _CHECKED.add(path)
         if found is not None and found.lifecycle_stage != "active":
             raise TrackingError(f"the experiment {experiment!r} in {uri} is deleted: restore it (mlflow experiments "
-                                f"restore --experiment-id {found.experiment_id}) or set tracking.experiment to another name.")
+                                f"restore --experiment-id {found.experiment_id}) or set tracking.experiment to "
+                                f"another name.")
         if found is None and not create:
             self.experiment_id = None
             return
@@ -459,7 +461,8 @@ class Tracker:
 
     def start_parent(self, *, sweep: str, config: dict[str, Any], n_trials: int) -> str:
         tags = {"kind": RunKind.SWEEP, "sweep": sweep, **self._driver_tags()}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{sweep} {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{sweep} {stamp}")
         params = {k: v for k, v in flatten(config).items() if k.startswith(("sweep.", "cluster.", "adaptive."))}
         params["n_trials"] = n_trials
         self._log_params(run.info.run_id, params)

@@ -112,7 +112,7 @@ def test_plan_against_a_real_store_writes_nothing(cli, tmp_path, real_store):
 
 
 class _NotMlflow(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802  (http.server's naming)
+    def do_GET(self):
         body = b"<html>a web app</html>"
         self.send_response(200 if self.path == "/" else 404)
         self.send_header("Content-Length", str(len(body)))
@@ -124,7 +124,7 @@ class _NotMlflow(http.server.BaseHTTPRequestHandler):
 
 
 class _HealthOnly(_NotMlflow):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = b"OK"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -161,7 +161,7 @@ def test_a_run_names_the_resolved_store_never_none(cli, tmp_path):
 
 def test_experiments_are_tagged_as_model_training_and_the_runs_url_points_at_them(tmp_path, real_store):
     # MLflow 3's UI opens an experiment without mlflow.experimentKind as a GenAI trace overview.
-    from orchestrator.tracking import VIEW_KEY, open_store  # noqa: PLC0415
+    from orchestrator.tracking import VIEW_KEY, open_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = open_store(uri, experiment="fresh", timeout_s=10, create=True)

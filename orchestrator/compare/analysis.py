@@ -160,7 +160,8 @@ def pair(baseline: SweepFit, variant: SweepFit, *, fronts: tuple[LossFrontier, L
     crossing = [{"C": c, "measured": bool(lo_m <= c <= hi_m), "from_interval": "log_M" in ci} for c in found]
     out = {"baseline": baseline.name, "variant": variant.name, "rows": rows, "trend": trend_out,
            "crossings": crossing, "point_crossings": point_cross,
-           "trend_cause": trend_cause(fronts, x[measured]) if measured.sum() >= 2 else None, "n_valid": int(valid.sum()) if valid is not None else 0,
+           "trend_cause": trend_cause(fronts, x[measured]) if measured.sum() >= 2 else None,
+           "n_valid": int(valid.sum()) if valid is not None else 0,
            "n_resamples": len(valid) if valid is not None else 0,
            "curve": {"C": np.exp(grid).tolist(), "M": np.exp(point["log_M"][0]).tolist(),
                      "M_lo": ci["log_M"][0].tolist() if "log_M" in ci else [],
@@ -191,7 +192,10 @@ def trend_cause(fronts: tuple[LossFrontier, LossFrontier], x: np.ndarray) -> lis
     p), then with the baseline's E, each put in its place; a part whose swap makes M constant over the measured
     budgets x (removes at least 1 - CAUSE_SHARE of its trend) is a cause. Both named when neither alone does."""
     base, var = fronts
-    names = ("alpha", "beta") if base.is_surface and var.is_surface else ("p",) if not (base.is_surface or var.is_surface) else ()
+    if base.is_surface and var.is_surface:
+        names: tuple[str, ...] = ("alpha", "beta")
+    else:
+        names = ("p",) if not (base.is_surface or var.is_surface) else ()
     full = abs(trend(x, multipliers(base, var, x)["log_M"])[0])
     causes = []
     for cause, fields in (("exponents", names), ("E", ("E",))):

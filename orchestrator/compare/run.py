@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,7 +85,7 @@ def run_compare(config: Config) -> CompareReport:
     folder = Path(fit_opts.out_dir) / name
     with tempfile.TemporaryDirectory(prefix="compare-") as staging:
         fits, reports = {}, {}
-        for i, (entry, source) in enumerate(sources.items()):
+        for i, source in enumerate(sources.values()):
             reports[entry] = _fit(source, fit_opts, out_dir=Path(staging) / f"{i}")
         method = common_method({sources[e].name: r.fit for e, r in reports.items()}, requested=opts.method)
         for entry, source in sources.items():  # the fitting stage's own estimate: each sweep is fitted once
@@ -97,17 +97,17 @@ def run_compare(config: Config) -> CompareReport:
                                        seed=opts.seed, joint_E=opts.joint_E))
         (folder / "fits").mkdir(parents=True, exist_ok=True)
         fit_files = []
-        for i, (entry, source) in enumerate(sources.items()):
+        for i, source in enumerate(sources.values()):
             target = folder / "fits" / safe_name(source.name, fallback=f"sweep{i}")
             target.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(staging) / f"{i}" / "fit.json", target / "fit.json")
             fit_files.append(target / "fit.json")
     result = {"name": name, "baseline": ordered[0].name, "variants": [s.name for s in ordered[1:]], **core,
               "sweeps": [_sweep_entry(sources[e], fits[e], reports[e].fit, tables[e], role="baseline" if i == 0 else
-                                      "variant", folder=folder) for i, (_, e) in enumerate(entries)],
+                                      "variant") for i, (_, e) in enumerate(entries)],
               "curves": _curves(list(fits.values()), core),
               "provenance": {"compare": asdict(opts), "fit": asdict(fit_opts), "code": code_version(),
-                             "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}}
+                             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}}
     result["provenance"]["seconds"] = round(time.perf_counter() - t0, 3)
     from orchestrator.compare.report import write_report  # noqa: PLC0415  (matplotlib only when drawing)
 
@@ -155,8 +155,7 @@ def _fit(source: Source, options, *, out_dir: Path) -> FitReport:
         raise RunFailure(f"the fit of {source.name} failed: {err}") from None
 
 
-def _sweep_entry(source: Source, fit: SweepFit, result: FitResult, table: RunTable, *, role: str,
-                 folder: Path) -> dict:
+def _sweep_entry(source: Source, fit: SweepFit, result: FitResult, table: RunTable, *, role: str) -> dict:
     runs = table.runs
     best = runs.loc[np.isfinite(runs["budget"].to_numpy(float))].groupby("budget")["loss"].min()
     return {"name": source.name, "role": role, "origin": source.origin, "entry": source.entry,

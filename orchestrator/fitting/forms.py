@@ -132,7 +132,7 @@ def _grid(*axes: tuple[float, ...]) -> np.ndarray:
     return np.array(list(itertools.product(*axes)), dtype=float)
 
 
-def _farseer_starts(x: FormData) -> np.ndarray:
+def _farseer_starts(x: FormData) -> np.ndarray:  # noqa: ARG001 (the starts hook's signature)
     rng = np.random.default_rng(0)  # seeded: the same starts every fit
     k = 3000
     return np.c_[rng.uniform(-2, 1, k), rng.uniform(-2, 1, k), rng.uniform(-0.5, 0.5, k), rng.uniform(-2, 1, k),
@@ -330,7 +330,8 @@ def fit_form(form: LawForm, data: FormData, L: np.ndarray, *, delta: float = HUB
     theta = best.x
     objective = float(_huber(form.log_loss(theta[None, :], data)[0] - y, delta))
     span = hi - lo
-    stuck = tuple(n for n, v, a, b, w in zip(form.params, theta, lo, hi, span) if v <= a + 1e-6 * w or v >= b - 1e-6 * w)
+    stuck = tuple(n for n, v, a, b, w in zip(form.params, theta, lo, hi, span)
+                  if v <= a + 1e-6 * w or v >= b - 1e-6 * w)
     return FormFit(form=form, theta=tuple(map(float, theta)), values=form.natural(theta), objective=objective,
                    n_points=len(y), on_bound=stuck)
 

@@ -379,7 +379,8 @@ def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: 
     f_1..f_cells). mode: bowl (quadratic in ln lr and ln B), linear (quadratic in ln lr, a shared slope c in ln B
     about each cell's mean: B* lies beyond the batches tried), none (one batch per cell: ln lr alone)."""
     i = 0
-    ln_k = theta[i]; i += 1
+    ln_k = theta[i]
+    i += 1
     alpha = theta[i] if alpha_free else 0.0
     i += alpha_free
     beta, ln_kb, gamma, a, c, b = theta[i:i + 6]

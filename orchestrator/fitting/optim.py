@@ -121,5 +121,5 @@ def _best_per_group(f: np.ndarray, groups: np.ndarray, alive: np.ndarray, *, fra
     for s, e in zip(starts, ends):
         grp = sorted_groups[s]
         n = max(min_keep, int(np.ceil(fraction * n_alive[grp])))
-        keep[order[s:s + n]] = True
+        keep[order[s:min(s + n, e)]] = True  # never into the next group's starts
     return keep & alive

@@ -57,11 +57,13 @@ class FitConfig:
     curves_csv: str | None = None  # per-step curves (trial_id, step, tokens, flops, eval_loss, ...) for envelope
     columns: ColumnMap = field(default_factory=ColumnMap)  # CSV column names (see ColumnMap)
     n_convention: str = "total"  # which N is fitted: "total" | "nonembed"
-    c_convention: str = "exact"  # one C for budgets, every method and the frontier: "exact" | "6nd" (fitting/compute.py)
+    # one C for budgets, every method and the frontier: "exact" | "6nd" (fitting/compute.py)
+    c_convention: str = "exact"
     floor: float | None = None  # known irreducible loss: also fit L with E fixed to it (else the data's entropy floor)
     metric: str = "loss"  # "loss"/"eval_loss" (final eval loss), "train_loss", or a column name of the table
     drop_highest: int = 0  # exclusion rule: drop the k highest-loss runs (Besiroglu et al. 2024 drop 5)
-    min_steps: int | None = None  # exclusion rule: runs with fewer optimizer steps (None: the sweep's hparams.min_steps)
+    # exclusion rule: runs with fewer optimizer steps (None: the sweep's hparams.min_steps)
+    min_steps: int | None = None
     min_warmup_steps: int | None = None  # exclusion rule: fewer warmup steps (None: the sweep's hparams)
     loss_ceiling: float | None = None  # exclusion rule: drop runs whose loss exceeds this value
     huber_delta: float = 1e-3  # Huber delta of the parametric fit, in log-loss units (Hoffmann et al. 2022)
@@ -96,7 +98,8 @@ class FitConfig:
         if self.loss_ceiling is not None and not (_finite(self.loss_ceiling) and self.loss_ceiling > 0):
             raise ValueError(f"fit.loss_ceiling must be a positive number or null, got {self.loss_ceiling!r}.")
         if self.floor is not None and not (_finite(self.floor) and self.floor > 0):
-            raise ValueError(f"fit.floor must be a positive loss (the known irreducible loss) or null, got {self.floor!r}.")
+            raise ValueError(f"fit.floor must be a positive loss (the known irreducible loss) or null, "
+                             f"got {self.floor!r}.")
         if not (_finite(self.huber_delta) and self.huber_delta > 0):
             raise ValueError(f"fit.huber_delta must be a positive number (default 1e-3), got {self.huber_delta!r}.")
         if not isinstance(self.bootstrap, int) or self.bootstrap < 0:

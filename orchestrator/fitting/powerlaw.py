@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from orchestrator.fitting.errors import FitInputError
 
@@ -167,8 +168,6 @@ def saturating_batch(x: np.ndarray, y: np.ndarray, *, x_ref: float) -> tuple[np.
 def fit_saturating(x: np.ndarray, y: np.ndarray, *, what: str = "saturating power law",
                    min_points: int = 3) -> SaturatingPowerLaw:
     """Fit y = E + k (x / x_ref)^p (see SaturatingPowerLaw); x_ref is the geometric mean of x."""
-    from scipy.optimize import minimize_scalar
-
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(np.unique(x)) < min_points:
         raise FitInputError(f"{what} needs at least {min_points} distinct points, got {len(np.unique(x))}.")

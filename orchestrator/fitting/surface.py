@@ -107,7 +107,8 @@ class SurfacePoints:
 
 
 def huber_fgh(theta: np.ndarray, pts: SurfacePoints, *, delta: float, weights: np.ndarray | None = None,
-              dtype: type = np.float64, hessian: bool = True, irls: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+              dtype: type = np.float64, hessian: bool = True,
+              irls: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Objective, gradient and Hessian of the summed Huber loss at centred parameters theta (S, 5).
 
     r_i = log(t1 + t2 + t3) - y_i with t1 = e^(a_c - alpha x_N), t2 = e^(b_c - beta x_D), t3 = e^e; the
@@ -262,9 +263,9 @@ def fit_surface(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, delta: float = 1
                             lower=lower, upper=upper, max_iter=COARSE_ITER, gtol=1e-9, halving=HALVING, min_keep=8)
     survivors = _distinct_best(coarse.x, coarse.f, coarse.alive, k=FINE_STARTS)
     if coarse_pts is not pts:  # rank the survivors on every point before the fine phase
-        survivors = survivors[np.argsort(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, hessian=False),
-                                                  n_points=len(pts.y), frozen=frozen)(coarse.x[survivors], survivors)[0],
-                                         kind="stable")]
+        rank = _chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, hessian=False), n_points=len(pts.y),
+                        frozen=frozen)
+        survivors = survivors[np.argsort(rank(coarse.x[survivors], survivors)[0], kind="stable")]
     fine = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta), n_points=len(pts.y), frozen=frozen),
                           coarse.x[survivors], lower=lower, upper=upper, max_iter=FINE_ITER)
     best_k = _distinct_best(fine.x, fine.f, np.ones(len(fine.f), bool), k=POLISH_STARTS)
@@ -354,7 +355,8 @@ def _surface_result(theta: np.ndarray, pts: SurfacePoints, *, delta: float, obje
     a, b, e, alpha, beta = pts.to_natural(theta[None, :])[0]
     return SurfaceFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha),
                       beta=float(beta), objective=objective, huber_delta=delta, n_points=n_points,
-                      n_starts=n_starts, n_finalists=n_finalists, n_at_best=n_at_best, newton_iterations=newton_iterations,
+                      n_starts=n_starts, n_finalists=n_finalists, n_at_best=n_at_best,
+                      newton_iterations=newton_iterations,
                       polish_iterations=polish_iterations, grad_norm=grad_norm, on_bound=on_bound,
                       converged=bool(grad_norm <= _gtol(objective)), seconds=seconds)
 
@@ -428,15 +430,16 @@ def fit_surface_resamples(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, weight
         groups = np.repeat(np.arange(r), K)
         x = np.tile(pts.to_centred(starts), (r, 1))
         if K > 2:  # halve to the best 2 starts per resample on the cheap float32 model first
-            coarse = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[groups[idx]],
-                                                                      dtype=np.float32, irls=True),
+            coarse = batched_newton(_chunked(lambda x, idx, W=W, groups=groups: huber_fgh(
+                                                 x, pts, delta=delta, weights=W[groups[idx]], dtype=np.float32,
+                                                 irls=True),
                                              n_points=n, frozen=frozen),
                                     x, lower=lower, upper=upper, max_iter=12, gtol=1e-9, halving=((4, 2 / K),),
                                     min_keep=2, groups=groups)
             keep = np.flatnonzero(coarse.alive)
             x, groups = coarse.x[keep], groups[keep]
         g2 = groups
-        fine = batched_newton(_chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[g2[idx]]),
+        fine = batched_newton(_chunked(lambda x, idx, W=W, g2=g2: huber_fgh(x, pts, delta=delta, weights=W[g2[idx]]),
                                        n_points=n, frozen=frozen),
                               x, lower=bounds_lower, upper=bounds_upper, max_iter=80, gtol=1e-9, ftol=RESAMPLE_FTOL)
         order = np.lexsort((np.where(np.isfinite(fine.f), fine.f, np.inf), g2))
@@ -444,7 +447,8 @@ def fit_surface_resamples(N: np.ndarray, D: np.ndarray, L: np.ndarray, *, weight
         rows = lo + g2[first]
         params[rows] = pts.to_natural(fine.x[first])
         objective[rows] = fine.f[first]
-        f, g, H = _chunked(lambda x, idx: huber_fgh(x, pts, delta=delta, weights=W[g2[first][idx]]),
+        best = W[g2[first]]
+        f, g, H = _chunked(lambda x, idx, best=best: huber_fgh(x, pts, delta=delta, weights=best[idx]),
                            n_points=n, frozen=frozen)(fine.x[first], np.arange(len(first)))
         free = ~((fine.x[first] <= bounds_lower + 1e-9) | (fine.x[first] >= bounds_upper - 1e-9))
         converged[rows] = np.isfinite(f) & (newton_decrement(g, H, free) <= RESAMPLE_FTOL * np.maximum(f, 1e-12))

@@ -232,7 +232,8 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
     runs["point"] = runs.groupby([np.round(np.log(runs["N"]), 6), np.round(np.log(runs["D"]), 6)],
                                  sort=False).ngroup()
     keep_cols = [c for c in ("trial_id", "sweep", "status", "seed", "point", "budget", "N", "D", "C", "loss",
-                             "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset", "unique_tokens",
+                             "N_total", "N_nonembed", "C_exact", "C_6ND", "eval_loss_se", "entropy_floor", "dataset",
+                             "unique_tokens",
                              "lr", "batch_tokens", "warmup_tokens", "steps", "warmup_steps", "schedule", "trunk")
                  if c in runs.columns]
     runs = runs[keep_cols]

@@ -26,7 +26,7 @@ import math
 import os
 import statistics
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +219,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
         raise RunFailure(f"the pilot's hparams law could not be fitted: {err}") from None
     seq_len = points[0].config["model"]["seq_len"]
     most_steps = design.most_steps(min_steps=config.hparams.min_steps, n=p.batch_choices)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     measured_rules = design.pilot_rules(law, optima, base=config.hparams, centre=0.0, name=name,
                                         lr_range=(p.lr_min, p.lr_max), seq_len=seq_len, note="", most_steps=most_steps)
     minimum, profile_cfg = _profile(config, datasets=datasets, name=f"{name}_profile", budget=budgets[0],
@@ -243,9 +243,9 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
     from orchestrator.report.hparams_law import write_section  # noqa: PLC0415
 
     section = write_section(law, optima, out_dir=out_dir, title=f"hparams law of {name}")
-    summary = {"name": name, "sweep": sweep.name, "generated": stamp, "law": law_json(law), "cells": [asdict(c) for c in optima],
-               "pruned": pruned, "profile": asdict(minimum), "vocabulary": asdict(vocab_final) | {
-                   "verdict": vocab_final.verdict}, "throughput": [
+    summary = {"name": name, "sweep": sweep.name, "generated": stamp, "law": law_json(law),
+               "cells": [asdict(c) for c in optima], "pruned": pruned, "profile": asdict(minimum),
+               "vocabulary": asdict(vocab_final) | {"verdict": vocab_final.verdict}, "throughput": [
                    {"N_total": n, "tokens_per_s": t, "flops_per_s": f} for n, t, f in measured],
                "planned_invalid": invalid, "bounds": list(held.notes)}
     (out_dir / "pilot.json").write_text(json.dumps(summary, indent=2, allow_nan=True))

@@ -39,7 +39,7 @@ def section_lines(law: HParamsLaw, optima: list[CellOptimum], *, title: str, fig
               + f"beta = {law.beta:.3f}{_ci(law.beta_ci)}"
               + ("" if law.n_cells and "pooled" in law.resampling else
                  f"; cells scatter {100 * law.lr_rmse:.0f}% (rms) about it"),
-              (f"- B*(D) not fitted: in most cells the loss kept falling past the batches tried (see `how` below)"
+              ("- B*(D) not fitted: in most cells the loss kept falling past the batches tried (see `how` below)"
                if "(linear)" in law.resampling else
                f"- B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}: gamma = {law.gamma:.3f}{_ci(law.gamma_ci)}"
                + ("" if math.isnan(law.batch_rmse) else f"; cells scatter {100 * law.batch_rmse:.0f}% (rms)")),
@@ -52,7 +52,8 @@ def section_lines(law: HParamsLaw, optima: list[CellOptimum], *, title: str, fig
                      f"{pr.lr_ci.hi:.4g}), B* = {pr.batch:.4g} ({pr.batch_ci.lo:.4g} to {pr.batch_ci.hi:.4g})")
     if figure:
         lines += ["", f"![hparams law]({figure})"]
-    lines += ["", "| N | D | runs | lr* | B* | loss there | how | best run: lr, B, loss |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| N | D | runs | lr* | B* | loss there | how | best run: lr, B, loss |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in optima:
         how = c.how + (f" ({c.edge})" if c.edge else "")
         lines.append(f"| {c.N:.4g} | {c.D:.4g} | {c.n_runs} | {c.lr_opt:.3g} | {c.batch_opt:.4g} | {c.loss_opt:.4f} | "
@@ -97,7 +98,8 @@ def untuned_lines(runs: pd.DataFrame | None, *, rules: HParamsConfig | None,
     finished = runs[runs["status"] == "finished"]
     cells = off_optimum(finished["N_total"].to_numpy(float), finished["D"].to_numpy(float),
                         pd.to_numeric(finished["lr"], errors="coerce").to_numpy(float),
-                        pd.to_numeric(finished["batch_tokens"], errors="coerce").to_numpy(float), law=law, factor=factor)
+                        pd.to_numeric(finished["batch_tokens"], errors="coerce").to_numpy(float),
+                        law=law, factor=factor)
     head = [f"### Untuned cells (rate or batch more than {factor:g}x from the fitted optimum of hparams={rules.name})",
             ""]
     if not cells:

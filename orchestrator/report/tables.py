@@ -120,7 +120,8 @@ def form_rows(result: FitResult) -> tuple[str, list[list[str]]]:
         h = e.get("holdout", {})
         scored = e["status"] == "ok" and "rel_error" in h
         note = (e.get("reason") or h.get("reason") or "") if not scored else (
-            ("best" + (f", {forms['margin']:.3g}x less error than {forms['runner_up']}" if "runner_up" in forms else ""))
+            ("best" + (f", {forms['margin']:.3g}x less error than {forms['runner_up']}"
+                       if "runner_up" in forms else ""))
             if name == forms.get("winner") else "")
         if scored and e.get("on_bound"):
             note = "; ".join(x for x in (note, "on a bound: " + ", ".join(e["on_bound"])) if x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +73,7 @@ def write_report(fit: FitReport, *, runs: pd.DataFrame | None = None, curves: pd
                 exponents=tables.exponent_rows(result), holdout=tables.holdout_rows(result),
                 exclusions=tables.exclusions(result), warnings=tables.warnings(result, swept=swept, floors=floors),
                 cost=cost, floors=floors, swept=swept, primary=tables.primary_method(result), figures=drawn,
-                generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 sweep=_sweep(config) if runs is not None else None, files=FILES)
     md_path, html_path = folder / "report.md", folder / "index.html"
     md_path.write_text(markdown.render(page), encoding="utf-8")

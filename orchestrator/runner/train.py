@@ -6,9 +6,9 @@ so a full cluster never holds half-placed gangs), starts one process per worker 
 CPUs and `cluster.gpus_per_trial` GPUs each, and sets up torch.distributed between them (gloo on CPU, NCCL on
 GPUs). Every worker calls the trial's trainer with the same config; the trainer sees torch.distributed and
 splits the global batch (trainers/gpt.py), sharing the model as `cluster.parallel` says (ddp or fsdp: set in each
-worker's environment as trainers.parallel.PARALLEL_ENV, trainers/parallel.py). Rank 0 streams its reports to the driver's queue exactly as a
-one-worker trial does; the other ranks' reports are dropped. Rank 0's result comes back through a mailbox (a
-Ray queue owned by the driving task).
+worker's environment as trainers.parallel.PARALLEL_ENV, trainers/parallel.py). Rank 0 streams its reports to
+the driver's queue exactly as a one-worker trial does; the other ranks' reports are dropped. Rank 0's result
+comes back through a mailbox (a Ray queue owned by the driving task).
 
 Faults: Ray Train's own restarts are off (FailureConfig(max_failures=0)) so that the run stage's policies hold
 unchanged. A worker process or node that dies raises `TrainWorkerLost`, which the loop treats as `lost`

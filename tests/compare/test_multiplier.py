@@ -26,7 +26,7 @@ def test_when_the_exponents_differ_M_depends_on_C_and_is_never_a_ratio_of_coeffi
     # Each M(C) is the compute the baseline needs for the variant's loss: check it against a root of the loss.
     for xi, m in zip(x, M):
         target = STEEPER.loss(np.array([xi]))[0, 0]
-        root = brentq(lambda z: BASE.loss(np.array([z]))[0, 0] - target, xi - 20, xi + 20)
+        root = brentq(lambda z, target=target: BASE.loss(np.array([z]))[0, 0] - target, xi - 20, xi + 20)
         assert abs(np.log(m) - (root - xi)) < 1e-6
     assert M.max() / M.min() > 2  # not one number
     slope = trend(x, np.log(M)[None, :])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-import numpy as np
 
 from orchestrator.compare.analysis import Options, analyse
 

@@ -3,7 +3,6 @@ published data where the defect was found."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

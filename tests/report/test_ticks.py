@@ -7,10 +7,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from orchestrator.report.figures.base import MAX_LOG_TICKS, count_axis, loss_axis  # noqa: E402
+from orchestrator.report.figures.base import MAX_LOG_TICKS, count_axis, loss_axis
 
 
 def visible_labels(fig, axis) -> list:

@@ -100,9 +100,9 @@ def test_vocab_mismatch_is_a_data_error(tmp_path):
 def test_a_prepared_folders_meta_json_must_agree_with_the_config_and_the_files(tmp_path):
     # action=prepare writes meta.json (orchestrator/prepare/run.py); both the size-only pre-flight check and the
     # trial's source hold the config and the files to it.
-    import json  # noqa: PLC0415
+    import json
 
-    from trainers.data import check_data  # noqa: PLC0415
+    from trainers.data import check_data
 
     folder = _write_tokens(tmp_path / "tok", np.arange(600) % 300, np.arange(100))
     meta = {"dtype": "uint16", "vocab_size": 300, "train_tokens": 600, "val_tokens": 100}

@@ -22,7 +22,8 @@ def isoflop(inp: Inputs, *, out_dir: Path) -> Figure:
     title = "IsoFLOP profiles"
     caption = ("Final loss against model size at each budget, with the parabola in ln N fitted to each profile "
                "and its minimum (star); where runs depart from the fit's compute model (exact FLOPs of discrete "
-               "shapes), their losses are shown as fitted, moved onto it (fitting/isoflop.py). A red ring marks a minimum at the edge of the sampled sizes (biased "
+               "shapes), their losses are shown as fitted, moved onto it (fitting/isoflop.py). "
+               "A red ring marks a minimum at the edge of the sampled sizes (biased "
                "N_opt); dashed parabolas were not used by the IsoFLOP fit (reason in the warnings). Grey dotted: "
                "the surface fit's prediction along each budget.")
     if not inp.profiles:
