@@ -783,10 +783,8 @@ class TrialLoop:
         RUNNING."""
         for ref in self.inflight:
             ray.cancel(ref, force=True)
-        try:
+        with contextlib.suppress(Exception):  # the queue may already be gone; runs are still closed below
             self._drain()
-        except Exception:  # noqa: BLE001  (the queue may already be gone; runs are still closed below)
-            pass
         for attempt in self.inflight.values():
             if attempt.run_id is not None:
                 self.writer.close_run(attempt.run_id, status=Status.KILLED, reason=reason, reports=attempt.reports)
