@@ -85,7 +85,7 @@ def run_compare(config: Config) -> CompareReport:
     folder = Path(fit_opts.out_dir) / name
     with tempfile.TemporaryDirectory(prefix="compare-") as staging:
         fits, reports = {}, {}
-        for i, source in enumerate(sources.values()):
+        for i, (entry, source) in enumerate(sources.items()):
             reports[entry] = _fit(source, fit_opts, out_dir=Path(staging) / f"{i}")
         method = common_method({sources[e].name: r.fit for e, r in reports.items()}, requested=opts.method)
         for entry, source in sources.items():  # the fitting stage's own estimate: each sweep is fitted once
