@@ -444,6 +444,8 @@ class TrialLoop:
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
         self.source = FixedList(todo) if source is None else source
+        self.todo_ids = {t.trial_id for t in todo}
+        """The trials this invocation runs (sweep.early_stop: a budget with any other trial is skipped)."""
         waiting: list[_Attempt] = []  # retries, ahead of new trials
         slots, checked = slot_count(self.config), time.monotonic()
         try:
@@ -777,8 +779,7 @@ class TrialLoop:
         if not (self.config.sweep.early_stop and self.forecasted and self.planned):
             return
         self.forecasted = False
-        here = {a.trial.trial_id for a in self.by_key.values()}
-        here |= {t.trial_id for t in getattr(self.source, "waiting", [])}  # FixedList's trials not yet submitted
+        here = self.todo_ids
         # A budget with a trial done in an earlier invocation is skipped: its measured loss is not known here.
         whole = {t.budget for t in self.planned} - {t.budget for t in self.planned if t.trial_id not in here}
         running = {a.trial.trial_id: a for a in self.inflight.values()}
