@@ -114,6 +114,10 @@ class SweepConfig:
     forks: bool = False
     """Trials that differ only in D share one constant-rate WSD trunk, forked into a cooldown at each D
     (trainer.schedule=wsd; Hägele et al. 2024; orchestrator/forks.py). grid and isoflop sweeps."""
+    early_stop: bool = False
+    """isoflop: stop a running trial whose live forecast interval shows it can be neither its budget's minimum
+    nor one of the sizes that bracket it (orchestrator/forecast/early_stop.py); recorded as pruned with the
+    reason. Off by default; only for the trials planned up front (no effect with adaptive placement)."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -160,6 +164,9 @@ class SweepConfig:
             raise ValueError("sweep.tokens is set for kind=isoflop: an IsoFLOP sweep solves D from sweep.budgets.")
         if self.forks and self.kind not in ("grid", "isoflop"):
             raise ValueError(f"sweep.forks=true with sweep.kind={self.kind}: forks are for grid and isoflop sweeps.")
+        if self.early_stop and self.kind != "isoflop":
+            raise ValueError(f"sweep.early_stop=true with sweep.kind={self.kind}: early stopping protects an IsoFLOP "
+                             f"profile's minimum, so it is for kind=isoflop sweeps only.")
         if self.lr_from and self.lr:
             raise ValueError("sweep.lr_from and sweep.lr are both set: take learning rates from a search or give an "
                              "axis, not both.")

@@ -179,8 +179,11 @@ def tidy_runs(frame: pd.DataFrame, *, options: FitConfig) -> RunTable:
         keep = keep & ~mask
 
     status = df["status"].to_numpy()
+    # A pruned run says why (the search's pruner, or sweep.early_stop's sentence): the report lists it.
+    why = df["reason"].to_numpy(object) if "reason" in df.columns else np.full(len(df), None, dtype=object)
     for i in np.flatnonzero(status != Status.FINISHED):
-        drop(np.arange(len(df)) == i, f"status={status[i]}")
+        note = f": {why[i]}" if status[i] == Status.PRUNED and isinstance(why[i], str) and why[i] else ""
+        drop(np.arange(len(df)) == i, f"status={status[i]}{note}")
     warnings: list[str] = []
     if (duplicated & keep).any():
         n_dup = int((duplicated & keep).sum())

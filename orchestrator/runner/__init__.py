@@ -42,6 +42,7 @@ from orchestrator.runner import attach
 from orchestrator.runner.train import TrainWorkerLost, execute_on_train
 from orchestrator.config import Config
 from orchestrator.faults import MAX_REPORTS_PER_S, death_reason, death_witness, thin_reports, trial_time_limit
+from orchestrator.forecast.early_stop import Point, stoppable
 from orchestrator.forecast.live import LiveForecaster, Trip
 from orchestrator.forks import checkpoint_root
 from orchestrator.lease import SweepLease
@@ -162,6 +163,14 @@ class _Attempt:
     tripped: Trip | None = None
     """The forecaster's divergence tripwire that stopped this attempt (orchestrator/forecast/live.py)."""
     trip_report: dict[str, Any] = field(default_factory=dict)
+    last_report: dict[str, Any] | None = None
+    """The latest report the forecaster saw (where sweep.early_stop records the attempt stopped)."""
+    early_stop: str | None = None
+    """Why sweep.early_stop stopped this attempt (orchestrator/forecast/early_stop.py; None: not stopped)."""
+
+
+EARLY_STOP_FROM = 0.5
+"""sweep.early_stop trusts a running trial's forecast from this fraction of its planned steps on."""
 
 
 def _meta_of(ref: ray.ObjectRef) -> dict[str, str] | None:
@@ -360,6 +369,7 @@ def _run_leased(config: Config, trials: list[Trial], *, tracker: Tracker, lease:
     previous_int = signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         loop = TrialLoop(config, tracker=tracker, parent=parent, display=display, lease=lease)
+        loop.planned = trials if source is None else []
         ok = loop.run(todo, source=source)
         tracker.end_parent(parent, status="FINISHED" if ok else "FAILED", summary=_summary(progress))
         return 0 if ok else 1
@@ -421,6 +431,12 @@ class TrialLoop:
         self.slowest_rate: float | None = None
         """The slowest FLOP/s of a trial finished in this invocation (the time limits' rate)."""
         self.forecaster = LiveForecaster()
+        self.planned: list[Trial] = []
+        """The sweep's planned trials (sweep.early_stop checks only budgets whose every trial runs here)."""
+        self.finished_loss: dict[str, float | None] = {}
+        """trial_id -> final eval loss of the trials ended in this invocation (None: no loss; sweep.early_stop)."""
+        self.forecasted = False
+        """A forecast changed this round (sweep.early_stop is checked at most once per round)."""
         self.writer = tracker.writer()
         """The trial runs' writes, committed at the end of a round (COMMIT_S; tracking.RunWriter); outcomes act after
         their commit."""
@@ -428,6 +444,8 @@ class TrialLoop:
     def run(self, todo: list[Trial], *, source: TrialSource | None = None) -> bool:
         """Run `todo` (or whatever `source` feeds); True when every trial reached a result."""
         self.source = FixedList(todo) if source is None else source
+        self.todo_ids = {t.trial_id for t in todo}
+        """The trials this invocation runs (sweep.early_stop: a budget with any other trial is skipped)."""
         waiting: list[_Attempt] = []  # retries, ahead of new trials
         slots, checked = slot_count(self.config), time.monotonic()
         try:
@@ -462,6 +480,7 @@ class TrialLoop:
                     retry = self._finish(ref, self.inflight.pop(ref))
                     if retry is not None:
                         waiting.insert(0, retry)
+                self._early_stop()  # after the finished ones left: a trial that finished is never stopped
                 self._commit()  # the round's runs in one transaction; then the outcomes count
                 for trial, status, reason in self.source.take_settled():
                     self._record_unrun(trial, status, reason)
@@ -665,7 +684,9 @@ class TrialLoop:
         step = attempt.pruned.get("step")
         result = {"flops": float(attempt.pruned.get("flops", 0.0)), "tokens": attempt.pruned.get("tokens", 0),
                   "steps": step or 0, "pruned_eval_loss": attempt.pruned.get("eval_loss")}
-        return self._end(attempt, Status.PRUNED, result=result, reason=f"pruned by the search at step {step}")
+        reason = (f"early stop: {attempt.early_stop} (at step {step})" if attempt.early_stop is not None
+                  else f"pruned by the search at step {step}")
+        return self._end(attempt, Status.PRUNED, result=result, reason=reason)
 
     def _end(self, attempt: _Attempt, status: str, *, result: dict[str, Any] | None = None,
              reason: str | None = None, traceback: str | None = None, final: bool = True) -> None:
@@ -691,10 +712,12 @@ class TrialLoop:
         if status == Status.PRUNED:  # a result: only the FLOPs up to the pruning point count as spent
             self.progress.done += 1
             self.progress.done_flops += (result or {}).get("flops", 0.0)
+            self.finished_loss[trial.trial_id] = None
             self.display.event(f"pruned   {trial.name}: {reason}")
             return None
         self.progress.done_flops += self._flops(trial)
         if status != Status.FINISHED:
+            self.finished_loss[trial.trial_id] = None
             self.progress.failed += 1
             self.all_results = self.all_results and status in RESULTS
             self.display.event(f"{status:8s} {trial.name}: {reason}")
@@ -706,6 +729,7 @@ class TrialLoop:
         loss = (result or {}).get("final_eval_loss")
         label = f"C={trial.budget:.3g}" if trial.budget is not None else f"D={trial.tokens:.3g}"
         if loss is not None:
+            self.finished_loss[trial.trial_id] = float(loss)
             self.progress.best[label] = min(loss, self.progress.best.get(label, float("inf")))
         self.display.event(f"finished {trial.name} eval_loss={'-' if loss is None else f'{loss:.4f}'}")
         return None
@@ -722,6 +746,7 @@ class TrialLoop:
         """Live forecast of a running trial's final loss (merged into the report it came with, so MLflow
         plots it per step beside the measured loss) and its tripwires: divergence stops the trial at once."""
         key = (attempt.trial.trial_id, attempt.attempt)
+        attempt.last_report = metrics
         if key not in self.forecaster.tracks and attempt.tripped is None:
             self.forecaster.start(key, config=attempt.trial.config, n_params=attempt.trial.cost.n_total,
                                   name=attempt.trial.name)
@@ -733,6 +758,8 @@ class TrialLoop:
             f = update.forecast
             self.progress.forecasts[attempt.trial.name] = (int(metrics["step"]), float(metrics["eval_loss"]),
                                                            f.loss, f.lo, f.hi)
+        if update.forecast is not None:
+            self.forecasted = True
         trip = update.trip
         if trip is None:
             return
@@ -744,6 +771,46 @@ class TrialLoop:
             ray.cancel(attempt.ref, force=True)
         elif not trip.stops:
             self.display.event(f"flagged  {attempt.trial.name}: {trip.kind} at step {trip.step}: {trip.reason}")
+
+    def _early_stop(self) -> None:
+        """sweep.early_stop: after a round whose forecasts changed, stop every running trial that cannot change
+        its budget's IsoFLOP minimum or bracket (orchestrator/forecast/early_stop.py), the way the search's
+        pruning does: cancelled, then recorded by _finish as pruned at its latest report, with the reason."""
+        if not (self.config.sweep.early_stop and self.forecasted and self.planned):
+            return
+        self.forecasted = False
+        here = self.todo_ids
+        # A budget with a trial done in an earlier invocation is skipped: its measured loss is not known here.
+        whole = {t.budget for t in self.planned} - {t.budget for t in self.planned if t.trial_id not in here}
+        running = {a.trial.trial_id: a for a in self.inflight.values()}
+        points, live = [], {}
+        for trial in self.planned:
+            if trial.budget is None or trial.budget not in whole:
+                continue
+            if trial.trial_id in self.finished_loss:
+                loss = self.finished_loss[trial.trial_id]
+                if loss is not None:  # ended without a loss (pruned, diverged, failed): not in the fit either
+                    points.append(Point(name=trial.name, budget=trial.budget, n_params=trial.cost.n_total, loss=loss))
+                continue
+            attempt, lo, hi = running.get(trial.trial_id), None, None
+            if attempt is not None:
+                key = (trial.trial_id, attempt.attempt)
+                f, track = self.forecaster.latest(key), self.forecaster.tracks.get(key)
+                # Only a forecast from at least half the curve counts (an earlier one's interval undercovers
+                # on short curves, and a stop it suggests could take a bracketing size: measured in
+                # tests/forecast/test_early_stop_live.py); before that the trial counts as a possible minimum.
+                if f is not None and track is not None and track.steps and \
+                        track.steps[-1] >= EARLY_STOP_FROM * track.n_steps and attempt.last_report is not None:
+                    lo, hi, live[trial.name] = f.lo, f.hi, attempt
+            points.append(Point(name=trial.name, budget=trial.budget, n_params=trial.cost.n_total, lo=lo, hi=hi))
+        for stop in stoppable(points):
+            attempt = live.get(stop.name)
+            if attempt is None or attempt.pruned is not None or attempt.tripped is not None or \
+                    attempt.timed_out is not None or attempt.ref not in self.inflight:
+                continue
+            attempt.early_stop = stop.reason
+            attempt.pruned = attempt.last_report
+            ray.cancel(attempt.ref, force=True)
 
     def _end_tripped(self, attempt: _Attempt) -> None:
         trip, at = attempt.tripped, attempt.trip_report
