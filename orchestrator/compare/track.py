@@ -19,10 +19,11 @@ from pathlib import Path
 from orchestrator.compare.options import CompareConfig
 from orchestrator.compare.sources import Source, unknown_sweep
 from orchestrator.report.text import sci
+from orchestrator.run_tags import RunKind
 from orchestrator.runs import runs_table
 from orchestrator.tracking import open_store, resolve_uri
 
-KIND = "compare"
+KIND = RunKind.COMPARE
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/ ]")
 
 
