@@ -220,25 +220,36 @@ def test_misconfigured_tracking_uri_fails_with_one_sentence(cli, tmp_path):
     assert "is not supported: use sqlite:///" in result.stderr
 
 
+def _one_and_two_workers(tmp_path, *overrides: str) -> dict:
+    """The same GPT trial on 1 and on 2 Ray Train workers of 1 thread each: each one's finished run."""
+    out = {}
+    for workers in (1, 2):
+        work = tmp_path / f"w{workers}"
+        work.mkdir()
+        result = subprocess.run([sys.executable, "-m", "orchestrator", "sweep=tiny", "sweep.budgets=[1e10]",
+                                 "sweep.sizes_per_budget=1", "cluster.num_cpus=2", f"cluster.workers_per_trial={workers}",
+                                 *overrides, "trainer.micro_batch_tokens=640", "action=run"],
+                                cwd=work, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (run,) = trial_runs(work, "tiny")
+        assert run.data.tags["status"] == "finished" and run.data.metrics["workers"] == workers
+        out[workers] = run
+    return out
+
+
+def _losses(run) -> tuple[float, float, float, float]:
+    m = run.data.metrics
+    return m["final_eval_loss"], m["final_train_loss"], m["flops"], m["tokens"]
+
+
 @pytest.mark.slow
 def test_a_two_worker_gpt_trial_reaches_the_loss_of_one_worker(tmp_path):
     # The same trial (seed, global batch of 32 sequences, micro-batches of 10 so that each rank accumulates an
     # uneven 10 + 6) on 1 worker and on 2 workers of 1 thread each (Ray Train, DDP over gloo). Same data order,
     # the gradient of the same global batch mean: only float summation order differs, so the final losses agree
     # far inside 1e-4 relative (measured: about 1e-8).
-    losses = {}
-    for workers in (1, 2):
-        work = tmp_path / f"w{workers}"
-        work.mkdir()
-        result = subprocess.run([sys.executable, "-m", "orchestrator", "sweep=tiny", "sweep.budgets=[1e10]",
-                                 "sweep.sizes_per_budget=1", "cluster.num_cpus=2", f"cluster.workers_per_trial={workers}",
-                                 "trainer.micro_batch_tokens=640", "action=run"],
-                                cwd=work, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-        (run,) = trial_runs(work, "tiny")
-        assert run.data.tags["status"] == "finished" and run.data.metrics["workers"] == workers
-        losses[workers] = (run.data.metrics["final_eval_loss"], run.data.metrics["final_train_loss"],
-                           run.data.metrics["flops"], run.data.metrics["tokens"])
+    runs = _one_and_two_workers(tmp_path)
+    losses = {w: _losses(r) for w, r in runs.items()}
     (eval1, train1, flops1, tokens1), (eval2, train2, flops2, tokens2) = losses[1], losses[2]
     assert abs(eval2 - eval1) / eval1 < 1e-4 and abs(train2 - train1) / train1 < 1e-4, losses
     assert (flops2, tokens2) == (flops1, tokens1)  # FLOP accounting unchanged
@@ -249,21 +260,11 @@ def test_a_two_worker_fsdp_gpt_trial_reaches_the_loss_of_one_worker(tmp_path):
     # The DDP test's trial on 2 Ray Train workers sharded by FSDP (cluster.parallel=fsdp: fully_shard over gloo):
     # the same global batch and data order, gradients reduce-scattered instead of all-reduced, so again only float
     # summation order differs: 1e-6 relative holds (measured: 1.1e-8 in tests/trainers/test_parallel.py).
-    losses = {}
-    for workers in (1, 2):
-        work = tmp_path / f"w{workers}"
-        work.mkdir()
-        result = subprocess.run([sys.executable, "-m", "orchestrator", "sweep=tiny", "sweep.budgets=[1e10]",
-                                 "sweep.sizes_per_budget=1", "cluster.num_cpus=2", f"cluster.workers_per_trial={workers}",
-                                 "cluster.parallel=fsdp", "trainer.micro_batch_tokens=640", "action=run"],
-                                cwd=work, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-        (run,) = trial_runs(work, "tiny")
-        assert run.data.tags["status"] == "finished" and run.data.metrics["workers"] == workers
-        losses[workers] = (run.data.metrics["final_eval_loss"], run.data.metrics["final_train_loss"],
-                           run.data.metrics["flops"], run.data.metrics["tokens"])
+    runs = _one_and_two_workers(tmp_path, "cluster.parallel=fsdp")
+    for workers, run in runs.items():
         sharded = run.data.metrics["params_per_worker"] / run.data.metrics["n_params"]
         assert sharded == 1.0 if workers == 1 else 0.5 <= sharded < 0.52, sharded  # rank 0 holds its half
+    losses = {w: _losses(r) for w, r in runs.items()}
     (eval1, train1, flops1, tokens1), (eval2, train2, flops2, tokens2) = losses[1], losses[2]
     assert abs(eval2 - eval1) / eval1 < 1e-6 and abs(train2 - train1) / train1 < 1e-6, losses
     assert (flops2, tokens2) == (flops1, tokens1)

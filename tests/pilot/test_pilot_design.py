@@ -50,15 +50,8 @@ def test_a_vocabulary_that_crowds_out_the_model_is_refused_with_the_numbers():
     assert "8192-entry vocabulary" in bad.sentence() and "shapes for 3 sizes" in bad.sentence()
 
 
-def test_the_written_option_composes_and_says_it_came_from_a_pilot(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = []
-    for n, d in ((1e4, 2e5), (1e4, 8e5), (3e4, 2e5), (3e4, 8e5)):
-        for lr in np.geomspace(1e-3, 1e-1, 4):
-            for b in (256, 512, 1024, 2048):
-                x, y = math.log(lr / (0.5 * n ** -0.5 * d ** 0.2)), math.log(b / (0.5 * d ** 0.6))
-                rows.append((n, d, lr, b, 3 + 0.02 * x * x + 0.01 * y * y + 0.001 * rng.standard_normal()))
-    N, D, lr, b, loss = map(np.array, zip(*rows))
+def test_the_written_option_composes_and_says_it_came_from_a_pilot(tmp_path, planted_cells):
+    N, D, lr, b, loss = planted_cells
     law, optima = fit_pooled_law(N, D, lr, b, loss, n_resamples=50)
     assert law.alpha == pytest.approx(-0.5, abs=0.05) and law.gamma == pytest.approx(0.6, abs=0.05)
     rules = design.pilot_rules(law, optima, base=HParamsConfig(min_steps=500, min_warmup_steps=20), centre=80.0,

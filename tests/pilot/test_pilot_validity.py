@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import numpy as np
 
 from orchestrator.cli import compose_config, to_typed
 from orchestrator.conf_dirs import ConfigDirs
@@ -17,19 +16,6 @@ from orchestrator.planner import PlanError
 from orchestrator.search.adaptive import AdaptiveIsoFLOP
 from orchestrator.sweep_plan import plan_trials
 from trainers.api import Status
-
-
-def _law():
-    """A law through cells whose planted optimum is B* = 0.5 D^0.6 tokens: at cpu_small's budgets it gives the
-    smallest D ~330 steps (under min_steps=500) and the largest ~900 (18 warmup steps at the trainer's 2%)."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for n, d in ((1e4, 2e5), (1e4, 8e5), (3e4, 2e5), (3e4, 8e5)):
-        for lr in np.geomspace(1e-3, 1e-1, 4):
-            for b in (256, 512, 1024, 2048):
-                x, y = math.log(lr / (0.5 * n ** -0.5 * d ** 0.2)), math.log(b / (0.5 * d ** 0.6))
-                rows.append((n, d, lr, b, 3 + 0.02 * x * x + 0.01 * y * y + 0.001 * rng.standard_normal()))
-    return fit_pooled_law(*map(np.array, zip(*rows)), n_resamples=20)
 
 
 def _adaptive_reach(config, datasets, *, larger: bool) -> list:
@@ -55,10 +41,12 @@ def _adaptive_reach(config, datasets, *, larger: bool) -> list:
     return seen, source.decisions
 
 
-def test_a_pilot_written_option_never_yields_a_refused_trial(tmp_path):
+def test_a_pilot_written_option_never_yields_a_refused_trial(tmp_path, planted_cells):
     config = to_typed(compose_config(["sweep=cpu_small", "hparams=constant"]))  # min_steps 500, min_warmup_steps 20
     datasets = {"synthetic": config.data}
-    law, optima = _law()
+    # At cpu_small's budgets the planted B* = 0.5 D^0.6 gives the smallest D ~330 steps (under min_steps=500) and
+    # the largest ~900 (18 warmup steps at the trainer's 2%).
+    law, optima = fit_pooled_law(*planted_cells, n_resamples=20)
     raw = design.pilot_rules(law, optima, base=config.hparams, centre=100.0, name="pilot_mine", lr_range=(1e-3, 0.1),
                              seq_len=64, note="", most_steps=2000)
     refused = [t for t in plan_trials(replace(config, hparams=raw), datasets=datasets) if t.invalid]
