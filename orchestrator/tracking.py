@@ -486,13 +486,14 @@ class Tracker:
 
     def start_trial(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
                     config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
-                    tags: dict[str, str] | None = None) -> str:
+                    tags: dict[str, str] | None = None, start_ms: int | None = None) -> str:
         """A child run of `parent_id`, written at once; `tags` are extra tags (e.g. optuna_trial, stage; kind=trunk
-        for a WSD trunk, which is not a trial: orchestrator/forks.py). The driver's loop writes through a
-        `RunWriter` instead; this is the same run, one call at a time."""
+        for a WSD trunk, which is not a trial: orchestrator/forks.py); `start_ms` is when the trial began (epoch ms;
+        None: now). The driver's loop writes through a `RunWriter` instead; this is the same run, one call at a time."""
         content = self.trial_run(parent_id=parent_id, sweep=sweep, name=name, trial_id=trial_id, attempt=attempt,
                                  config=config, derived=derived, host=host, device=device, node=node, tags=tags)
-        run = self.client.create_run(self.experiment_id, tags=content.tags, run_name=content.name)
+        run = self.client.create_run(self.experiment_id, tags=content.tags, run_name=content.name,
+                                     start_time=start_ms)
         self._log_params(run.info.run_id, content.params, metrics=content.metrics)
         self._log_json(run.info.artifact_uri, run.info.run_id, content.config, "trial_config.json")
         return run.info.run_id
@@ -559,13 +560,14 @@ class Tracker:
 
     def end_trial(self, run_id: str, *, status: str, result: dict[str, Any] | None = None,
                   reason: str | None = None, traceback: str | None = None,
-                  reports: list[dict[str, Any]] = ()) -> None:
-        """Final metrics (with any reports not yet logged), status tags, traceback, terminal status; written at once."""
+                  reports: list[dict[str, Any]] = (), end_ms: int | None = None) -> None:
+        """Final metrics (with any reports not yet logged), status tags, traceback, terminal status (at `end_ms`, when
+        the trial ended, epoch ms; None: now); written at once."""
         metrics, tags = self.trial_end(status=status, result=result, reason=reason, reports=reports)
         self._log_metrics(run_id, metrics, tags)
         if traceback:
             self.client.log_text(run_id, traceback, "traceback.txt")
-        self.client.set_terminated(run_id, status=Status(status).mlflow)
+        self.client.set_terminated(run_id, status=Status(status).mlflow, end_time=end_ms)
 
     def writer(self) -> RunWriter:
         """The driver loop's writer (`RUN_WRITES`): a SQLite store's rounds as transactions, a server's as batches."""
@@ -679,6 +681,8 @@ class _RunWrites:
     opened: TrialRun | None = None
     """Set when the run opens in this round (not yet in the store, for a SQLite store)."""
     artifact_uri: str = ""
+    start_time: int | None = None
+    """When the trial began (epoch ms), when the run opens in this round."""
     metrics: list[Metric] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     status: str | None = None
@@ -707,14 +711,15 @@ class RunWriter:
 
     def open_run(self, *, parent_id: str, sweep: str, name: str, trial_id: str, attempt: int,
                  config: dict[str, Any], derived: dict[str, Any], host: str, device: str, node: str,
-                 tags: dict[str, str] | None = None) -> str:
+                 tags: dict[str, str] | None = None, start_ms: int | None = None) -> str:
         """A child run of `parent_id` (`Tracker.start_trial`'s arguments); returns its run id at once."""
         content = self.tracker.trial_run(parent_id=parent_id, sweep=sweep, name=name, trial_id=trial_id,
                                          attempt=attempt, config=config, derived=derived, host=host, device=device,
                                          node=node, tags=tags)
-        run_id, artifact_uri = self._create(content)
+        start_ms = _now_ms() if start_ms is None else start_ms
+        run_id, artifact_uri = self._create(content, start_ms)
         writes = self._of(run_id)
-        writes.opened, writes.artifact_uri = content, artifact_uri
+        writes.opened, writes.artifact_uri, writes.start_time = content, artifact_uri, start_ms
         return run_id
 
     def log_reports(self, run_id: str, reports: list[dict[str, Any]]) -> None:
@@ -726,13 +731,14 @@ class RunWriter:
         self._of(run_id).tags.update(tags)
 
     def close_run(self, run_id: str, *, status: str, result: dict[str, Any] | None = None,
-                  reason: str | None = None, traceback: str | None = None, reports: list[dict[str, Any]] = ()) -> None:
-        """`Tracker.end_trial`'s writes, in this round."""
+                  reason: str | None = None, traceback: str | None = None, reports: list[dict[str, Any]] = (),
+                  end_ms: int | None = None) -> None:
+        """`Tracker.end_trial`'s writes, in this round (`end_ms`: when the trial ended, epoch ms; None: now)."""
         metrics, tags = self.tracker.trial_end(status=status, result=result, reason=reason, reports=reports)
         writes = self._of(run_id)
         writes.metrics.extend(metrics)
         writes.tags.update({tag.key: tag.value for tag in tags})
-        writes.status, writes.end_time = Status(status).mlflow, int(time.time() * 1000)
+        writes.status, writes.end_time = Status(status).mlflow, _now_ms() if end_ms is None else end_ms
         writes.traceback = traceback or writes.traceback
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -757,8 +763,8 @@ class RunWriter:
             writes = self._runs[run_id] = _RunWrites(run_id)
         return writes
 
-    def _create(self, content: TrialRun) -> tuple[str, str]:
-        """(run id, artifact URI) of a run about to open."""
+    def _create(self, content: TrialRun, start_ms: int) -> tuple[str, str]:
+        """(run id, artifact URI) of a run about to open (at `start_ms`)."""
         raise NotImplementedError
 
     def _write(self, runs: list[_RunWrites]) -> None:
@@ -799,8 +805,9 @@ class ClientRunWriter(RunWriter):
     and the round's params, metrics and tags of each run go out as one `log_batch` (more only past MLflow's
     limits of 100 params, 100 tags, 1000 metrics and 1000 items a request), then the terminal status."""
 
-    def _create(self, content: TrialRun) -> tuple[str, str]:
-        info = self.tracker.client.create_run(self.tracker.experiment_id, tags=content.tags, run_name=content.name).info
+    def _create(self, content: TrialRun, start_ms: int) -> tuple[str, str]:
+        info = self.tracker.client.create_run(self.tracker.experiment_id, tags=content.tags, run_name=content.name,
+                                              start_time=start_ms).info
         return info.run_id, info.artifact_uri
 
     def _write(self, runs: list[_RunWrites]) -> None:
@@ -836,7 +843,7 @@ class SqliteRunWriter(RunWriter):
         self._checked_keys: set[tuple[str, str]] = set()
         self._statements = _sqlite_statements()
 
-    def _create(self, content: TrialRun) -> tuple[str, str]:  # noqa: ARG002
+    def _create(self, content: TrialRun, start_ms: int) -> tuple[str, str]:  # noqa: ARG002
         run_id = uuid.uuid4().hex
         return run_id, append_to_uri_path(self.artifact_root, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
 
@@ -850,7 +857,7 @@ class SqliteRunWriter(RunWriter):
                                  "experiment_id": int(self.tracker.experiment_id), "source_type": "UNKNOWN",
                                  "source_name": "", "entry_point_name": "", "source_version": "",
                                  "user_id": opened.tags.get("mlflow.user", "unknown"), "status": "RUNNING",
-                                 "start_time": opened.metrics[0].timestamp if opened.metrics else _now_ms(),
+                                 "start_time": writes.start_time,
                                  "end_time": None, "deleted_time": None, "lifecycle_stage": "active"})
                 params += [{"run_uuid": rid, "key": p.key, "value": p.value} for p in self._valid_params(opened.params)]
                 run_tags = {**opened.tags, "mlflow.runName": opened.name, **writes.tags}

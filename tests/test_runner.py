@@ -125,6 +125,29 @@ def test_mlflow_holds_nested_runs_with_params_metrics_and_config(cli, tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def most_at_once(runs: list) -> int:
+    """Most runs whose [start, end] intervals hold one moment (an end before a start at the same millisecond)."""
+    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs])
+    running = best = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def test_a_runs_times_are_when_its_trial_ran_so_no_more_overlap_than_there_are_slots(cli, tmp_path):
+    # Two slots, six trials of 1.5 s: the driver hears of a start and a result up to a round late, and the next
+    # trial starts the moment a slot frees. The store's start and end times are the workers' own, so what a user
+    # reads (the UI's durations, the throughput figures) never shows three trials at once on two slots.
+    result = cli_env(cli)(*SCRIPTED, trials_spec([5, 6, 7, 8, 9, 10]), "cluster.cpus_per_trial=1",
+                          "+trainer.options.sleep_s=1.5")
+    assert result.returncode == 0, result.stderr
+    trials = trial_runs(tmp_path)
+    assert len(trials) == 6 and all(r.data.tags["status"] == "finished" for r in trials)
+    assert all(r.info.end_time - r.info.start_time >= 1500 for r in trials)
+    assert most_at_once(trials) == 2
+
+
 @pytest.mark.slow
 def test_plan_shows_done_failed_and_pending(cli, tmp_path):
     cli_env(cli)(*SCRIPTED, trials_spec([0, 2]))

@@ -125,7 +125,8 @@ def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, 
         os.environ[GPU_MEMORY_FRACTION_ENV] = str(gpu_fraction)
 
     reporter = _Reporter(queue, key)
-    meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id()}
+    meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id(),
+            "started": time.time()}
     reporter.send({"kind": "start", "key": key, **meta})
     try:
         with death_witness(run_dir, key[1]):  # os._exit or a fatal signal leaves a note (orchestrator/faults.py)
@@ -135,7 +136,8 @@ def execute_trial(config: dict[str, Any], *, key: tuple[str, int], target: str, 
             reporter.flush()
             raise
         result = None  # the trainer let report()'s ContractError through: the violation is the outcome
-    return {"result": result, "reports": reporter.tail(), "meta": meta, "violation": reporter.violation}
+    return {"result": result, "reports": reporter.tail(), "meta": meta, "violation": reporter.violation,
+            "ended": time.time()}
 
 
 @dataclass
@@ -167,6 +169,8 @@ class _Attempt:
     """The latest report the forecaster saw (where sweep.early_stop records the attempt stopped)."""
     early_stop: str | None = None
     """Why sweep.early_stop stopped this attempt (orchestrator/forecast/early_stop.py; None: not stopped)."""
+    ended: float | None = None
+    """When the worker returned (its wall clock, s): the run's end time. None: the driver's clock when it closes."""
 
 
 EARLY_STOP_FROM = 0.5
@@ -551,7 +555,8 @@ class TrialLoop:
                 continue
             if message["kind"] == "start":
                 if attempt.run_id is None:  # not already opened by an early result
-                    self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"])
+                    self._open_run(attempt, host=message["host"], device=message["device"], node=message["node"],
+                                       started=message.get("started"))
                 elif attempt.node == "?":  # opened by an early result: now the driver knows where it ran
                     attempt.node = message["node"]
             elif attempt.closed:  # streamed before the trial ended, arrived after its result
@@ -572,14 +577,17 @@ class TrialLoop:
                 self.writer.log_reports(attempt.run_id, attempt.reports)
                 attempt.reports, attempt.logged = [], now
 
-    def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?") -> None:
+    def _open_run(self, attempt: _Attempt, *, host: str, device: str, node: str = "?",
+                  started: float | None = None) -> None:
+        """Open the attempt's run; `started` is when its worker began (its wall clock, s), the run's start time (the
+        driver hears of a start later, and a run's times are what the UI and the throughput figures read)."""
         trial = attempt.trial
         attempt.started = attempt.logged = time.monotonic()
         attempt.node = node
         attempt.run_id = self.writer.open_run(
             parent_id=self.parent, sweep=self.config.sweep.name, name=trial.name, trial_id=trial.trial_id,
             attempt=attempt.attempt, config=trial.config, derived=trial.record(), host=host, device=device, node=node,
-            tags=self.source.tags(trial))
+            tags=self.source.tags(trial), start_ms=None if started is None else int(started * 1000))
         self.progress.running += 1
         self.source.on_start(trial, attempt.run_id)
 
@@ -587,7 +595,8 @@ class TrialLoop:
         """Record one finished task; returns the next attempt when the policy retries."""
         if attempt.run_id is None:  # its start message is still on the way, or it failed before sending one
             meta = _meta_of(ref) or {"host": "?", "device": self.device, "node": "?"}
-            self._open_run(attempt, host=meta["host"], device=meta["device"], node=meta["node"])
+            self._open_run(attempt, host=meta["host"], device=meta["device"], node=meta["node"],
+                           started=meta.get("started"))
         self.progress.running -= 1
         trial, retries = attempt.trial, self.config.cluster.max_retries
         if attempt.pruned is not None:  # cancelled by the source (or finished first): a result either way
@@ -618,6 +627,7 @@ class TrialLoop:
                           final=False)
                 return _Attempt(trial, attempt.attempt + 1, lost=attempt.lost, deaths=attempt.deaths)
             return self._end(attempt, Status.CRASHED, reason=reason, traceback=trace)
+        attempt.ended = payload.get("ended")
         # The tail of the reports came back with the result: the source sees them as if streamed, so a
         # trial that finished before a prune could reach it is recorded as the search decided.
         for metrics in payload["reports"]:
@@ -695,7 +705,8 @@ class TrialLoop:
         self.progress.running_flops.pop((trial.trial_id, attempt.attempt), None)
         self._forecast_end(attempt, status)
         self.writer.close_run(attempt.run_id, status=status, result=result, reason=reason and reason[:500],
-                              traceback=traceback, reports=attempt.reports)
+                              traceback=traceback, reports=attempt.reports,
+                              end_ms=None if attempt.ended is None else int(attempt.ended * 1000))
         attempt.reports, attempt.closed = [], True
         ended = time.monotonic()
         self.writer.after_commit(lambda: self._count(attempt, status, result=result, reason=reason, final=final,

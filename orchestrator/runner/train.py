@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import ray
@@ -52,7 +53,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     key, queue = tuple(loop_config["key"]), loop_config["queue"]
     reporter = loop_config["reporter"](queue, key) if rank == 0 else (lambda metrics: None)
     if rank == 0:
-        meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id()}
+        meta = {"host": socket.gethostname(), "device": device, "node": ray.get_runtime_context().get_node_id(),
+                "started": time.time()}
         reporter.send({"kind": "start", "key": key, **meta})
     try:
         result = load_trainer(loop_config["target"])(loop_config["config"], reporter, run_dir=loop_config["run_dir"],
@@ -66,7 +68,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         result = None  # the trainer let report()'s ContractError through: the violation is the outcome
     if rank == 0:  # the same payload as runner.execute_trial's
         loop_config["mailbox"].put({"result": result, "reports": reporter.tail(), "meta": meta,
-                                    "violation": reporter.violation})
+                                    "violation": reporter.violation, "ended": time.time()})
 
 
 def execute_on_train(config: dict[str, Any], *, key: tuple[str, int], target: str, queue: Queue,
