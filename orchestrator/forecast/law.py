@@ -136,13 +136,17 @@ def _areas_cached(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
     return value
 
 
-def fit_points(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
-    """The points the law is fitted on: from 2x warmup's end or 10% of the run, whichever is later; before
-    it the loss still falls faster than any power law of S1 (Tissue et al. fit after warmup, too). The
-    misfitting benchmark's figures depend on this start (README: 1% / 10% / 20% measured side by side)."""
+def fit_start(curve: Curve) -> int:
+    """The first step the law describes: 2x warmup's end or 10% of the run, whichever is later; before it the
+    loss still falls faster than any power law of S1 (Tissue et al. fit after warmup, too). The misfitting
+    benchmark's figures depend on this start (README: 1% / 10% / 20% measured side by side)."""
     peak_at = int(np.argmax(curve.lr >= curve.peak * (1 - 1e-9))) + 1
-    start = max(2 * peak_at, int(0.1 * curve.total_steps))
-    keep = curve.steps >= start
+    return max(2 * peak_at, int(0.1 * curve.total_steps))
+
+
+def fit_points(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """The points the law is fitted on: those from `fit_start` on (all of a short curve with fewer)."""
+    keep = curve.steps >= fit_start(curve)
     if keep.sum() < MIN_POINTS:  # a short curve: keep what there is
         keep = np.ones(len(curve.steps), bool)
     return curve.steps[keep], curve.loss[keep]

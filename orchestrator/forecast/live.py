@@ -26,11 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.forecast.law import Curve, Forecast, ForecastError, SweepFit, fit_sweep, forecast, undercooled
+from orchestrator.forecast.law import (
+    MIN_POINTS,
+    Curve,
+    Forecast,
+    ForecastError,
+    SweepFit,
+    fit_start,
+    fit_sweep,
+    forecast,
+    undercooled,
+)
 from trainers.schedule import Schedule
 
 REFIT_SWEEP_S = 10.0
 """The shared fit is refitted at most this often, and only when a curve has finished since."""
+MAX_REL_SD = 0.1
+"""A forecast whose sd exceeds this share of its value (a 90% interval wider than +-16%) says nothing a sweep can act
+on (early in a run, before the sweep has finished curves to lean on, the law's extrapolation spans nats): it is
+neither logged nor shown nor used (the panel shows the trial's forecasts once they are informative)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class Trip:
     @property
     def stops(self) -> bool:
         return self.kind == "diverged"
+
+
+def informative(f: Forecast) -> bool:
+    """A forecast worth logging: finite, a positive value, and its sd at most MAX_REL_SD of it."""
+    return math.isfinite(f.loss) and math.isfinite(f.sd) and f.loss > 0 and f.sd <= MAX_REL_SD * f.loss
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,7 @@ class LiveForecaster:
                                                             f"{self.diverge_factor:g} x its best {track.best:.4g}"))
         trip = None
         last_loss = track.loss[-1] if track.loss else None
-        if track.last is not None:  # the curve so far predicts this step: is the new point far above it?
+        if track.fitted_at > -math.inf:  # the curve so far predicts this step: is the new point far above it?
             try:
                 here = forecast(track.curve(), self.sweep(), step=step)
             except (ForecastError, np.linalg.LinAlgError):
@@ -176,11 +195,19 @@ class LiveForecaster:
         now = self.clock()
         if now - track.fitted_at < self.min_interval_s and step < track.n_steps:
             return Update(metrics={}, trip=trip)
+        curve = track.curve()
+        # Points in the warmup and just after it are not the law's (law.fit_start): a curve without MIN_POINTS
+        # past them is too young to extrapolate from.
+        if int(np.sum(curve.steps >= fit_start(curve))) < MIN_POINTS:
+            return Update(metrics={}, trip=trip)
         try:
-            f = forecast(track.curve(), self.sweep())
+            f = forecast(curve, self.sweep())
         except (ForecastError, np.linalg.LinAlgError):
             return Update(metrics={}, trip=trip)
-        track.last, track.fitted_at = f, now
+        track.fitted_at = now
+        if not informative(f):
+            return Update(metrics={}, trip=trip)
+        track.last = f
         return Update(metrics={"forecast_final_loss": f.loss, "forecast_final_loss_lo": f.lo,
                                "forecast_final_loss_hi": f.hi}, trip=trip, forecast=f)
 

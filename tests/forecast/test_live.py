@@ -71,3 +71,25 @@ def test_a_user_trainer_without_our_keys_gets_no_forecast():
     live = LiveForecaster()
     assert not live.start("x", config={"trainer": {}, "model": {}, "tokens": 10}, n_params=1.0, name="x")
     assert live.on_report("x", {"step": 1, "eval_loss": 3.0}) is None
+
+
+def test_a_young_curve_gets_no_forecast_until_the_law_can_speak_and_never_an_absurd_one():
+    # Warmup of 10 steps, evaluations every 4: the points before law.fit_start (2x warmup's end) fall faster than
+    # the law allows; a forecast from them extrapolated the panel's "final -25.7 [-4213, 4162]" on a GPT sweep.
+    config = {**CONFIG, "trainer": {**CONFIG["trainer"], "warmup_tokens": 64 * 8 * 10, "schedule": "cosine"}}
+    lr, _ = trial_schedule(config)
+    start = law.fit_start(law.Curve(steps=np.array([1]), loss=np.array([1.0]), lr=lr, n_params=1e5, tokens=1e5))
+    rng = np.random.default_rng(0)
+    truth = _loss(lr)
+    live = LiveForecaster(min_interval_s=0.0)
+    live.start("t", config=config, n_params=1e5, name="t")
+    logged = {}
+    for step in range(4, 101, 4):
+        noisy = float(truth[step - 1] * (1 + 0.01 * rng.standard_normal()) + (2.0 if step < 10 else 0.0))
+        update = live.on_report("t", {"step": step, "eval_loss": noisy})
+        if update.metrics:
+            logged[step] = update.metrics
+    assert logged and min(logged) >= start + 4  # two evaluations at or past the law's start
+    for metrics in logged.values():
+        lo, value, hi = (metrics[f"forecast_final_loss{k}"] for k in ("_lo", "", "_hi"))
+        assert 0 < lo < value < hi and (hi - lo) / value <= 2 * law.Z90 * 0.1
