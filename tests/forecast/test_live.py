@@ -82,6 +82,17 @@ def test_a_young_curve_gets_no_forecast_until_the_law_can_speak_and_never_an_abs
     rng = np.random.default_rng(0)
     truth = _loss(lr)
     live = LiveForecaster(min_interval_s=0.0)
+    for peak in (5e-4, 2e-3, 1.5e-3):  # the sweep's finished curves (before 3, no forecast is made at all)
+        other = {**config, "trainer": {**config["trainer"], "lr": peak}}
+        live.start(peak, config=other, n_params=1e5, name=f"p{peak}")
+        curve = _loss(trial_schedule(other)[0])
+        for step in range(10, 101, 10):
+            live.on_report(peak, {"step": step, "eval_loss": float(curve[step - 1] * (1 + 0.01 * rng.standard_normal()))})
+        live.on_finish(peak, finished=True)
+        if len(live.finished) == 2:  # two finished curves: still no forecast
+            live.start("u", config=config, n_params=1e5, name="u")
+            assert not any(live.on_report("u", {"step": step, "eval_loss": float(truth[step - 1])}).metrics
+                           for step in range(4, 101, 4))
     live.start("t", config=config, n_params=1e5, name="t")
     logged = {}
     for step in range(4, 101, 4):
