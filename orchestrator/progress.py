@@ -33,6 +33,8 @@ class SweepProgress:
         return self.done_flops + sum(self.running_flops.values())
     forecasts: dict[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
     """Running trials' live forecasts: name -> (step, measured eval loss, forecast final loss, lo, hi)."""
+    forecast_wait: int = 0
+    """Finished curves the forecaster still needs before it forecasts (0: none, or no trial it can forecast)."""
 
     @property
     def pending(self) -> int:
@@ -69,6 +71,9 @@ class SweepProgress:
 def forecast_rows(progress: SweepProgress, *, limit: int = 8) -> list[tuple[str, str]]:
     """One row per running trial with a forecast: its measured eval loss beside its forecast final loss."""
     rows = []
+    if not progress.forecasts and progress.forecast_wait and progress.running:
+        rows.append(("forecasts", f"once {progress.forecast_wait} more trial(s) finish: the finished curves set the "
+                                  f"law's priors and calibrate its interval"))
     for name, (step, measured, loss, lo, hi) in sorted(progress.forecasts.items())[:limit]:
         rows.append((f"forecast {name}", f"step {step}  eval {measured:.4f}  ->  final {loss:.4f} "
                                          f"[{lo:.4f}, {hi:.4f}] (90%)"))

@@ -169,6 +169,12 @@ class LiveForecaster:
             self._sweep, self._sweep_at, self._stale = fit_sweep(self.finished), now, False
         return self._sweep
 
+    @property
+    def curves_needed(self) -> int:
+        """Finished curves still needed before running trials get forecasts (0: forecasts are on)."""
+        fitted = self._sweep.n_curves if self._sweep is not None and not self._stale else len(self.finished)
+        return max(MIN_CURVES - fitted, 0)
+
     def latest(self, key: Any) -> Forecast | None:
         track = self.tracks.get(key)
         return None if track is None else track.last

@@ -764,6 +764,7 @@ class TrialLoop:
         update = self.forecaster.on_report(key, metrics)
         if update is None:
             return
+        self.progress.forecast_wait = self.forecaster.curves_needed
         metrics.update(update.metrics)
         if update.forecast is not None and "eval_loss" in metrics:
             f = update.forecast

@@ -104,3 +104,29 @@ def test_a_young_curve_gets_no_forecast_until_the_law_can_speak_and_never_an_abs
     for metrics in logged.values():
         lo, value, hi = (metrics[f"forecast_final_loss{k}"] for k in ("_lo", "", "_hi"))
         assert 0 < lo < value < hi and (hi - lo) / value <= 2 * law.Z90 * 0.1
+
+
+def test_the_panel_says_how_many_finished_trials_forecasts_wait_for_then_shows_them():
+    from orchestrator.progress import SweepProgress, forecast_rows
+
+    live = LiveForecaster(min_interval_s=0.0)
+    progress = SweepProgress(sweep="s", total=5, planned_flops=1.0, running=1)
+    lr, _ = trial_schedule(CONFIG)
+    truth = _loss(lr)
+    for n, peak in enumerate((5e-4, 2e-3, 1.5e-3)):
+        progress.forecast_wait = live.curves_needed
+        (row,) = forecast_rows(progress)
+        assert row[0] == "forecasts" and row[1].startswith(f"once {3 - n} more trial(s) finish")
+        config = {**CONFIG, "trainer": {**CONFIG["trainer"], "lr": peak}}
+        live.start(peak, config=config, n_params=1e5, name=f"p{peak}")
+        for step in range(10, 101, 10):
+            live.on_report(peak, {"step": step, "eval_loss": float(_loss(trial_schedule(config)[0])[step - 1])})
+        live.on_finish(peak, finished=True)
+    live.start("t", config=CONFIG, n_params=1e5, name="t")
+    for step in range(10, 51, 10):
+        update = live.on_report("t", {"step": step, "eval_loss": float(truth[step - 1])})
+    assert live.curves_needed == 0 and update.forecast is not None
+    f = update.forecast
+    progress.forecast_wait, progress.forecasts["t"] = live.curves_needed, (50, float(truth[49]), f.loss, f.lo, f.hi)
+    (row,) = forecast_rows(progress)
+    assert row[0] == "forecast t" and f"final {f.loss:.4f}" in row[1]
