@@ -33,6 +33,7 @@ width is calibrated on the finished curves held out one at a time (forecast each
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,10 @@ Z90 = 1.6448536269514722
 CUTOFFS = (0.25, 0.5, 0.75)
 """Fractions of a finished curve used to calibrate the intervals on held-out curves."""
 MIN_POINTS = 2
+MIN_RECALIBRATION_CURVES = 8
+"""Below this many finished curves with a held-out forecast at a cutoff, forecasts are not recalibrated at
+it (`Recalibration`): its neighbours would be a handful of curves and the choice of how many to trust
+(leave-one-out over at most half of them) would rest on two or three."""
 
 
 class ForecastError(ValueError):
@@ -208,6 +213,9 @@ class SweepFit:
     alpha_prior: AlphaPrior | None = None
     grid: tuple[float, ...] = ()
     priors: tuple[Prior, ...] = ()
+    recalibration: Recalibration | None = None
+    """The held-out finished curves' correction of a forecast of the final loss (None: uncalibrated, or fewer
+    than `MIN_RECALIBRATION_CURVES` finished curves)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +329,149 @@ def build_alpha_prior(curves: list[Curve], alphas: np.ndarray) -> AlphaPrior | N
     return AlphaPrior(coef=coef, features=names, sd=max(sd, step))
 
 
+def _recalibration_features(curve: Curve) -> np.ndarray:
+    """Where a curve sits among the sweep's: (log N, log peak lr, log D, log total steps)."""
+    return np.array([np.log(curve.n_params), np.log(curve.peak), np.log(curve.tokens), np.log(curve.total_steps)])
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """The finished curves' measured remaining drop as a multiple of the law's forecast drop, by how much of
+    the run the forecast saw: a second-level model learned on the first level's held-out forecasts (stacking,
+    Wolpert 1992, "Stacked generalization", Neural Networks 5(2)), local in scale (k nearest neighbours with
+    k chosen by leave-one-out, Stone 1977, "Consistent nonparametric regression", Ann. Statist. 5(4); Stone
+    1974, "Cross-validatory choice and assessment of statistical predictions", JRSS B 36(2)).
+
+    Why: the law with one alpha does not fit a curve's early part and its end equally, so the alpha a partial
+    curve picks is not its whole curve's and the forecast errs *systematically*, by an amount that depends on
+    where the run sits in the sweep (on Li et al. 2025's runs: 4000..6000-step runs forecast 1-1.5% low from
+    half their steps, 16000-step ones 0.2-0.8% high; docs/forecasts.md). The sweep's finished curves, held out
+    in turn and forecast from their own first `CUTOFFS` (`held_out_forecasts`), measure that error where it
+    happens. It is expressed as the ratio r = (final - last) / (forecast - last) of the measured drop from the
+    last observed loss to the final one over the forecast's drop: dimensionless, so it carries across curves
+    of different losses and lengths, and it vanishes with the drop still to come (a curve near its end is
+    barely moved; a finished one not at all). A running trial's forecast becomes last + r * (forecast - last)
+    with r the median over its k nearest finished curves (standardised `_recalibration_features`), each
+    curve's r interpolated at the trial's own observed fraction (r = 1 at the run's end). k is the one whose
+    leave-one-out median error of r over the finished curves is least (1..half of them). The interval is the
+    forecast's sd times |r| plus the neighbours' spread of r times the forecast drop, then widened by the
+    sweep's calibrated multiplier (`calibrate_scale` measures it on recalibrated held-out forecasts).
+
+    Degrades to nothing: below `MIN_RECALIBRATION_CURVES` finished curves there is no recalibration (a live
+    sweep starts with 0..5 finished curves); only a forecast of the final step is recalibrated (a forecast of
+    an intermediate step, the tripwires' check, is the law's own).
+    """
+
+    features: np.ndarray
+    """(n_curves, 4) the finished curves' `_recalibration_features`."""
+    fractions: np.ndarray
+    """(n_curves, n_cutoffs) the fraction of its run each held-out forecast saw (nan: none)."""
+    ratios: np.ndarray
+    """(n_curves, n_cutoffs) measured drop / forecast drop (nan: no forecast)."""
+    k: int
+    index: np.ndarray
+    """(n_curves,) each one's index in the list of curves it was built from (`exclude` names these)."""
+
+    @property
+    def n_curves(self) -> int:
+        return len(self.features)
+
+    def _scale(self) -> np.ndarray:
+        sd = self.features.std(axis=0)
+        return np.where(sd > 1e-9, sd, np.inf)  # a feature every curve shares measures no distance
+
+    def _at(self, fraction: float) -> np.ndarray:
+        """Each finished curve's ratio at `fraction` of its run: linear between its cutoffs' observed
+        fractions, its first below them, 1 at the run's end (nan: no held-out forecast at all)."""
+        xs = np.column_stack([self.fractions, np.ones(self.n_curves)])
+        ys = np.column_stack([self.ratios, np.ones(self.n_curves)])
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        first = np.argmax(ok[:, :-1], axis=1)
+        rows = np.arange(self.n_curves)
+        px, py = xs[rows, first], ys[rows, first]
+        out = np.where(ok[:, :-1].any(axis=1), py, np.nan)
+        f = min(fraction, 1.0)
+        for c in range(xs.shape[1]):
+            x, y = xs[:, c], ys[:, c]
+            seg = ok[:, c] & (f > px) & (f <= x)
+            t = (f - px) / np.maximum(x - px, 1e-12)
+            out = np.where(seg, py + t * (y - py), out)
+            px, py = np.where(ok[:, c], x, px), np.where(ok[:, c], y, py)
+        return out
+
+    def ratio(self, curve: Curve, fraction: float, *, exclude: int | None = None) -> tuple[float, float]:
+        """(r, spread of r) for `curve` after `fraction` of its run; `exclude`: a finished curve's index to
+        leave out (its own held-out forecast)."""
+        r = self._at(fraction)
+        d = np.sqrt((((self.features - _recalibration_features(curve)) / self._scale()) ** 2).sum(axis=1))
+        d = np.where(np.isfinite(r), d, np.inf)
+        if exclude is not None:
+            d[self.index == exclude] = np.inf
+        near = np.argsort(d, kind="stable")[: self.k]
+        near = near[np.isfinite(d[near])]
+        if len(near) == 0:
+            return 1.0, 0.0
+        value = float(np.median(r[near]))
+        return value, float(1.4826 * np.median(np.abs(r[near] - value)))
+
+    def apply(self, f: Forecast, curve: Curve, *, exclude: int | None = None) -> Forecast:
+        """`f`, a forecast of `curve`'s final loss, recalibrated (unchanged: no measured loss yet)."""
+        if len(curve.loss) == 0 or f.step != curve.total_steps:
+            return f
+        last = float(curve.loss[-1])
+        r, spread = self.ratio(curve, float(curve.steps[-1]) / curve.total_steps, exclude=exclude)
+        drop = f.loss - last
+        value = last + r * drop
+        sd = float(np.hypot(r * f.sd, spread * drop))
+        return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=f.step,
+                        n_points=f.n_points, alpha=f.alpha, theta=f.theta)
+
+
+def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Forecast]], *,
+                        cutoffs: tuple[float, ...] = CUTOFFS) -> Recalibration | None:
+    """The `Recalibration` from finished curves' held-out forecasts (`held_out_forecasts`' rows: curve index,
+    cutoff, forecast at scale 1); None below `MIN_RECALIBRATION_CURVES` curves with a usable forecast."""
+    n = len(curves)
+    fractions = np.full((n, len(cutoffs)), np.nan)
+    ratios = np.full((n, len(cutoffs)), np.nan)
+    for i, cut, f in rows:
+        part, truth = curves[i].upto(cut), curves[i].final_loss
+        if truth is None or len(part.loss) == 0:
+            continue
+        drop = f.loss - float(part.loss[-1])
+        if abs(drop) > 1e-12 and np.isfinite(drop):
+            c = cutoffs.index(cut)
+            fractions[i, c] = float(part.steps[-1]) / curves[i].total_steps
+            ratios[i, c] = (truth - float(part.loss[-1])) / drop
+    use = np.isfinite(ratios).any(axis=1)
+    if use.sum() < MIN_RECALIBRATION_CURVES:
+        return None
+    features = np.array([_recalibration_features(c) for c in curves])
+    recal = Recalibration(features=features[use], fractions=fractions[use], ratios=ratios[use], k=1,
+                          index=np.nonzero(use)[0])
+    # k by leave-one-out: each curve's own ratios predicted from its k nearest others, at its own fractions
+    m = recal.n_curves
+    d = np.sqrt((((recal.features[:, None] - recal.features[None]) / recal._scale()) ** 2).sum(axis=-1))
+    np.fill_diagonal(d, np.inf)
+    order = np.argsort(d, axis=1, kind="stable")[:, :-1]  # the others, nearest first
+    truth, nearest = [], []
+    for i in range(m):
+        for c in range(len(cutoffs)):
+            if np.isfinite(recal.ratios[i, c]):
+                truth.append(recal.ratios[i, c])
+                nearest.append(recal._at(float(recal.fractions[i, c]))[order[i]])
+    values = np.array(nearest)  # (rows, m - 1): the others' ratios at each row's fraction, nearest first
+    # a curve without a forecast is no neighbour: move the nan to the back of each row
+    values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
+    ks = np.arange(1, max(m // 2, 1) + 1)
+    with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        errors = [float(np.nanmedian(np.abs(np.array(truth) - np.nanmedian(values[:, :k], axis=1)))) for k in ks]
+    errors = [e if np.isfinite(e) else np.inf for e in errors]
+    return Recalibration(features=recal.features, fractions=recal.fractions, ratios=recal.ratios,
+                         k=int(ks[int(np.argmin(errors))]), index=recal.index)
+
+
 def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = True) -> SweepFit:
     """The joint fit from finished curves whose grid fits are given (`fits.take` them to hold curves out)."""
     sd = fits.sd
@@ -337,7 +488,9 @@ def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = T
                    coefficients=tuple(kfits.theta[:, j]), alpha_prior=alpha_prior, grid=grid,
                    priors=priors if alpha_prior is not None else ())
     if calibrate:
-        fit = SweepFit(**{**fit.__dict__, "scale": calibrate_scale(kept, kfits)})
+        rows = held_out_forecasts(kept, kfits)
+        recal = build_recalibration(kept, rows)
+        fit = SweepFit(**{**fit.__dict__, "scale": scale_from_held_out(kept, rows, recal), "recalibration": recal})
     return fit
 
 
@@ -401,9 +554,19 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
             mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
             cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
         value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2)
-    sd = sweep.scale * float(np.sqrt(max(var, 0.0)))
-    return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
-                    n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))
+    sd = float(np.sqrt(max(var, 0.0)))
+    out = Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
+                   n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))
+    if sweep.recalibration is not None:  # the held-out finished curves' correction (final step only)
+        out = sweep.recalibration.apply(out, curve)
+    return widen(out, sweep.scale)
+
+
+def widen(f: Forecast, scale: float) -> Forecast:
+    """`f` with its sd (and 90% interval) times `scale`."""
+    sd = scale * f.sd
+    return Forecast(loss=f.loss, lo=f.loss - Z90 * sd, hi=f.loss + Z90 * sd, sd=sd, step=f.step,
+                    n_points=f.n_points, alpha=f.alpha, theta=f.theta)
 
 
 def fit_sweep(curves: list[Curve], *, calibrate: bool = True, alpha: float | None = None) -> SweepFit:
@@ -436,13 +599,23 @@ def held_out_forecasts(curves: list[Curve], fits: CurveFits, *,
 
 
 def calibrate_scale(curves: list[Curve], fits: CurveFits) -> float:
-    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts.
+    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts (recalibrated as the
+    sweep's `Recalibration` would: `scale_from_held_out`)."""
+    rows = held_out_forecasts(curves, fits) if len(curves) >= 3 else []
+    return scale_from_held_out(curves, rows, build_recalibration(curves, rows))
 
-    Each finished curve is held out in turn (`held_out_forecasts`); k = q90(|z|) / Z90 over all of them (at
-    least 1; 2 when fewer than 3 curves make the estimate)."""
+
+def scale_from_held_out(curves: list[Curve], rows: list[tuple[int, float, Forecast]],
+                        recal: Recalibration | None) -> float:
+    """k = q90(|z|) / Z90 over the held-out forecasts `rows` (`held_out_forecasts`), each recalibrated by
+    `recal` without its own curve (at least 1; 2 when fewer than 3 curves make the estimate)."""
     if len(curves) < 3:
         return 2.0
-    z = [abs(curves[i].final_loss - f.loss) / f.sd for i, _, f in held_out_forecasts(curves, fits)]
+    z = []
+    for i, cut, f in rows:
+        if recal is not None:
+            f = recal.apply(f, curves[i].upto(cut), exclude=i)
+        z.append(abs(curves[i].final_loss - f.loss) / f.sd)
     if len(z) < 3:
         return 2.0
     return max(float(np.quantile(z, 0.9)) / Z90, 1.0)
