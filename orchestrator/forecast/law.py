@@ -368,7 +368,10 @@ class Recalibration:
     """(n_curves, n_cutoffs) the fraction of its run each held-out forecast saw (nan: none)."""
     ratios: np.ndarray
     """(n_curves, n_cutoffs) measured drop / forecast drop (nan: no forecast)."""
-    k: int
+    cutoffs: tuple[float, ...]
+    """The fractions the held-out forecasts were made at (`CUTOFFS`)."""
+    k: tuple[int, ...]
+    """The neighbours to trust at each cutoff (leave-one-out; between cutoffs the estimates are interpolated)."""
     index: np.ndarray
     """(n_curves,) each one's index in the list of curves it was built from (`exclude` names these)."""
 
@@ -407,12 +410,13 @@ class Recalibration:
         d = np.where(np.isfinite(r), d, np.inf)
         if exclude is not None:
             d[self.index == exclude] = np.inf
-        near = np.argsort(d, kind="stable")[: self.k]
-        near = near[np.isfinite(d[near])]
-        if len(near) == 0:
+        order = np.argsort(d, kind="stable")
+        order = order[np.isfinite(d[order])]
+        if len(order) == 0:
             return 1.0, 0.0
-        value = float(np.median(r[near]))
-        return value, float(1.4826 * np.median(np.abs(r[near] - value)))
+        values = [float(np.median(r[order[:k]])) for k in self.k]
+        spreads = [float(1.4826 * np.median(np.abs(r[order[:k]] - v))) for k, v in zip(self.k, values, strict=True)]
+        return float(np.interp(fraction, self.cutoffs, values)), float(np.interp(fraction, self.cutoffs, spreads))
 
     def apply(self, f: Forecast, curve: Curve, *, exclude: int | None = None) -> Forecast:
         """`f`, a forecast of `curve`'s final loss, recalibrated (unchanged: no measured loss yet)."""
@@ -434,6 +438,7 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
     n = len(curves)
     fractions = np.full((n, len(cutoffs)), np.nan)
     ratios = np.full((n, len(cutoffs)), np.nan)
+    weights = np.full((n, len(cutoffs)), np.nan)  # |forecast drop| / final loss: r's error in relative loss
     for i, cut, f in rows:
         part, truth = curves[i].upto(cut), curves[i].final_loss
         if truth is None or len(part.loss) == 0:
@@ -443,33 +448,42 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
             c = cutoffs.index(cut)
             fractions[i, c] = float(part.steps[-1]) / curves[i].total_steps
             ratios[i, c] = (truth - float(part.loss[-1])) / drop
+            weights[i, c] = abs(drop) / truth
     use = np.isfinite(ratios).any(axis=1)
     if use.sum() < MIN_RECALIBRATION_CURVES:
         return None
     features = np.array([_recalibration_features(c) for c in curves])
-    recal = Recalibration(features=features[use], fractions=fractions[use], ratios=ratios[use], k=1,
-                          index=np.nonzero(use)[0])
-    # k by leave-one-out: each curve's own ratios predicted from its k nearest others, at its own fractions
+    recal = Recalibration(features=features[use], fractions=fractions[use], ratios=ratios[use], cutoffs=cutoffs,
+                          k=(1,) * len(cutoffs), index=np.nonzero(use)[0])
+    # k by leave-one-out at each cutoff: each curve's ratio there predicted from its k nearest others (their
+    # ratios at its own fraction), the error weighted by its forecast drop: the error of the final loss
     m = recal.n_curves
     d = np.sqrt((((recal.features[:, None] - recal.features[None]) / recal._scale()) ** 2).sum(axis=-1))
     np.fill_diagonal(d, np.inf)
     order = np.argsort(d, axis=1, kind="stable")[:, :-1]  # the others, nearest first
-    truth, nearest = [], []
-    for i in range(m):
-        for c in range(len(cutoffs)):
-            if np.isfinite(recal.ratios[i, c]):
-                truth.append(recal.ratios[i, c])
-                nearest.append(recal._at(float(recal.fractions[i, c]))[order[i]])
-    values = np.array(nearest)  # (rows, m - 1): the others' ratios at each row's fraction, nearest first
-    # a curve without a forecast is no neighbour: move the nan to the back of each row
-    values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
-    ks = np.arange(1, max(m // 2, 1) + 1)
-    with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        errors = [float(np.nanmedian(np.abs(np.array(truth) - np.nanmedian(values[:, :k], axis=1)))) for k in ks]
-    errors = [e if np.isfinite(e) else np.inf for e in errors]
-    return Recalibration(features=recal.features, fractions=recal.fractions, ratios=recal.ratios,
-                         k=int(ks[int(np.argmin(errors))]), index=recal.index)
+    weights = weights[use]
+    candidates = np.arange(1, max(m // 2, 1) + 1)
+    chosen: dict[int, int] = {}
+    for c in range(len(cutoffs)):
+        rows_c = np.nonzero(np.isfinite(recal.ratios[:, c]))[0]
+        if len(rows_c) == 0:
+            continue
+        values = np.array([recal._at(float(recal.fractions[i, c]))[order[i]] for i in rows_c])
+        # a curve without a forecast is no neighbour: move its nan to the back of each row
+        values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
+        with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            errors = [float(np.nanmedian(weights[rows_c, c]
+                                         * np.abs(recal.ratios[rows_c, c] - np.nanmedian(values[:, :k], axis=1))))
+                      for k in candidates]
+        errors = [e if np.isfinite(e) else np.inf for e in errors]
+        chosen[c] = int(candidates[int(np.argmin(errors))])
+    if not chosen:
+        return None
+    # a cutoff no held-out forecast reached borrows the nearest cutoff's k
+    k = tuple(chosen[min(chosen, key=lambda j: (abs(cutoffs[j] - cutoffs[c]), j))] for c in range(len(cutoffs)))
+    return Recalibration(features=recal.features, fractions=recal.fractions, ratios=recal.ratios, cutoffs=cutoffs,
+                         k=k, index=recal.index)
 
 
 def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = True) -> SweepFit:
