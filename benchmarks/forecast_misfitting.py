@@ -15,7 +15,9 @@ The forecast error is the law's exponent, not the grouping: each run's best alph
 Protocol: runs with at least 8 checkpoints and their final one. Each run is held out in turn: the alpha
 prior, the (L0, A, C) priors and the noise come from the other runs (finished curves, law.held_out_forecasts),
 the interval multiplier from the other runs' own held-out forecasts; the run's own points up to the cutoff
-update the priors.
+update the priors. The forecast is then recalibrated (law.Recalibration) on the other runs' held-out forecasts
+only, as a live sweep's finished curves recalibrate a running trial; `--law-only` prints the law's own
+forecasts (the figures before recalibration) from the same held-out fits.
 Prints, per cutoff, the median absolute relative error of the final loss and the 90% intervals' coverage.
 
     .venv/bin/python benchmarks/forecast_misfitting.py [--smoke] [--csv PATH]

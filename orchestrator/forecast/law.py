@@ -29,6 +29,13 @@ alpha the posterior is exact. A curve the law cannot describe (residual sd over 
 median, such as a run stuck on a plateau that recovered late) is left out of the priors. The interval's
 width is calibrated on the finished curves held out one at a time (forecast each from its own first
 25/50/75% with priors built without it): the multiplier makes the nominal 90% interval cover 90% of them.
+
+Recalibration (`Recalibration`, stacking on the same held-out forecasts). Those held-out forecasts err
+systematically, by an amount that depends on where a run sits in the sweep and how much of it was seen (the
+alpha a partial curve picks is not its whole curve's). From `MIN_RECALIBRATION_CURVES` finished curves on, a
+forecast of a running trial's final loss rescales the law's forecast drop from where its fit says the run is
+now by the measured/forecast drop ratio of its nearest finished curves at the same fraction of their runs;
+below that many, the forecast is the law's alone.
 """
 
 from __future__ import annotations
@@ -237,6 +244,9 @@ class Forecast:
     """The alpha of largest posterior weight."""
     theta: tuple[float, float, float]
     """Posterior mean (L0, A, C) at `alpha`."""
+    at_last: float | None = None
+    """The law's own fit at the curve's last measured step, averaged as `loss` is (None: no measured step):
+    where the fit says the run is now, so `loss - at_last` is the drop it forecasts is still to come."""
 
     def covers(self, value: float) -> bool:
         return self.lo <= value <= self.hi
@@ -347,15 +357,19 @@ class Recalibration:
     where the run sits in the sweep (on Li et al. 2025's runs: 4000..6000-step runs forecast 1-1.5% low from
     half their steps, 16000-step ones 0.2-0.8% high; docs/forecasts.md). The sweep's finished curves, held out
     in turn and forecast from their own first `CUTOFFS` (`held_out_forecasts`), measure that error where it
-    happens. It is expressed as the ratio r = (final - last) / (forecast - last) of the measured drop from the
-    last observed loss to the final one over the forecast's drop: dimensionless, so it carries across curves
-    of different losses and lengths, and it vanishes with the drop still to come (a curve near its end is
-    barely moved; a finished one not at all). A running trial's forecast becomes last + r * (forecast - last)
-    with r the median over its k nearest finished curves (standardised `_recalibration_features`), each
-    curve's r interpolated at the trial's own observed fraction (r = 1 at the run's end). k is the one whose
-    leave-one-out median error of r over the finished curves is least (1..half of them). The interval is the
-    forecast's sd times |r| plus the neighbours' spread of r times the forecast drop, then widened by the
-    sweep's calibrated multiplier (`calibrate_scale` measures it on recalibrated held-out forecasts).
+    happens. It is expressed as the ratio r = (final - now) / (forecast - now) of the measured drop to the
+    final loss over the law's forecast drop, both from `Forecast.at_last` ("now": the law's own fit at the
+    last measured step, so an eval's noise does not enter): dimensionless, so it carries across curves of
+    different losses and lengths, and it vanishes with the drop still to come (a curve near its end is barely
+    moved). A running trial's forecast becomes now + r * (forecast - now). At each cutoff, r there is the
+    median of its k nearest finished curves' (standardised `_recalibration_features`: a feature they all
+    share counts nothing), placed at those curves' median observed fraction of their runs; at the trial's own
+    fraction r is linear between the cutoffs, the first one's below them, and 1 at the run's end. Each
+    cutoff's k (1..half the curves) is the one whose leave-one-out median error of the final loss over the
+    finished curves is least: a sweep of similar runs picks a few close neighbours, a varied one more. The
+    interval is the forecast's sd times |r| combined with the neighbours' spread of r (1.4826 MAD) times the
+    forecast drop, then widened by the sweep's multiplier (`scale_from_held_out` measures it on the
+    recalibrated held-out forecasts, each without its own curve).
 
     Degrades to nothing: below `MIN_RECALIBRATION_CURVES` finished curves there is no recalibration (a live
     sweep starts with 0..5 finished curves); only a forecast of the final step is recalibrated (a forecast of
@@ -383,52 +397,44 @@ class Recalibration:
         sd = self.features.std(axis=0)
         return np.where(sd > 1e-9, sd, np.inf)  # a feature every curve shares measures no distance
 
-    def _at(self, fraction: float) -> np.ndarray:
-        """Each finished curve's ratio at `fraction` of its run: linear between its cutoffs' observed
-        fractions, its first below them, 1 at the run's end (nan: no held-out forecast at all)."""
-        xs = np.column_stack([self.fractions, np.ones(self.n_curves)])
-        ys = np.column_stack([self.ratios, np.ones(self.n_curves)])
-        ok = np.isfinite(xs) & np.isfinite(ys)
-        first = np.argmax(ok[:, :-1], axis=1)
-        rows = np.arange(self.n_curves)
-        px, py = xs[rows, first], ys[rows, first]
-        out = np.where(ok[:, :-1].any(axis=1), py, np.nan)
-        f = min(fraction, 1.0)
-        for c in range(xs.shape[1]):
-            x, y = xs[:, c], ys[:, c]
-            seg = ok[:, c] & (f > px) & (f <= x)
-            t = (f - px) / np.maximum(x - px, 1e-12)
-            out = np.where(seg, py + t * (y - py), out)
-            px, py = np.where(ok[:, c], x, px), np.where(ok[:, c], y, py)
-        return out
-
-    def ratio(self, curve: Curve, fraction: float, *, exclude: int | None = None) -> tuple[float, float]:
-        """(r, spread of r) for `curve` after `fraction` of its run; `exclude`: a finished curve's index to
-        leave out (its own held-out forecast)."""
-        r = self._at(fraction)
+    def _nearest(self, curve: Curve, *, exclude: int | None = None) -> np.ndarray:
+        """The finished curves' indices, nearest to `curve` first (`exclude`: one left out)."""
         d = np.sqrt((((self.features - _recalibration_features(curve)) / self._scale()) ** 2).sum(axis=1))
-        d = np.where(np.isfinite(r), d, np.inf)
         if exclude is not None:
             d[self.index == exclude] = np.inf
         order = np.argsort(d, kind="stable")
-        order = order[np.isfinite(d[order])]
-        if len(order) == 0:
+        return order[np.isfinite(d[order])]
+
+    def ratio(self, curve: Curve, fraction: float, *, exclude: int | None = None) -> tuple[float, float]:
+        """(r, spread of r) for `curve` after `fraction` of its run; `exclude`: a finished curve's index to
+        leave out (its own held-out forecast). At each cutoff, r is the median of its k nearest finished
+        curves' ratios there, placed at their median observed fraction; between, linear; 1 at the end."""
+        order = self._nearest(curve, exclude=exclude)
+        xs, ys, ss = [], [], []
+        for c, k in enumerate(self.k):
+            near = order[np.isfinite(self.ratios[order, c])][:k]
+            if len(near) == 0:
+                continue
+            value = float(np.median(self.ratios[near, c]))
+            xs.append(float(np.median(self.fractions[near, c])))
+            ys.append(value)
+            ss.append(float(1.4826 * np.median(np.abs(self.ratios[near, c] - value))))
+        if not xs:
             return 1.0, 0.0
-        values = [float(np.median(r[order[:k]])) for k in self.k]
-        spreads = [float(1.4826 * np.median(np.abs(r[order[:k]] - v))) for k, v in zip(self.k, values, strict=True)]
-        return float(np.interp(fraction, self.cutoffs, values)), float(np.interp(fraction, self.cutoffs, spreads))
+        xs = list(np.maximum.accumulate(xs))
+        return (float(np.interp(fraction, [*xs, 1.0], [*ys, 1.0])), float(np.interp(fraction, [*xs, 1.0], [*ss, 0.0])))
 
     def apply(self, f: Forecast, curve: Curve, *, exclude: int | None = None) -> Forecast:
-        """`f`, a forecast of `curve`'s final loss, recalibrated (unchanged: no measured loss yet)."""
-        if len(curve.loss) == 0 or f.step != curve.total_steps:
+        """`f`, a forecast of `curve`'s final loss, recalibrated (unchanged: no measured step yet, or a
+        forecast of another step)."""
+        if f.at_last is None or len(curve.steps) == 0 or f.step != curve.total_steps:
             return f
-        last = float(curve.loss[-1])
         r, spread = self.ratio(curve, float(curve.steps[-1]) / curve.total_steps, exclude=exclude)
-        drop = f.loss - last
-        value = last + r * drop
+        drop = f.loss - f.at_last
+        value = f.at_last + r * drop
         sd = float(np.hypot(r * f.sd, spread * drop))
         return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=f.step,
-                        n_points=f.n_points, alpha=f.alpha, theta=f.theta)
+                        n_points=f.n_points, alpha=f.alpha, theta=f.theta, at_last=f.at_last)
 
 
 def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Forecast]], *,
@@ -441,13 +447,13 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
     weights = np.full((n, len(cutoffs)), np.nan)  # |forecast drop| / final loss: r's error in relative loss
     for i, cut, f in rows:
         part, truth = curves[i].upto(cut), curves[i].final_loss
-        if truth is None or len(part.loss) == 0:
+        if truth is None or len(part.steps) == 0 or f.at_last is None:
             continue
-        drop = f.loss - float(part.loss[-1])
+        drop = f.loss - f.at_last
         if abs(drop) > 1e-12 and np.isfinite(drop):
             c = cutoffs.index(cut)
             fractions[i, c] = float(part.steps[-1]) / curves[i].total_steps
-            ratios[i, c] = (truth - float(part.loss[-1])) / drop
+            ratios[i, c] = (truth - f.at_last) / drop
             weights[i, c] = abs(drop) / truth
     use = np.isfinite(ratios).any(axis=1)
     if use.sum() < MIN_RECALIBRATION_CURVES:
@@ -468,8 +474,8 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
         rows_c = np.nonzero(np.isfinite(recal.ratios[:, c]))[0]
         if len(rows_c) == 0:
             continue
-        values = np.array([recal._at(float(recal.fractions[i, c]))[order[i]] for i in rows_c])
-        # a curve without a forecast is no neighbour: move its nan to the back of each row
+        values = recal.ratios[order[rows_c], c]  # (rows, m - 1): the others' ratios there, nearest first
+        # a curve without a forecast there is no neighbour: move its nan to the back of each row
         values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
         with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -502,7 +508,7 @@ def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = T
                    coefficients=tuple(kfits.theta[:, j]), alpha_prior=alpha_prior, grid=grid,
                    priors=priors if alpha_prior is not None else ())
     if calibrate:
-        rows = held_out_forecasts(kept, kfits)
+        rows = held_out_forecasts(kept, kfits) if len(kept) >= 3 else []  # fewer: nothing to measure them on
         recal = build_recalibration(kept, rows)
         fit = SweepFit(**{**fit.__dict__, "scale": scale_from_held_out(kept, rows, recal), "recalibration": recal})
     return fit
@@ -529,15 +535,17 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
     if len(loss) < MIN_POINTS and sweep.prior is None:
         raise ForecastError(f"curve {curve.name}: {len(loss)} points and no finished curves to lean on.")
     target = curve.total_steps if step is None else step
+    now = int(curve.steps[-1]) if len(curve.steps) else None
     sigma2 = max(sweep.sigma, 1e-6) ** 2
     if sweep.alpha_prior is not None and sweep.priors:
         alphas = np.array(sweep.grid)
         s1, s2 = _areas_cached(curve)
-        rows = np.concatenate([steps.astype(int), [target]]) - 1
-        # design rows [1, S1^-alpha, -S2] at every alpha: (n_grid, n_points + 1, 3); the last row is the target
+        rows = np.concatenate([steps.astype(int), [target if now is None else now, target]]) - 1
+        # design rows [1, S1^-alpha, -S2] at every alpha: (n_grid, n_points + 2, 3); the last two rows are the
+        # last measured step and the target
         xs = np.stack(np.broadcast_arrays(np.ones((len(alphas), len(rows))), s1[rows][None, :] ** -alphas[:, None],
                                           np.broadcast_to(-s2[rows], (len(alphas), len(rows)))), axis=-1)
-        x, g = xs[:, :-1], xs[:, -1]
+        x, g_now, g = xs[:, :-2], xs[:, -2], xs[:, -1]
         mu0 = np.stack([p.mean(curve) for p in sweep.priors])
         cov0 = np.stack([p.cov for p in sweep.priors])
         prec0 = np.linalg.inv(cov0)
@@ -558,6 +566,7 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
         var = float(w @ (variances + means ** 2) - value ** 2)
         best = int(np.argmax(w))
         alpha, theta = float(alphas[best]), mean[best]
+        at_last = None if now is None else float(w @ np.einsum("gi,gi->g", g_now, mean))
     else:
         alpha = sweep.alpha
         x = design(curve, alpha=alpha, steps=steps)
@@ -568,9 +577,11 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
             mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
             cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
         value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2)
+        at_last = None if now is None else float(design(curve, alpha=alpha, steps=np.array([now]))[0] @ theta)
     sd = float(np.sqrt(max(var, 0.0)))
     out = Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
-                   n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))
+                   n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])),
+                   at_last=at_last)
     if sweep.recalibration is not None:  # the held-out finished curves' correction (final step only)
         out = sweep.recalibration.apply(out, curve)
     return widen(out, sweep.scale)
@@ -580,7 +591,7 @@ def widen(f: Forecast, scale: float) -> Forecast:
     """`f` with its sd (and 90% interval) times `scale`."""
     sd = scale * f.sd
     return Forecast(loss=f.loss, lo=f.loss - Z90 * sd, hi=f.loss + Z90 * sd, sd=sd, step=f.step,
-                    n_points=f.n_points, alpha=f.alpha, theta=f.theta)
+                    n_points=f.n_points, alpha=f.alpha, theta=f.theta, at_last=f.at_last)
 
 
 def fit_sweep(curves: list[Curve], *, calibrate: bool = True, alpha: float | None = None) -> SweepFit:
