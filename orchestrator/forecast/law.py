@@ -461,8 +461,8 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
     features = np.array([_recalibration_features(c) for c in curves])
     recal = Recalibration(features=features[use], fractions=fractions[use], ratios=ratios[use], cutoffs=cutoffs,
                           k=(1,) * len(cutoffs), index=np.nonzero(use)[0])
-    # k by leave-one-out at each cutoff: each curve's ratio there predicted from its k nearest others (their
-    # ratios at its own fraction), the error weighted by its forecast drop: the error of the final loss
+    # k by leave-one-out at each cutoff: each curve's ratio there predicted from its k nearest others (the
+    # median of their ratios at that cutoff), the error weighted by its forecast drop: the error of the final loss
     m = recal.n_curves
     d = np.sqrt((((recal.features[:, None] - recal.features[None]) / recal._scale()) ** 2).sum(axis=-1))
     np.fill_diagonal(d, np.inf)
