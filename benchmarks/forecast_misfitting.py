@@ -15,7 +15,9 @@ The forecast error is the law's exponent, not the grouping: each run's best alph
 Protocol: runs with at least 8 checkpoints and their final one. Each run is held out in turn: the alpha
 prior, the (L0, A, C) priors and the noise come from the other runs (finished curves, law.held_out_forecasts),
 the interval multiplier from the other runs' own held-out forecasts; the run's own points up to the cutoff
-update the priors.
+update the priors. The forecast is then recalibrated (law.Recalibration) on the other runs' held-out forecasts
+only, as a live sweep's finished curves recalibrate a running trial; `--law-only` prints the law's own
+forecasts (the figures before recalibration) from the same held-out fits.
 Prints, per cutoff, the median absolute relative error of the final loss and the 90% intervals' coverage.
 
     .venv/bin/python benchmarks/forecast_misfitting.py [--smoke] [--csv PATH]
@@ -59,16 +61,20 @@ def load_curves(path: Path, *, min_points: int = 8) -> list[law.Curve]:
     return curves
 
 
-def held_out(curves: list[law.Curve]) -> dict[float, list[tuple[float, float, bool]]]:
+def held_out(curves: list[law.Curve], *, recalibrate: bool = True) -> dict[float, list[tuple[float, float, bool]]]:
     """Per cutoff: (relative error, z, covered) of every run held out in turn (law.held_out_forecasts: the
-    priors from the other runs), the interval multiplier from the other runs' own held-out forecasts."""
+    priors from the other runs), recalibrated from the other runs' held-out forecasts (law.Recalibration;
+    `recalibrate=False`: the law's own forecast), the interval multiplier from the other runs' own held-out
+    forecasts, recalibrated the same way."""
     rows = law.held_out_forecasts(curves, law.curve_fits(curves))
+    recal = {i: law.build_recalibration(curves, [r for r in rows if r[0] != i]) if recalibrate else None
+             for i in range(len(curves))}
     out: dict[float, list[tuple[float, float, bool]]] = {}
     for cut in law.CUTOFFS:
-        here = [(i, f) for i, c, f in rows if c == cut]
-        z = {i: abs(curves[i].final_loss - f.loss) / f.sd for i, f in here}
+        here = {i: f if recal[i] is None else recal[i].apply(f, curves[i].upto(cut)) for i, c, f in rows if c == cut}
+        z = {i: abs(curves[i].final_loss - f.loss) / f.sd for i, f in here.items()}
         results = []
-        for i, f in here:
+        for i, f in here.items():
             others = [v for j, v in z.items() if j != i]  # the multiplier from the other runs only
             scale = max(float(np.quantile(others, 0.9)) / law.Z90, 1.0)
             truth = curves[i].final_loss
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="every fourth run only (seconds)")
     parser.add_argument("--csv", type=Path, default=CSV)
+    parser.add_argument("--law-only", action="store_true", help="the law's forecasts, not recalibrated (before)")
     args = parser.parse_args(argv)
     if not args.csv.exists():
         print(f"--csv {args.csv} does not exist (the reference data lives in ../shared/reference/).", file=sys.stderr)
@@ -89,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     curves = load_curves(args.csv)
     if args.smoke:
         curves = curves[::4]
-    results = held_out(curves)
+    results = held_out(curves, recalibrate=not args.law_only)
     print(f"misfitting forecast benchmark: {len(curves)} runs held out one at a time "
           f"(Tissue et al. 2024 law, alpha prior from scale; "
+          f"{'not recalibrated' if args.law_only else 'recalibrated on the other runs held out'}; "
           f"cosine warmup {WARMUP_STEPS} steps to {END_LR_RATIO} x peak)")
     print(f"{'cutoff':>7} {'runs':>5} {'median |err|':>13} {'p90 |err|':>10} {'90% coverage':>13}")
     for cut, rows in results.items():

@@ -29,10 +29,18 @@ alpha the posterior is exact. A curve the law cannot describe (residual sd over 
 median, such as a run stuck on a plateau that recovered late) is left out of the priors. The interval's
 width is calibrated on the finished curves held out one at a time (forecast each from its own first
 25/50/75% with priors built without it): the multiplier makes the nominal 90% interval cover 90% of them.
+
+Recalibration (`Recalibration`, stacking on the same held-out forecasts). Those held-out forecasts err
+systematically, by an amount that depends on where a run sits in the sweep and how much of it was seen (the
+alpha a partial curve picks is not its whole curve's). From `MIN_RECALIBRATION_CURVES` finished curves on, a
+forecast of a running trial's final loss rescales the law's forecast drop from where its fit says the run is
+now by the measured/forecast drop ratio of its nearest finished curves at the same fraction of their runs;
+below that many, the forecast is the law's alone.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +59,10 @@ Z90 = 1.6448536269514722
 CUTOFFS = (0.25, 0.5, 0.75)
 """Fractions of a finished curve used to calibrate the intervals on held-out curves."""
 MIN_POINTS = 2
+MIN_RECALIBRATION_CURVES = 8
+"""Below this many finished curves with a held-out forecast at a cutoff, forecasts are not recalibrated at
+it (`Recalibration`): its neighbours would be a handful of curves and the choice of how many to trust
+(leave-one-out over at most half of them) would rest on two or three."""
 
 
 class ForecastError(ValueError):
@@ -212,6 +224,9 @@ class SweepFit:
     alpha_prior: AlphaPrior | None = None
     grid: tuple[float, ...] = ()
     priors: tuple[Prior, ...] = ()
+    recalibration: Recalibration | None = None
+    """The held-out finished curves' correction of a forecast of the final loss (None: uncalibrated, or fewer
+    than `MIN_RECALIBRATION_CURVES` finished curves)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +248,9 @@ class Forecast:
     """The alpha of largest posterior weight."""
     theta: tuple[float, float, float]
     """Posterior mean (L0, A, C) at `alpha`."""
+    at_last: float | None = None
+    """The law's own fit at the curve's last measured step, averaged as `loss` is (None: no measured step):
+    where the fit says the run is now, so `loss - at_last` is the drop it forecasts is still to come."""
 
     def covers(self, value: float) -> bool:
         return self.lo <= value <= self.hi
@@ -325,6 +343,159 @@ def build_alpha_prior(curves: list[Curve], alphas: np.ndarray) -> AlphaPrior | N
     return AlphaPrior(coef=coef, features=names, sd=max(sd, step))
 
 
+def _recalibration_features(curve: Curve) -> np.ndarray:
+    """Where a curve sits among the sweep's: (log N, log peak lr, log D, log total steps)."""
+    return np.array([np.log(curve.n_params), np.log(curve.peak), np.log(curve.tokens), np.log(curve.total_steps)])
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """The finished curves' measured remaining drop as a multiple of the law's forecast drop, by how much of
+    the run the forecast saw: a second-level model learned on the first level's held-out forecasts (stacking,
+    Wolpert 1992, "Stacked generalization", Neural Networks 5(2)), local in scale (k nearest neighbours with
+    k chosen by leave-one-out, Stone 1977, "Consistent nonparametric regression", Ann. Statist. 5(4); Stone
+    1974, "Cross-validatory choice and assessment of statistical predictions", JRSS B 36(2)).
+
+    Why: the law with one alpha does not fit a curve's early part and its end equally, so the alpha a partial
+    curve picks is not its whole curve's and the forecast errs *systematically*, by an amount that depends on
+    where the run sits in the sweep (on Li et al. 2025's runs: 4000..6000-step runs forecast 1-1.5% low from
+    half their steps, 16000-step ones 0.2-0.8% high; docs/forecasts.md). The sweep's finished curves, held out
+    in turn and forecast from their own first `CUTOFFS` (`held_out_forecasts`), measure that error where it
+    happens. It is expressed as the ratio r = (final - now) / (forecast - now) of the measured drop to the
+    final loss over the law's forecast drop, both from `Forecast.at_last` ("now": the law's own fit at the
+    last measured step, so an eval's noise does not enter): dimensionless, so it carries across curves of
+    different losses and lengths, and it vanishes with the drop still to come (a curve near its end is barely
+    moved). A running trial's forecast becomes now + r * (forecast - now). At each cutoff, r there is the
+    median of its k nearest finished curves' (standardised `_recalibration_features`: a feature they all
+    share counts nothing), placed at those curves' median observed fraction of their runs; at the trial's own
+    fraction r is linear between the cutoffs, the first one's below them, and 1 at the run's end. Each
+    cutoff's k (1..half the curves) is the one whose leave-one-out median error of the final loss over the
+    finished curves is least: a sweep of similar runs picks a few close neighbours, a varied one more. The
+    interval is the forecast's sd times |r| combined with the neighbours' spread of r (1.4826 MAD) times the
+    forecast drop, then widened by the sweep's multiplier (`scale_from_held_out` measures it on the
+    recalibrated held-out forecasts, each without its own curve).
+
+    Degrades to nothing: below `MIN_RECALIBRATION_CURVES` finished curves there is no recalibration (a live
+    sweep starts with 0..5 finished curves); only a forecast of the final step is recalibrated (a forecast of
+    an intermediate step, the tripwires' check, is the law's own).
+    """
+
+    features: np.ndarray
+    """(n_curves, 4) the finished curves' `_recalibration_features`."""
+    fractions: np.ndarray
+    """(n_curves, n_cutoffs) the fraction of its run each held-out forecast saw (nan: none)."""
+    ratios: np.ndarray
+    """(n_curves, n_cutoffs) measured drop / forecast drop (nan: no forecast)."""
+    cutoffs: tuple[float, ...]
+    """The fractions the held-out forecasts were made at (`CUTOFFS`)."""
+    k: tuple[int, ...]
+    """The neighbours to trust at each cutoff (leave-one-out; between cutoffs the estimates are interpolated)."""
+    index: np.ndarray
+    """(n_curves,) each one's index in the list of curves it was built from (`exclude` names these)."""
+
+    @property
+    def n_curves(self) -> int:
+        return len(self.features)
+
+    def _scale(self) -> np.ndarray:
+        sd = self.features.std(axis=0)
+        return np.where(sd > 1e-9, sd, np.inf)  # a feature every curve shares measures no distance
+
+    def _nearest(self, curve: Curve, *, exclude: int | None = None) -> np.ndarray:
+        """The finished curves' indices, nearest to `curve` first (`exclude`: one left out)."""
+        d = np.sqrt((((self.features - _recalibration_features(curve)) / self._scale()) ** 2).sum(axis=1))
+        if exclude is not None:
+            d[self.index == exclude] = np.inf
+        order = np.argsort(d, kind="stable")
+        return order[np.isfinite(d[order])]
+
+    def ratio(self, curve: Curve, fraction: float, *, exclude: int | None = None) -> tuple[float, float]:
+        """(r, spread of r) for `curve` after `fraction` of its run; `exclude`: a finished curve's index to
+        leave out (its own held-out forecast). At each cutoff, r is the median of its k nearest finished
+        curves' ratios there, placed at their median observed fraction; between, linear; 1 at the end."""
+        order = self._nearest(curve, exclude=exclude)
+        xs, ys, ss = [], [], []
+        for c, k in enumerate(self.k):
+            near = order[np.isfinite(self.ratios[order, c])][:k]
+            if len(near) == 0:
+                continue
+            value = float(np.median(self.ratios[near, c]))
+            xs.append(float(np.median(self.fractions[near, c])))
+            ys.append(value)
+            ss.append(float(1.4826 * np.median(np.abs(self.ratios[near, c] - value))))
+        if not xs:
+            return 1.0, 0.0
+        xs = list(np.maximum.accumulate(xs))
+        return (float(np.interp(fraction, [*xs, 1.0], [*ys, 1.0])), float(np.interp(fraction, [*xs, 1.0], [*ss, 0.0])))
+
+    def apply(self, f: Forecast, curve: Curve, *, exclude: int | None = None) -> Forecast:
+        """`f`, a forecast of `curve`'s final loss, recalibrated (unchanged: no measured step yet, or a
+        forecast of another step)."""
+        if f.at_last is None or len(curve.steps) == 0 or f.step != curve.total_steps:
+            return f
+        r, spread = self.ratio(curve, float(curve.steps[-1]) / curve.total_steps, exclude=exclude)
+        drop = f.loss - f.at_last
+        value = f.at_last + r * drop
+        sd = float(np.hypot(r * f.sd, spread * drop))
+        return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=f.step,
+                        n_points=f.n_points, alpha=f.alpha, theta=f.theta, at_last=f.at_last)
+
+
+def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Forecast]], *,
+                        cutoffs: tuple[float, ...] = CUTOFFS) -> Recalibration | None:
+    """The `Recalibration` from finished curves' held-out forecasts (`held_out_forecasts`' rows: curve index,
+    cutoff, forecast at scale 1); None below `MIN_RECALIBRATION_CURVES` curves with a usable forecast."""
+    n = len(curves)
+    fractions = np.full((n, len(cutoffs)), np.nan)
+    ratios = np.full((n, len(cutoffs)), np.nan)
+    weights = np.full((n, len(cutoffs)), np.nan)  # |forecast drop| / final loss: r's error in relative loss
+    for i, cut, f in rows:
+        part, truth = curves[i].upto(cut), curves[i].final_loss
+        if truth is None or len(part.steps) == 0 or f.at_last is None:
+            continue
+        drop = f.loss - f.at_last
+        if abs(drop) > 1e-12 and np.isfinite(drop):
+            c = cutoffs.index(cut)
+            fractions[i, c] = float(part.steps[-1]) / curves[i].total_steps
+            ratios[i, c] = (truth - f.at_last) / drop
+            weights[i, c] = abs(drop) / truth
+    use = np.isfinite(ratios).any(axis=1)
+    if use.sum() < MIN_RECALIBRATION_CURVES:
+        return None
+    features = np.array([_recalibration_features(c) for c in curves])
+    recal = Recalibration(features=features[use], fractions=fractions[use], ratios=ratios[use], cutoffs=cutoffs,
+                          k=(1,) * len(cutoffs), index=np.nonzero(use)[0])
+    # k by leave-one-out at each cutoff: each curve's ratio there predicted from its k nearest others (the
+    # median of their ratios at that cutoff), the error weighted by its forecast drop: the error of the final loss
+    m = recal.n_curves
+    d = np.sqrt((((recal.features[:, None] - recal.features[None]) / recal._scale()) ** 2).sum(axis=-1))
+    np.fill_diagonal(d, np.inf)
+    order = np.argsort(d, axis=1, kind="stable")[:, :-1]  # the others, nearest first
+    weights = weights[use]
+    candidates = np.arange(1, max(m // 2, 1) + 1)
+    chosen: dict[int, int] = {}
+    for c in range(len(cutoffs)):
+        rows_c = np.nonzero(np.isfinite(recal.ratios[:, c]))[0]
+        if len(rows_c) == 0:
+            continue
+        values = recal.ratios[order[rows_c], c]  # (rows, m - 1): the others' ratios there, nearest first
+        # a curve without a forecast there is no neighbour: move its nan to the back of each row
+        values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
+        with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            errors = [float(np.nanmedian(weights[rows_c, c]
+                                         * np.abs(recal.ratios[rows_c, c] - np.nanmedian(values[:, :k], axis=1))))
+                      for k in candidates]
+        errors = [e if np.isfinite(e) else np.inf for e in errors]
+        chosen[c] = int(candidates[int(np.argmin(errors))])
+    if not chosen:
+        return None
+    # a cutoff no held-out forecast reached borrows the nearest cutoff's k
+    k = tuple(chosen[min(chosen, key=lambda j: (abs(cutoffs[j] - cutoffs[c]), j))] for c in range(len(cutoffs)))
+    return Recalibration(features=recal.features, fractions=recal.fractions, ratios=recal.ratios, cutoffs=cutoffs,
+                         k=k, index=recal.index)
+
+
 def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = True) -> SweepFit:
     """The joint fit from finished curves whose grid fits are given (`fits.take` them to hold curves out)."""
     sd = fits.sd
@@ -341,7 +512,9 @@ def sweep_from_fits(curves: list[Curve], fits: CurveFits, *, calibrate: bool = T
                    coefficients=tuple(kfits.theta[:, j]), alpha_prior=alpha_prior, grid=grid,
                    priors=priors if alpha_prior is not None else ())
     if calibrate:
-        fit = SweepFit(**{**fit.__dict__, "scale": calibrate_scale(kept, kfits)})
+        rows = held_out_forecasts(kept, kfits) if len(kept) >= 3 else []  # fewer: nothing to measure them on
+        recal = build_recalibration(kept, rows)
+        fit = SweepFit(**{**fit.__dict__, "scale": scale_from_held_out(kept, rows, recal), "recalibration": recal})
     return fit
 
 
@@ -366,15 +539,17 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
     if len(loss) < MIN_POINTS and sweep.prior is None:
         raise ForecastError(f"curve {curve.name}: {len(loss)} points and no finished curves to lean on.")
     target = curve.total_steps if step is None else step
+    now = int(curve.steps[-1]) if len(curve.steps) else None
     sigma2 = max(sweep.sigma, 1e-6) ** 2
     if sweep.alpha_prior is not None and sweep.priors:
         alphas = np.array(sweep.grid)
         s1, s2 = _areas_cached(curve)
-        rows = np.concatenate([steps.astype(int), [target]]) - 1
-        # design rows [1, S1^-alpha, -S2] at every alpha: (n_grid, n_points + 1, 3); the last row is the target
+        rows = np.concatenate([steps.astype(int), [target if now is None else now, target]]) - 1
+        # design rows [1, S1^-alpha, -S2] at every alpha: (n_grid, n_points + 2, 3); the last two rows are the
+        # last measured step and the target
         xs = np.stack(np.broadcast_arrays(np.ones((len(alphas), len(rows))), s1[rows][None, :] ** -alphas[:, None],
                                           np.broadcast_to(-s2[rows], (len(alphas), len(rows)))), axis=-1)
-        x, g = xs[:, :-1], xs[:, -1]
+        x, g_now, g = xs[:, :-2], xs[:, -2], xs[:, -1]
         mu0 = np.stack([p.mean(curve) for p in sweep.priors])
         cov0 = np.stack([p.cov for p in sweep.priors])
         prec0 = np.linalg.inv(cov0)
@@ -395,6 +570,7 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
         var = float(w @ (variances + means ** 2) - value ** 2)
         best = int(np.argmax(w))
         alpha, theta = float(alphas[best]), mean[best]
+        at_last = None if now is None else float(w @ np.einsum("gi,gi->g", g_now, mean))
     else:
         alpha = sweep.alpha
         x = design(curve, alpha=alpha, steps=steps)
@@ -405,9 +581,21 @@ def forecast(curve: Curve, sweep: SweepFit, *, step: int | None = None) -> Forec
             mu0 = np.array([float(np.min(loss)) if len(loss) else 0.0, 0.0, 0.0])
             cov0 = np.diag([10.0, 1e3, 1e3]) ** 2
         value, var, theta, _ = _posterior(x, loss, g, mu0, cov0, sigma2)
-    sd = sweep.scale * float(np.sqrt(max(var, 0.0)))
-    return Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
-                    n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])))
+        at_last = None if now is None else float(design(curve, alpha=alpha, steps=np.array([now]))[0] @ theta)
+    sd = float(np.sqrt(max(var, 0.0)))
+    out = Forecast(loss=value, lo=value - Z90 * sd, hi=value + Z90 * sd, sd=sd, step=int(target),
+                   n_points=len(loss), alpha=alpha, theta=(float(theta[0]), float(theta[1]), float(theta[2])),
+                   at_last=at_last)
+    if sweep.recalibration is not None:  # the held-out finished curves' correction (final step only)
+        out = sweep.recalibration.apply(out, curve)
+    return widen(out, sweep.scale)
+
+
+def widen(f: Forecast, scale: float) -> Forecast:
+    """`f` with its sd (and 90% interval) times `scale`."""
+    sd = scale * f.sd
+    return Forecast(loss=f.loss, lo=f.loss - Z90 * sd, hi=f.loss + Z90 * sd, sd=sd, step=f.step,
+                    n_points=f.n_points, alpha=f.alpha, theta=f.theta, at_last=f.at_last)
 
 
 def fit_sweep(curves: list[Curve], *, calibrate: bool = True, alpha: float | None = None) -> SweepFit:
@@ -440,13 +628,23 @@ def held_out_forecasts(curves: list[Curve], fits: CurveFits, *,
 
 
 def calibrate_scale(curves: list[Curve], fits: CurveFits) -> float:
-    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts.
+    """The multiplier k so that mean +- Z90 * k * sd covers 90% of held-out forecasts (recalibrated as the
+    sweep's `Recalibration` would: `scale_from_held_out`)."""
+    rows = held_out_forecasts(curves, fits) if len(curves) >= 3 else []
+    return scale_from_held_out(curves, rows, build_recalibration(curves, rows))
 
-    Each finished curve is held out in turn (`held_out_forecasts`); k = q90(|z|) / Z90 over all of them (at
-    least 1; 2 when fewer than 3 curves make the estimate)."""
+
+def scale_from_held_out(curves: list[Curve], rows: list[tuple[int, float, Forecast]],
+                        recal: Recalibration | None) -> float:
+    """k = q90(|z|) / Z90 over the held-out forecasts `rows` (`held_out_forecasts`), each recalibrated by
+    `recal` without its own curve (at least 1; 2 when fewer than 3 curves make the estimate)."""
     if len(curves) < 3:
         return 2.0
-    z = [abs(curves[i].final_loss - f.loss) / f.sd for i, _, f in held_out_forecasts(curves, fits)]
+    z = []
+    for i, cut, f in rows:
+        if recal is not None:
+            f = recal.apply(f, curves[i].upto(cut), exclude=i)
+        z.append(abs(curves[i].final_loss - f.loss) / f.sd)
     if len(z) < 3:
         return 2.0
     return max(float(np.quantile(z, 0.9)) / Z90, 1.0)
