@@ -370,9 +370,7 @@ class Recalibration:
     share counts nothing), placed at those curves' median observed fraction of their runs; at the trial's own
     fraction r is linear between the cutoffs, the first one's below them, and 1 at the run's end. Each
     cutoff's k (1..half the curves) is the one whose leave-one-out median error of the final loss over the
-    finished curves is least: a sweep of similar runs picks a few close neighbours, a varied one more; and
-    none (k = 0: the law alone) unless that k beats the uncorrected forecasts out of sample by more than one
-    standard error (Hastie, Tibshirani & Friedman 2009, "The Elements of Statistical Learning", Sec. 7.10). The
+    finished curves is least: a sweep of similar runs picks a few close neighbours, a varied one more. The
     interval is the forecast's sd times |r| combined with the neighbours' spread of r (1.4826 MAD) times the
     forecast drop, then widened by the sweep's multiplier (`scale_from_held_out` measures it on the
     recalibrated held-out forecasts, each without its own curve).
@@ -391,8 +389,7 @@ class Recalibration:
     cutoffs: tuple[float, ...]
     """The fractions the held-out forecasts were made at (`CUTOFFS`)."""
     k: tuple[int, ...]
-    """The neighbours to trust at each cutoff (leave-one-out; between cutoffs the estimates are interpolated); 0: none,
-    the law's own forecast there (r = 1), when no k beat it out of sample."""
+    """The neighbours to trust at each cutoff (leave-one-out; between cutoffs the estimates are interpolated)."""
     index: np.ndarray
     """(n_curves,) each one's index in the list of curves it was built from (`exclude` names these)."""
 
@@ -419,12 +416,6 @@ class Recalibration:
         order = self._nearest(curve, exclude=exclude)
         xs, ys, ss = [], [], []
         for c, k in enumerate(self.k):
-            if k == 0:  # the law alone at this cutoff (leave-one-out chose no correction)
-                xs.append(float(np.nanmedian(self.fractions[:, c])) if np.isfinite(self.fractions[:, c]).any()
-                          else self.cutoffs[c])
-                ys.append(1.0)
-                ss.append(0.0)
-                continue
             near = order[np.isfinite(self.ratios[order, c])][:k]
             if len(near) == 0:
                 continue
@@ -492,19 +483,11 @@ def build_recalibration(curves: list[Curve], rows: list[tuple[int, float, Foreca
         values = np.take_along_axis(values, np.argsort(~np.isfinite(values), axis=1, kind="stable"), axis=1)
         with warnings.catch_warnings():  # a row whose k nearest have no forecast is a nan, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
-            per_curve = [weights[rows_c, c] * np.abs(recal.ratios[rows_c, c] - np.nanmedian(values[:, :k], axis=1))
-                         for k in candidates]
-        errors = [float(np.nanmedian(e)) for e in per_curve]
+            errors = [float(np.nanmedian(weights[rows_c, c]
+                                         * np.abs(recal.ratios[rows_c, c] - np.nanmedian(values[:, :k], axis=1))))
+                      for k in candidates]
         errors = [e if np.isfinite(e) else np.inf for e in errors]
-        best = int(np.argmin(errors))
-        # The law's own forecast (k = 0, r = 1) is the simpler model: the correction is taken only when it beats the
-        # law out of sample by more than one standard error of the curves' paired differences (the one-standard-error
-        # rule, Hastie, Tibshirani & Friedman 2009, Sec. 7.10); on a small sweep the neighbours' ratios can be noise
-        # (a GPT demo sweep of 9 curves forecast worse with them).
-        gain = per_curve[best] - weights[rows_c, c] * np.abs(recal.ratios[rows_c, c] - 1.0)
-        gain = gain[np.isfinite(gain)]
-        beats = len(gain) >= 2 and float(np.mean(gain)) + float(np.std(gain, ddof=1)) / np.sqrt(len(gain)) < 0
-        chosen[c] = int(candidates[best]) if beats else 0
+        chosen[c] = int(candidates[int(np.argmin(errors))])
     if not chosen:
         return None
     # a cutoff no held-out forecast reached borrows the nearest cutoff's k
