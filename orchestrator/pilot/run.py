@@ -5,10 +5,9 @@ few short runs at its smallest budgets, and write them as the hparams option `pi
    take more than 90% of N or a budget's sizes collapse to fewer than 3 shapes, a warning above 50%.
 2. The search: one Optuna study per cell (one size at each of the `pilot.budgets` smallest budgets, each size the
    guessed centre of one budget, so that N and D vary apart), over ln lr and the batch (choices that keep each
-   run a valid point), with a margin pruner on eval losses at equal tokens (only runs clearly out of the basin
-   stop), on the Ray runner into the MLflow experiment `pilot_<name>` (search/lr_search.py). The law
-   lr*(N, D) = k N^alpha D^beta, B*(D) = k_B D^gamma through the cells' optima (fitting/hparams_law.py: Li et
-   al. 2025's Step Law form), with bootstrap intervals.
+   run a valid point), with a percentile pruner on eval losses at equal tokens, on the Ray runner into the MLflow
+   experiment `pilot_<name>` (search/lr_search.py). The law lr*(N, D) = k N^alpha D^beta, B*(D) = k_B D^gamma
+   through the cells' optima (fitting/hparams_law.py: Li et al. 2025's Step Law form), with bootstrap intervals.
 3. The profile: an IsoFLOP profile at the smallest budget under those rules (experiment `pilot_<name>_profile`),
    extended past an edge minimum; its minimum's tokens per parameter sets the design's centre.
    The rules the profile runs under and the rules written are held inside hparams.min_steps and
@@ -47,9 +46,9 @@ from trainers.api import Status
 from trainers.config import DataConfig
 from trainers.schedule import WARMUP_DEFAULT_FRACTION
 
-PRUNE_MARGIN = 0.02
-"""The pilot stops a trial only when its eval loss is more than 2% above the cell's best at equal tokens
-(search/lr_search.py MarginPruner: the runs near the optimum finish; each cell's bowl needs its points)."""
+PRUNE_PERCENTILE = 75.0
+"""The pilot stops a trial only when its eval loss is in the worst quarter at equal tokens (most trials finish:
+each cell's quadratic needs its points)."""
 
 def _sub(config: Config, *, name: str, **sweep_keys) -> Config:
     """The config of one of the pilot's own sweeps: its own experiment, no adaptive placement, no forks."""
@@ -134,9 +133,9 @@ def _search(config: Config, *, datasets: dict[str, DataConfig], name: str, budge
                                     min_steps=config.hparams.min_steps, n=p.batch_choices) for t in points]
     storage = open_storage(cfg.search, tracking_uri=cfg.tracking.uri)
     source = LRSearch(cfg, points=points, storage=storage, previous=previous_results(cfg), batch_choices=choices,
-                      tags={"stage": Stage.PILOT}, prune_margin=PRUNE_MARGIN)
+                      tags={"stage": Stage.PILOT}, prune_percentile=PRUNE_PERCENTILE)
     print(f"pilot {name}: search over lr {p.lr_min:g}..{p.lr_max:g} and batch at {len(points)} cells x "
-          f"{p.trials_per_cell} trials (TPE, margin pruner); {source.resumed} already done", flush=True)
+          f"{p.trials_per_cell} trials (TPE, percentile pruner); {source.resumed} already done", flush=True)
     code = run_sweep(cfg, trials=points, source=source)
     if code not in (0, 1):
         raise RunFailure(f"the pilot's search stopped (exit {code}); rerun the same command to resume it.")

@@ -47,44 +47,12 @@ def make_sampler(search: SearchConfig, *, seed: int) -> optuna.samplers.BaseSamp
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 
-class MarginPruner(optuna.pruners.BasePruner):
-    """Stops a trial only when its loss is clearly out of the basin: more than `margin` (relative) above the best
-    loss the study's other trials had at the same tokens, once `n_startup_trials` of them have reported there.
-
-    A pilot's cells need finished runs on both walls of the basin (their bowl is fitted through them), and a
-    percentile rule stops good runs: near the optimum the basin is flat (in the demo's cells, rates 6x apart end
-    within 0.01 nats), so a quarter of near-optimal runs lie in any worst quarter by noise; and mid-run, before
-    the cosine schedule anneals, a high rate's loss reads worse than it ends (its gain comes with the decay:
-    Tissue et al. 2024, "Scaling Law with Learning Rate Annealing"; Hagele et al. 2024). Measured on the demo's
-    pilot cells, the halfway-to-final drop of rates 10x apart differs by 0.02 to 0.03 nats, about 1% of the loss:
-    the default margin of 2% stops only what annealing cannot rescue. Comparisons use the other trials'
-    intermediate value at the step nearest this one, within 10% (steps are tokens seen: batches differ, so the
-    halfway evaluations fall at slightly different tokens; 1% more tokens lowers a loss far less than 2%)."""
-
-    def __init__(self, margin: float, *, n_startup_trials: int) -> None:
-        self.margin, self.n_startup_trials = margin, n_startup_trials
-
-    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None:
-            return False
-        value = trial.intermediate_values[step]
-        if not math.isfinite(value):
-            return True
-        others = []
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            steps = [s for s in other.intermediate_values if abs(s - step) <= 0.1 * step]
-            if steps and math.isfinite(v := other.intermediate_values[min(steps, key=lambda s: abs(s - step))]):
-                others.append(v)
-        return len(others) >= self.n_startup_trials and value > min(others) * (1.0 + self.margin)
-
-
-def make_pruner(search: SearchConfig, *, margin: float | None = None) -> optuna.pruners.BasePruner:
-    """search.pruner's pruner; with `margin` (a pilot's), MarginPruner: a trial is stopped only when its loss is
-    more than `margin` above the best at its step, so the runs near the optimum finish and give the per-cell
+def make_pruner(search: SearchConfig, *, percentile: float | None = None) -> optuna.pruners.BasePruner:
+    """search.pruner's pruner; with `percentile` (a pilot's), Optuna's PercentilePruner: a trial is stopped only
+    when its loss is in the worst (100 - percentile)% at its step, so most trials finish and give the per-cell
     fit its points."""
-    if margin is not None:
-        return MarginPruner(margin, n_startup_trials=search.startup_trials)
+    if percentile is not None:
+        return optuna.pruners.PercentilePruner(percentile, n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=0)
     if search.pruner == "successive_halving":
@@ -97,7 +65,7 @@ class LRSearch(TrialSource):
 
     def __init__(self, config: Config, *, points: list[Trial], storage: optuna.storages.BaseStorage,
                  previous: dict[str, tuple[str, float | None]], batch_choices: list[list[int]] | None = None,
-                 tags: dict[str, str] | None = None, prune_margin: float | None = None) -> None:
+                 tags: dict[str, str] | None = None, prune_percentile: float | None = None) -> None:
         """`batch_choices`: per point, the batch sizes (tokens) its study searches (a pilot's, whose choices
         follow each point's D); None: search.batch_tokens for every point. Intermediate losses are then keyed
         by tokens seen, not steps, so that the pruner compares runs of different batches at equal tokens."""
@@ -109,7 +77,7 @@ class LRSearch(TrialSource):
             study = optuna.create_study(
                 study_name=study_name(config.sweep.name, point_label(point)), storage=storage,
                 sampler=make_sampler(self.search, seed=self.search.seed + index),
-                pruner=make_pruner(self.search, margin=prune_margin),
+                pruner=make_pruner(self.search, percentile=prune_percentile),
                 direction="minimize", load_if_exists=True)
             study.set_user_attr("N_total", point.cost.n_total)
             study.set_user_attr("budget", point.budget)

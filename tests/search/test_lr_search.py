@@ -15,8 +15,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from orchestrator.search.lr_search import MarginPruner
-
 SEARCH = ["sweep=lr_search_tiny", "sweep.sizes=[3.0e4,3.0e5]", "search.trials_per_size=4", "cluster.num_cpus=2"]
 
 
@@ -95,36 +93,3 @@ def test_tuned_rates_without_a_search_and_unknown_sampler_are_one_sentence_error
     out = cli("sweep=lr_search_tiny", "search.sampler=cmaes", "action=plan")
     assert out.returncode == 2 and "search.sampler" in out.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.journal").exists()
-
-
-def _study_with(curves: list[dict[int, float]], pruner) -> optuna.study.Study:
-    study = optuna.create_study(direction="minimize", pruner=pruner)
-    for curve in curves:
-        trial = study.ask()
-        for step, value in curve.items():
-            trial.report(value, step)
-        study.tell(trial, list(curve.values())[-1])
-    return study
-
-
-def test_the_pilots_pruner_keeps_runs_in_the_flat_basin_and_stops_runs_out_of_it():
-    # Halfway losses of a pilot cell (tokens seen as steps, batches differ so the halfway points differ a little):
-    # the near-optimal runs lie within 0.5% of each other, a rate 10x too low 15% above.
-    done = [{126_000: 3.4581, 252_000: 3.3674}, {125_000: 3.4764, 250_000: 3.4160},
-            {127_000: 3.4611, 254_000: 3.40}]
-    pruner = MarginPruner(0.02, n_startup_trials=3)
-    study = _study_with(done, pruner)
-    for value, stopped in ((3.4649, False), (3.50, False), (3.60, True), (4.0541, True)):
-        trial = study.ask()
-        trial.report(value, 126_500)
-        assert trial.should_prune() is stopped, value
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL)
-    # Optuna's percentile pruner (the pilot's earlier rule) stops a near-optimal run on the same losses.
-    percentile = _study_with(done, optuna.pruners.PercentilePruner(75.0, n_startup_trials=3))
-    trial = percentile.ask()
-    trial.report(3.4649, 126_000)
-    assert trial.should_prune()
-    # Too few trials reported near this step: nothing is stopped.
-    lone = _study_with(done[:2], MarginPruner(0.02, n_startup_trials=3)).ask()
-    lone.report(9.0, 126_000)
-    assert not lone.should_prune()
