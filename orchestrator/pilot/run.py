@@ -201,7 +201,7 @@ def run_pilot(config: Config, *, datasets: dict[str, DataConfig], dirs: ConfigDi
                          f"with data=NAME.")
     name = f"pilot_{p.name or sweep.name}"
     data = next(iter(datasets.values()))
-    budgets = sorted(sweep.budgets)[:p.budgets]
+    budgets = p.search_budgets(sweep.budgets)
     guess = replace(config, sweep=replace(sweep, centre_tokens_per_param=p.centre_guess),
                     hparams=replace(config.hparams, centre_tokens_per_param=0.0))
     vocab = check_vocabulary(plan_trials(guess, datasets=datasets), vocab_size=data.vocab_size,

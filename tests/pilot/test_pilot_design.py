@@ -12,6 +12,7 @@ from orchestrator.conf_dirs import ConfigDirs
 from orchestrator.fitting.hparams_law import fit_pooled_law
 from orchestrator.hparams import HParamsConfig
 from orchestrator.pilot import design
+from orchestrator.pilot.options import PilotConfig
 from orchestrator.pilot.run import check_vocabulary
 from orchestrator.sweep_plan import plan_trials
 
@@ -77,3 +78,12 @@ def test_the_budgets_a_corpus_holds_are_the_largest_whose_design_fits_its_tokens
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=1) == [1e10, 3e10, 1e11]
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=1.77e6, epochs=2) == [3e10, 1e11, 3e11]
     assert design.corpus_budgets(candidates, largest_tokens=largest, train_tokens=0.4e6, epochs=1) == []
+
+
+def test_the_search_sits_at_three_budgets_of_a_long_sweep_and_two_of_a_short_one():
+    assert PilotConfig().search_budgets([1e12, 3e10, 3e11, 1e11]) == [3e10, 1e11, 3e11]  # never the largest
+    assert PilotConfig().search_budgets([1e10, 3e10, 1e11]) == [1e10, 3e10]
+    assert PilotConfig().search_budgets([1e10, 3e10]) == [1e10, 3e10]
+    assert PilotConfig(budgets=1).search_budgets([3e10, 1e10, 1e11]) == [1e10]
+    with pytest.raises(ValueError, match="pilot.budgets=-1 is invalid"):
+        PilotConfig(budgets=-1)
