@@ -83,11 +83,10 @@ class PilotConfig:
             raise ValueError(f"pilot.predict={self.predict} is invalid: give [N, D], both positive.")
 
     def search_budgets(self, budgets: list[float]) -> list[float]:
-        """The budgets the search's cells sit at: the `budgets` smallest of the sweep's, by default 3 where it has
-        4 or more (cpu_small's pilot, measured side by side: 4 cells at 2 budgets identified the size term poorly,
-        alpha -0.77 [-1.29, -0.07], and the rate law moved with which runs the pruner stopped; 6 cells at 3
-        budgets identified it, alpha -0.74 [-0.98, -0.45], in 254 s against 143 s: docs/own-project.md), else 2,
-        so that the largest budget is never a cell's and the pilot stays a fraction of the sweep."""
+        """The budgets the search's cells sit at: the `budgets` smallest of the sweep's; by default 3 where it has
+        4 or more, else 2 (at 3 or more budgets the largest is then never a cell's, and the pilot stays a fraction
+        of the sweep). On cpu_small 4 cells at 2 budgets identified the size term poorly (alpha -0.77 [-1.29,
+        -0.07]) and 6 cells at 3 budgets well (alpha -0.74 [-0.98, -0.45], 254 s): docs/own-project.md."""
         count = self.budgets or (3 if len(budgets) >= 4 else 2)
         return sorted(budgets)[:count]
 
