@@ -526,7 +526,8 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
             slope = float(theta[n_law + 1])
             end = batch[g].min() if slope > 0 else batch[g].max()
             edges.append(f"B* beyond the tried {batch[g].min():.4g}..{batch[g].max():.4g}: the loss falls by "
-                         f"{abs(slope) * math.log(2):.3g} nats per halving/doubling toward {end:.4g}")
+                         f"{abs(slope) * math.log(2):.3g} nats per halving/doubling toward {end:.4g} (one slope "
+                         "fitted to all cells)")
             ys = math.log(end)
         j = g[np.argmin(loss[g])]
         optima.append(CellOptimum(N=n, D=d, lr_opt=math.exp(xs), batch_opt=math.exp(ys), loss_opt=float(f[i]),
