@@ -21,7 +21,11 @@ measured, its threshold, and what would fix it (a command where one exists):
    error of the "no improvement" predictor (the held-out best loss = the best loss of the training budgets);
 7. E is right: where the data's irreducible loss is known (a synthetic language's entropy floor, or fit.floor),
    the fitted E is within 5% of it or its interval covers it, and not on its bound;
-8. extrapolation (a warning, with its own words): target budgets more than one decade past the largest swept
+8. the law fits within the noise: where design points have 2 or more seeds, the points' mean losses lie about
+   the headline law no further than the seeds' own spread allows (the lack-of-fit F-test, p >= 0.01:
+   fitting/lack_of_fit.py); a law that misses the runs has an interval narrower than its error, and more seeds
+   do not help, so the interval check then says so instead of asking for seeds;
+9. extrapolation (a warning, with its own words): target budgets more than one decade past the largest swept
    budget, where the law's form is untested (the hold-out tests one budget ahead).
 A check that cannot run (no IsoFLOP profiles, no floor known, no bootstrap) is reported as not run, never as
 passed.
@@ -34,6 +38,7 @@ from collections.abc import Mapping
 
 from orchestrator.fitting import methods as registry
 from orchestrator.fitting.command_line import CommandLine
+from orchestrator.fitting.lack_of_fit import P_LEVEL, misses
 from orchestrator.fitting.result import LAW, Check, CheckStatus, FitResult, MethodResult
 
 A_AGREEMENT = 0.05
@@ -61,8 +66,8 @@ def run_checks(result: FitResult, *, command: CommandLine | str | None = None) -
     rerun = command if isinstance(command, CommandLine) else CommandLine(
         program=command or "python -m orchestrator <your sweep>")
     return [_bracketed(result, rerun), _budgets(result, rerun), _agree(result, primary, rerun),
-            _allocation(result, primary), _width(result, primary, rerun), holdout_check(result.holdout, primary),
-            _floor(result), _extrapolation(result)]
+            _allocation(result, primary), _width(result, primary, rerun), _fits_noise(result, rerun),
+            holdout_check(result.holdout, primary), _floor(result), _extrapolation(result)]
 
 
 def _ok(result: FitResult, method: str | None) -> MethodResult | None:
@@ -246,9 +251,39 @@ def _width(result: FitResult, primary: str | None, rerun: CommandLine) -> Check:
     seeds = rerun.with_("sweep.seeds=[0,1,2]")
     noise_fix = (f"{seeds} (averages out seed noise), or add budgets to widen the lever arm" if seeds else
                  "add budgets to widen the lever arm (3 seeds already run)")
+    if misses(result.lack_of_fit):
+        noise_fix = "more seeds will not narrow it: the law misses the runs by more than their noise (see the " \
+                    "check 'law fits within the noise'); " + MISS_FIX
     return Check("a_interval", title, CheckStatus.FAIL, detail + "; " + "; ".join(problems),
                  noise_fix if not stuck else "fit the other N convention (fit.n_convention), fix E at a known floor "
                  "(fit.floor=...), or add larger models and budgets so every term of the law is measured")
+
+
+MISS_FIX = ("check the rate and batch at each size (an hparams rule that helps some sizes more than others bends "
+            "the profiles: the report's untuned cells, Porian et al. 2024) and the shapes (one family, width steps), "
+            "compare law forms (fit.json forms), and read the minima (IsoFLOP, VPNLS) meanwhile")
+
+
+def _fits_noise(result: FitResult, rerun: CommandLine) -> Check:
+    title = f"law fits within the noise (lack-of-fit F-test against the seeds' spread, p >= {P_LEVEL})"
+    lof = result.lack_of_fit
+    if lof is None or not lof.ok:
+        seeds = rerun.with_("sweep.seeds=[0,1]")
+        return Check("fits_noise", title, CheckStatus.SKIPPED,
+                     lof.reason if lof is not None else "no headline law to test",
+                     f"{seeds} (a second seed measures the noise; finished trials are not rerun)" if seeds else
+                     "run 2 or more seeds of each design point (sweep.seeds)")
+    detail = (f"{lof.method}: the {lof.n_points} design points' mean losses lie {1000 * lof.scatter:.1f} mnats "
+              f"(rms) about the law, seeds {1000 * lof.seed_sd:.1f} mnats apart (sd); F = {lof.F:.2f} on "
+              f"({lof.df_lof}, {lof.df_pe}) degrees of freedom, p = {lof.p_value:.2g}")
+    if lof.worst_budget is not None:
+        detail += (f"; the C={lof.worst_budget:.3g} profile sits {1000 * abs(lof.worst_budget_offset):.1f} mnats "
+                   f"{'above' if lof.worst_budget_offset > 0 else 'below'} it on average")
+    if not misses(lof):
+        return Check("fits_noise", title, CheckStatus.PASS, detail)
+    return Check("fits_noise", title, CheckStatus.FAIL,
+                 detail + ": the law's form misses these runs by more than their noise: its interval measures the "
+                 "noise, not that error, and more seeds will not fix it", MISS_FIX)
 
 
 def holdout_check(holdout: Mapping | None, primary: str | None) -> Check:

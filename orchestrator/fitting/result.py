@@ -59,6 +59,40 @@ class Check:
                    fix=data.get("fix", ""))
 
 
+@dataclass(frozen=True)
+class LackOfFit:
+    """Does the headline law describe the runs to within their own noise? (fitting/lack_of_fit.py)
+
+    `scatter`: the root mean square of the design points' mean losses about the law (nats); `seed_sd`: the pooled
+    seed-to-seed standard deviation (pure error); F = (SS_lof / df_lof) / (SS_pe / df_pe) and its p-value under
+    a law that is right. `status` is "ok" where it was computed, else "skipped" with `reason`."""
+
+    status: str
+    method: str | None = None
+    reason: str = ""
+    n_points: int = 0
+    n_params: int = 0
+    scatter: float | None = None
+    seed_sd: float | None = None
+    F: float | None = None
+    df_lof: int = 0
+    df_pe: int = 0
+    p_value: float | None = None
+    worst_budget: float | None = None
+    worst_budget_offset: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> LackOfFit:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
 LAW = ("E", "A", "B", "alpha", "beta", "a", "b")
 """The law's named parameters a method may carry (a surface all of them; a frontier law a and b)."""
 _TAIL = ("predictions", "frontier_curve", "convergence", "ci", "excluded", "warnings", "seconds")
@@ -199,6 +233,7 @@ class FitResult:
     floor_check: Mapping | None = None
     forms: Mapping | None = None
     holdout: Mapping | None = None
+    lack_of_fit: LackOfFit | None = None
 
     @property
     def method_order(self) -> list[str]:
@@ -226,6 +261,8 @@ class FitResult:
         for key in ("floor_check", "forms", "holdout"):
             if getattr(self, key) is not None:
                 out[key] = _plain(getattr(self, key))
+        if self.lack_of_fit is not None:
+            out["lack_of_fit"] = _plain(self.lack_of_fit.to_json())
         out |= {"swept_range": _plain(self.swept_range), "checks": [c.to_json() for c in self.checks],
                 "trustworthy": bool(self.trustworthy), "headline_method": self.headline_method,
                 "provenance": _plain(self.provenance)}
@@ -241,7 +278,8 @@ class FitResult:
                    swept_range=tuple(data["swept_range"]), checks=tuple(Check.from_json(c) for c in data["checks"]),
                    trustworthy=data["trustworthy"], headline_method=data["headline_method"],
                    provenance=data["provenance"], floor_check=data.get("floor_check"), forms=data.get("forms"),
-                   holdout=data.get("holdout"))
+                   holdout=data.get("holdout"),
+                   lack_of_fit=LackOfFit.from_json(data["lack_of_fit"]) if data.get("lack_of_fit") else None)
 
 
 def write_fit(result: FitResult, path: str | Path) -> Path:

@@ -40,6 +40,7 @@ from orchestrator.fitting.errors import FitError, FitInputError
 from orchestrator.fitting.forms import compare_forms
 from orchestrator.fitting.frontier import compare_fits
 from orchestrator.fitting.holdout import leave_largest_budget_out
+from orchestrator.fitting.lack_of_fit import lack_of_fit
 from orchestrator.fitting.methods import FORM, FitContext
 from orchestrator.fitting.options import EXTRAPOLATION_DECADES, FitConfig
 from orchestrator.fitting.result import FitResult, MethodResult, MethodStatus, write_fit
@@ -138,6 +139,11 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
         floor=ctx.floor, noise=noise_summary(runs.runs), input_warnings=(*runs.warnings, *compute_warnings(ctx)),
         swept_range=(min(swept), max(swept)), checks=(), trustworthy=False, headline_method=None, provenance={},
         **_validation(ctx, fitted))
+    primary = headline_method(result)
+    if primary is not None:
+        law = ctx.fits.get(primary)
+        result = replace(result, lack_of_fit=lack_of_fit(
+            runs.runs, law, method=primary, n_params=5 - (getattr(law, "fixed_E", None) is not None)))
     checks = run_checks(result, command=command)
     result = replace(result, checks=tuple(checks), trustworthy=trustworthy(checks),
                      headline_method=headline_method(result),
