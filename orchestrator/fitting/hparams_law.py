@@ -104,6 +104,10 @@ class HParamsLaw:
     batch_rmse: float
     note: str = ""
     """Why the form is what it is (e.g. the size term dropped because the cells did not identify it)."""
+    lr_batch_exponent: float = math.nan
+    """Where B* lay beyond the batches tried (mode linear): d ln lr* / d ln B, the shift of the rate's optimum with
+    the batch (0 to 1; 0.5 is the square-root rule for Adam, Malladi et al. 2022), which puts lr* at the batch the
+    rule keeps rather than at the cells' average batch."""
     laws: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros((0, 5)))
     """The resamples' (ln k_lr, alpha, beta, ln k_B, gamma), one row per valid resample."""
 
@@ -376,8 +380,9 @@ def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: 
                       lN: np.ndarray, lD: np.ndarray, alpha_free: bool, n_cells: int, mode: str,
                       y_mean: np.ndarray) -> np.ndarray:
     """Residuals of the pooled model (see fit_pooled_law); theta = (ln k_lr, [alpha], beta, ln k_B, gamma, a, c, b,
-    f_1..f_cells). mode: bowl (quadratic in ln lr and ln B), linear (quadratic in ln lr, a shared slope c in ln B
-    about each cell's mean: B* lies beyond the batches tried), none (one batch per cell: ln lr alone)."""
+    f_1..f_cells). mode: bowl (quadratic in ln lr and ln B), linear (quadratic in ln lr about a centre that moves
+    with the batch, x*_c + b (y - ybar_c), plus a shared slope c in ln B about each cell's mean: B* lies beyond
+    the batches tried), none (one batch per cell: ln lr alone)."""
     i = 0
     ln_k = theta[i]
     i += 1
@@ -386,6 +391,8 @@ def _pooled_residuals(theta: np.ndarray, *, x: np.ndarray, y: np.ndarray, loss: 
     beta, ln_kb, gamma, a, c, b = theta[i:i + 6]
     f = theta[i + 6:i + 6 + n_cells]
     dx = x - (ln_k + alpha * lN + beta * lD)  # distance from each run's cell's ln lr*
+    if mode == "linear":
+        dx = dx - b * (y - y_mean)  # the rate's optimum moves with the batch (b = d ln lr* / d ln B)
     A = math.exp(a)
     out = f[cell] + A * dx * dx - loss
     if mode == "bowl":
@@ -433,7 +440,11 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     that a diverged run far up the walls does not bend the bowl; scipy least_squares). The same shape of basin
     at every scale is the Step Law's observation (Li et al. 2025, sec. 3: the landscape keeps its shape and
     only its centre moves). Cell optima are the bowl's centre at each cell (`how` = pooled, or edge where the
-    centre lies beyond the tried range of that cell). Intervals: runs resampled within cells, refitted."""
+    centre lies beyond the tried range of that cell). Where the loss keeps falling past the batches tried in most
+    cells (mode linear), B* has no centre: the loss is a shared slope in ln B, and the rate's centre moves with the
+    batch, x*_c + b (y - ybar_c) with b in [0, 1] (lr* grows with the batch: the square-root rule b = 0.5 for Adam,
+    Malladi et al. 2022; linear for SGD, Goyal et al. 2017), so the law is lr* at the batch the rule keeps (the
+    most steps tried), not at the cells' average batch. Intervals: runs resampled within cells, refitted."""
     from scipy.optimize import least_squares  # noqa: PLC0415
 
     N, D, lr, batch, loss = (np.asarray(v, float) for v in (N, D, lr, batch, loss))
@@ -474,6 +485,7 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
         lo, hi = lower.copy(), upper.copy()
         if mode == "linear":
             lo[n_law + 1], hi[n_law + 1] = -np.inf, np.inf  # c is a slope there
+            lo[n_law + 2], hi[n_law + 2] = 0.0, 1.0  # b: lr* grows with the batch, at most linearly
         fit = least_squares(_pooled_residuals, np.clip(init, lo + 1e-9, hi - 1e-9), loss="soft_l1", f_scale=0.01,
                             x_scale="jac", bounds=(lo, hi),
                             kwargs=dict(x=x[idx], y=y[idx], loss=loss[idx], cell=cell[idx], lN=lN[idx], lD=lD[idx],
@@ -497,8 +509,19 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     if theta is None:
         raise FitError("the pooled hparams fit did not converge.")
 
+    y_cell = np.array([y[cell == i].mean() for i in range(len(keys))])
+
+    def edge_shift(t: np.ndarray) -> np.ndarray:
+        """Per cell, ln of the batch the rule keeps (the most steps tried where the loss falls toward small batches,
+        else the fewest) minus the cell's mean ln batch: where lr*, fitted about that mean, is to be read."""
+        ends = np.array([y[cell == i].min() if t[n_law + 1] > 0 else y[cell == i].max() for i in range(len(keys))])
+        return ends - y_cell
+
     def law_of(t: np.ndarray) -> np.ndarray:
-        return np.array([t[0], t[1] if alpha_free else 0.0, *t[1 + alpha_free:4 + alpha_free]])
+        out = np.array([t[0], t[1] if alpha_free else 0.0, *t[1 + alpha_free:4 + alpha_free]])
+        if mode == "linear":  # the law of lr* at the batch the rule keeps
+            out[0] += t[n_law + 2] * float(np.mean(edge_shift(t)))
+        return out
 
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(cell == i) for i in range(len(keys))]
@@ -512,11 +535,14 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     ci = _percentile_intervals(laws_a, level=level, alpha_free=alpha_free)
 
     ln_k, alpha, beta, ln_kb, gamma = map(float, law_of(theta))
+    kappa = float(theta[n_law + 2]) if mode == "linear" else math.nan
     f = theta[4 + alpha_free + 3:]
     optima = []
     for i, (n, d) in enumerate(keys):
         g = groups[i]
         xs, ys = ln_k + alpha * math.log(n) + beta * math.log(d), ln_kb + gamma * math.log(d)
+        if mode == "linear":  # the cell's own optimum at its kept batch (the law's shift is the cells' mean)
+            xs += kappa * float(edge_shift(theta)[i] - np.mean(edge_shift(theta)))
         edges = []
         if not x[g].min() <= xs <= x[g].max():
             edges.append(f"lr* {math.exp(xs):.3g} beyond the tried {lr[g].min():.3g}..{lr[g].max():.3g}")
@@ -539,5 +565,6 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     law = HParamsLaw(k_lr=math.exp(ln_k), alpha=alpha, beta=beta, k_B=math.exp(ln_kb), gamma=gamma,
                      alpha_ci=ci(1), beta_ci=ci(2), gamma_ci=ci(4), n_cells=len(keys), alpha_free=bool(alpha_free),
                      resampling=f"runs within cells, pooled ({mode})", n_resamples=n_resamples, n_valid=len(laws_a),
-                     lr_rmse=float(np.sqrt(np.mean(res ** 2))), batch_rmse=math.nan, laws=laws_a)
+                     lr_rmse=float(np.sqrt(np.mean(res ** 2))), batch_rmse=math.nan, lr_batch_exponent=kappa,
+                     laws=laws_a)
     return law, optima

@@ -305,7 +305,8 @@ def law_sentence(law: HParamsLaw, *, batch_unit: str) -> str:
     size = f" N^{law.alpha:.3f}{ci(law.alpha_ci)}" if law.alpha_free else ""
     batch = f"B*(D) = {law.k_B:.4g} D^{law.gamma:.3f}{ci(law.gamma_ci)} {batch_unit}"
     if "(linear)" in law.resampling:
-        batch = "B*(D) not fitted: the loss kept falling past the batches tried (see the cells)"
+        batch = ("B*(D) not fitted: the loss kept falling past the batches tried (see the cells), so lr* is read at "
+                 f"the batch kept (d ln lr* / d ln B = {law.lr_batch_exponent:.2f})")
     elif "(none)" in law.resampling:
         batch = f"B*(D) = {law.k_B:.4g} D^{law.gamma:.3f} {batch_unit}: the batches the cells ran at (not searched)"
     return (f"lr*(N, D) = {law.k_lr:.4g}{size} D^{law.beta:.3f}{ci(law.beta_ci)}; {batch} "

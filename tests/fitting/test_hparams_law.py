@@ -96,3 +96,30 @@ def test_step_law_runs_give_intervals_that_hold_the_published_exponents():
     assert law.alpha_ci.lo <= -0.713 <= law.alpha_ci.hi
     assert law.beta_ci.lo <= 0.307 <= law.beta_ci.hi
     assert law.gamma_ci.lo <= 0.571 <= law.gamma_ci.hi
+
+
+def test_where_the_batch_optimum_lies_past_the_tried_batches_lr_is_read_at_the_batch_kept():
+    """A pilot's cells on 2 CPU cores: the loss keeps falling toward smaller batches (more steps), and the rate's
+    optimum moves with the batch (planted lr* ~ B^0.5, the square-root rule for Adam). The rule keeps the most
+    steps tried (D / 2000): its rate must be the optimum at that batch, not at the cells' average batch (D / 1000,
+    a rate 1.41x too high)."""
+    from orchestrator.fitting.hparams_law import fit_pooled_law
+    rng = np.random.default_rng(5)
+    rows = []
+    for n in (7e3, 1.4e4, 2.8e4):
+        for d in (2.5e5, 5e5, 1e6):
+            for steps in (500, 1000, 2000):
+                b = d / steps
+                lr_opt = 0.5 * n ** -0.5 * d ** 0.1 * (steps / 1000) ** -0.5  # lr* = ... (B / (D / 1000))^0.5
+                for lr in lr_opt * np.exp(rng.uniform(-1.2, 1.2, 4)):
+                    loss = 3.0 + 0.05 * math.log(lr / lr_opt) ** 2 - 0.02 * math.log(steps / 1000) \
+                        + 0.001 * rng.standard_normal()
+                    rows.append((n, d, lr, b, loss))
+    N, D, lr, b, loss = (np.array(c) for c in zip(*rows))
+    law, optima = fit_pooled_law(N, D, lr, b, loss, n_resamples=0)
+    assert "(linear)" in law.resampling
+    assert law.lr_batch_exponent == pytest.approx(0.5, abs=0.1)
+    for n, d in ((7e3, 2.5e5), (2.8e4, 1e6), (5.6e4, 2e6)):  # the last one beyond the cells
+        truth = 0.5 * n ** -0.5 * d ** 0.1 * 2 ** -0.5  # at D / 2000
+        assert float(law.lr(N=n, D=d)) == pytest.approx(truth, rel=0.1)
+    assert all(o.batch_opt == pytest.approx(o.D / 2000, rel=0.01) for o in optima)
