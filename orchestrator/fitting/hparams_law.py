@@ -537,24 +537,23 @@ def _fit_pooled(N: np.ndarray, D: np.ndarray, lr: np.ndarray, batch: np.ndarray,
     ln_k, alpha, beta, ln_kb, gamma = map(float, law_of(theta))
     kappa = float(theta[n_law + 2]) if mode == "linear" else math.nan
     f = theta[4 + alpha_free + 3:]
+    shift = edge_shift(theta) if mode == "linear" else None
     optima = []
     for i, (n, d) in enumerate(keys):
         g = groups[i]
         xs, ys = ln_k + alpha * math.log(n) + beta * math.log(d), ln_kb + gamma * math.log(d)
         if mode == "linear":  # the cell's own optimum at its kept batch (the law's shift is the cells' mean)
-            xs += kappa * float(edge_shift(theta)[i] - np.mean(edge_shift(theta)))
+            xs += kappa * float(shift[i] - np.mean(shift))
         edges = []
         if not x[g].min() <= xs <= x[g].max():
             edges.append(f"lr* {math.exp(xs):.3g} beyond the tried {lr[g].min():.3g}..{lr[g].max():.3g}")
         if mode == "bowl" and not y[g].min() <= ys <= y[g].max():
             edges.append(f"B* {math.exp(ys):.4g} beyond the tried {batch[g].min():.4g}..{batch[g].max():.4g}")
         elif mode == "linear":
-            slope = float(theta[n_law + 1])
-            end = batch[g].min() if slope > 0 else batch[g].max()
+            ys = float(y_cell[i] + shift[i])  # the batch the rule keeps (edge_shift)
             edges.append(f"B* beyond the tried {batch[g].min():.4g}..{batch[g].max():.4g}: the loss falls by "
-                         f"{abs(slope) * math.log(2):.3g} nats per halving/doubling toward {end:.4g} (one slope "
-                         "fitted to all cells)")
-            ys = math.log(end)
+                         f"{abs(float(theta[n_law + 1])) * math.log(2):.3g} nats per halving/doubling toward "
+                         f"{math.exp(ys):.4g} (one slope fitted to all cells)")
         j = g[np.argmin(loss[g])]
         optima.append(CellOptimum(N=n, D=d, lr_opt=math.exp(xs), batch_opt=math.exp(ys), loss_opt=float(f[i]),
                                   how="edge" if edges else "pooled", n_runs=len(g), lr_best_run=float(lr[j]),

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from orchestrator.fitting.result import LackOfFit
+from orchestrator.fitting.result import LackOfFit, MethodStatus
 
 P_LEVEL = 0.01
 """The law misses the runs when the F-test's p-value is below this."""
@@ -37,18 +37,18 @@ def lack_of_fit(runs: pd.DataFrame, law: object, *, method: str, n_params: int) 
     from scipy.stats import f as f_dist  # noqa: PLC0415
 
     if not hasattr(law, "loss"):
-        return LackOfFit(status="skipped", method=method,
+        return LackOfFit(status=MethodStatus.SKIPPED, method=method,
                          reason=f"{method} has no loss surface L(N, D) to compare the runs with")
     g = runs.groupby("point").agg(N=("N", "first"), D=("D", "first"), budget=("budget", "first"),
                                   mean=("loss", "mean"), k=("loss", "size"), var=("loss", "var"))
     df_pe = int((g["k"] - 1).sum())
     df_lof = len(g) - n_params
     if df_pe < MIN_PURE_DOF:
-        return LackOfFit(status="skipped", method=method, n_points=len(g), n_params=n_params,
+        return LackOfFit(status=MethodStatus.SKIPPED, method=method, n_points=len(g), n_params=n_params,
                          reason="no design point has 2 or more seeds, so the noise the law should fit within is "
                                 "not measured")
     if df_lof < 1:
-        return LackOfFit(status="skipped", method=method, n_points=len(g), n_params=n_params,
+        return LackOfFit(status=MethodStatus.SKIPPED, method=method, n_points=len(g), n_params=n_params,
                          reason=f"{len(g)} design points for a law of {n_params} parameters leave no degree of "
                                 "freedom to test its form")
     res = g["mean"].to_numpy(float) - np.asarray(law.loss(g["N"].to_numpy(float), g["D"].to_numpy(float)), float)
@@ -64,7 +64,7 @@ def lack_of_fit(runs: pd.DataFrame, law: object, *, method: str, n_params: int) 
         m = float(np.mean(res[budgets == b]))
         if offset is None or abs(m) > abs(offset):
             worst, offset = float(b), m
-    return LackOfFit(status="ok", method=method, n_points=len(g), n_params=n_params,
+    return LackOfFit(status=MethodStatus.OK, method=method, n_points=len(g), n_params=n_params,
                      scatter=float(np.sqrt(np.mean(res ** 2))), seed_sd=seed_sd, F=float(F), df_lof=df_lof,
                      df_pe=df_pe, p_value=p, worst_budget=worst, worst_budget_offset=offset)
 

@@ -65,9 +65,9 @@ class LackOfFit:
 
     `scatter`: the root mean square of the design points' mean losses about the law (nats); `seed_sd`: the pooled
     seed-to-seed standard deviation (pure error); F = (SS_lof / df_lof) / (SS_pe / df_pe) and its p-value under
-    a law that is right. `status` is "ok" where it was computed, else "skipped" with `reason`."""
+    a law that is right. `status` is OK where it was computed, else SKIPPED with `reason`."""
 
-    status: str
+    status: MethodStatus
     method: str | None = None
     reason: str = ""
     n_points: int = 0
@@ -83,14 +83,15 @@ class LackOfFit:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is MethodStatus.OK
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": str(self.status)}
 
     @classmethod
     def from_json(cls, data: Mapping) -> LackOfFit:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**{**{k: data[k] for k in cls.__dataclass_fields__ if k in data},
+                      "status": MethodStatus(data["status"])})
 
 
 LAW = ("E", "A", "B", "alpha", "beta", "a", "b")

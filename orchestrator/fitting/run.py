@@ -146,7 +146,7 @@ def run_fit(options: FitConfig, *, table: pd.DataFrame | None = None, curves: pd
             runs.runs, law, method=primary, n_params=5 - (getattr(law, "fixed_E", None) is not None)))
     checks = run_checks(result, command=command)
     result = replace(result, checks=tuple(checks), trustworthy=trustworthy(checks),
-                     headline_method=headline_method(result),
+                     headline_method=primary,
                      provenance={**source, "trial_ids": runs.trial_ids, "n_input_runs": runs.n_input,
                                  "conventions": runs.conventions, "options": asdict(options), "code": code_version(),
                                  "seed": options.seed, "seconds": round(time.perf_counter() - t0, 3)})

@@ -78,8 +78,9 @@ def test_a_wide_interval_asks_for_seeds_only_where_the_law_fits_within_the_noise
     unknown = next(c for c in run_checks(_result(None), command=command) if c.name == "a_interval")
     assert unknown.status is CheckStatus.FAIL and "sweep.seeds=[0,1,2]" in unknown.fix
     # Measured on the demo under the pilot's rules (docs/own-project.md): 9.4 mnats of scatter, seeds 7.2 apart.
-    missed = LackOfFit(status="ok", method="parametric", n_points=21, n_params=5, scatter=0.0094, seed_sd=0.0072,
-                       F=4.13, df_lof=16, df_pe=20, p_value=0.0017, worst_budget=3e11, worst_budget_offset=0.0081)
+    missed = LackOfFit(status=MethodStatus.OK, method="parametric", n_points=21, n_params=5, scatter=0.0094,
+                       seed_sd=0.0072, F=4.13, df_lof=16, df_pe=20, p_value=0.0017, worst_budget=3e11,
+                       worst_budget_offset=0.0081)
     checks = {c.name: c for c in run_checks(_result(missed), command=command)}
     assert checks["a_interval"].status is CheckStatus.FAIL
     assert "more seeds will not narrow it" in checks["a_interval"].fix and "sweep.seeds" not in checks["a_interval"].fix
