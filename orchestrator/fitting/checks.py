@@ -183,10 +183,10 @@ def _agree(result: FitResult, primary: str | None, rerun: CommandLine) -> Check:
     detail = f"{primary} a = {a:.3f}, {other} a = {b:.3f} (difference {diff:.3f})"
     if diff <= A_AGREEMENT:
         return Check("agree", title, CheckStatus.PASS, detail)
-    odd = odd_one_out(result, primary)
+    odd = odd_one_out(result, primary, a)
     if odd:
         seeds = None if result.lack_of_fit is not None and result.lack_of_fit.ok else rerun.with_("sweep.seeds=[0,1]")
-        return Check("agree", title, CheckStatus.FAIL, f"{detail}; {odd}", ODD_FIX + (
+        return Check("agree", title, CheckStatus.FAIL, f"{detail}; {odd}", MISS_FIX + (
             f"; {seeds} (a second seed) lets the check 'law fits within the noise' test the law" if seeds else ""))
     sizes = rerun.settings.get("sweep.sizes_per_budget", "")
     more = rerun.with_(f"sweep.sizes_per_budget={int(sizes) + 2}") if sizes.isdigit() else None
@@ -195,25 +195,16 @@ def _agree(result: FitResult, primary: str | None, rerun: CommandLine) -> Check:
                  "more sizes per budget (sweep.sizes_per_budget) and more budgets; check the minima are bracketed")
 
 
-ODD_FIX = ("quote the estimators that agree meanwhile, and find what moves the headline's fit: compare law forms "
-           "(fit.json forms) and check the rate and batch at each size (an hparams rule that helps some sizes more "
-           "than others bends the profiles: the report's untuned cells, Porian et al. 2024)")
-
-
-def odd_one_out(result: FitResult, primary: str | None) -> str:
-    """Where the headline's a differs from IsoFLOP's: the sentence saying the headline is the odd one out when
+def odd_one_out(result: FitResult, primary: str | None, a: float) -> str:
+    """Where the headline's a (`primary`'s) differs from IsoFLOP's: the sentence saying it is the odd one out when
     the other frontier methods that fitted (2 or more of VPNLS, IsoFLOP, the envelope) agree with each other
     within A_AGREEMENT and the headline's a lies outside their range; else ''. More sizes per budget would then
     not settle it: the other estimators already agree on the same runs, and it is the headline's estimate that
     differs (Besiroglu et al. 2024: Chinchilla's approach 3 disagreed with its approaches 1 and 2, and its fit,
     not the data, was at fault; a log-space Huber fit and VPNLS's loss-space least squares of the same law
     disagreeing is that kind of evidence)."""
-    a, _ = _a(result, primary)
-    if a is None:
-        return ""
-    others = {m: _a(result, m)[0] for m in registry.frontier_methods()
-              if m != primary and not registry.get(m).derived}
-    others = {m: v for m, v in others.items() if v is not None}
+    others = {m: v for m in registry.frontier_methods() if m != primary and not registry.get(m).derived
+              and (v := _a(result, m)[0]) is not None}
     if len(others) < 2:
         return ""
     low, high = min(others.values()), max(others.values())
